@@ -1,0 +1,266 @@
+"""The EvidenceBundle: the contract between the model and everything else.
+
+Every drafted sentence carries its evidence: the ordered inspection trajectory
+that led to it and the observation box where the finding is. Coordinates are
+normalised to the original image (0-1, origin top-left).
+
+JSON form (schema ``gazex.evidence/1``)::
+
+    {"schema": "gazex.evidence/1", "model": {"name", "version"},
+     "image": {"width", "height"},
+     "sentences": [{"id", "section", "region", "label", "text", "confidence",
+                    "observation_box": {"x_min","y_min","x_max","y_max"} | null,
+                    "trajectory": [{"x","y","dwell_ms","clue_box"}]}],
+     "findings": [{"label","probability"}], "timing_ms": {...}, "warnings": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .vocab import REGIONS, SECTIONS, check_label
+
+SCHEMA = "gazex.evidence/1"
+
+
+class EvidenceError(ValueError):
+    """An EvidenceBundle (or part of one) that breaks the schema."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """Axis-aligned box. Units are whatever the holder says (normalised 0-1 in a bundle, pixels in annotations)."""
+
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+
+    def __post_init__(self) -> None:
+        if not (self.x_max >= self.x_min and self.y_max >= self.y_min):
+            raise EvidenceError(f"box has max < min: {self}")
+
+    @property
+    def width(self) -> float:
+        return self.x_max - self.x_min
+
+    @property
+    def height(self) -> float:
+        return self.y_max - self.y_min
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.x_min + self.x_max) / 2, (self.y_min + self.y_max) / 2)
+
+    def iou(self, other: "Box") -> float:
+        ix = max(0.0, min(self.x_max, other.x_max) - max(self.x_min, other.x_min))
+        iy = max(0.0, min(self.y_max, other.y_max) - max(self.y_min, other.y_min))
+        inter = ix * iy
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+    def scaled(self, sx: float, sy: float) -> "Box":
+        return Box(self.x_min * sx, self.y_min * sy, self.x_max * sx, self.y_max * sy)
+
+    def normalised(self, width: float, height: float) -> "Box":
+        """Pixel box -> 0-1 box, clipped to the image."""
+        b = self.scaled(1.0 / width, 1.0 / height)
+        return b.clipped(1.0, 1.0)
+
+    def to_pixels(self, width: float, height: float) -> "Box":
+        return self.scaled(width, height)
+
+    def clipped(self, width: float, height: float) -> "Box":
+        def c(v: float, hi: float) -> float:
+            return min(max(v, 0.0), hi)
+
+        return Box(c(self.x_min, width), c(self.y_min, height), c(self.x_max, width), c(self.y_max, height))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"x_min": self.x_min, "y_min": self.y_min, "x_max": self.x_max, "y_max": self.y_max}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Box | None":
+        if d is None:
+            return None
+        try:
+            return cls(float(d["x_min"]), float(d["y_min"]), float(d["x_max"]), float(d["y_max"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EvidenceError(f"box {d!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class TrajectoryPoint:
+    """One step of the inspection trajectory: where the reader's eyes dwell, for how long, and the clue box there."""
+
+    x: float
+    y: float
+    dwell_ms: float
+    clue_box: Box | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "x": self.x,
+            "y": self.y,
+            "dwell_ms": self.dwell_ms,
+            "clue_box": self.clue_box.to_dict() if self.clue_box else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrajectoryPoint":
+        try:
+            return cls(float(d["x"]), float(d["y"]), float(d["dwell_ms"]), Box.from_dict(d.get("clue_box")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EvidenceError(f"trajectory point {d!r}: {exc}") from exc
+
+
+@dataclass
+class EvidenceSentence:
+    id: str
+    section: str
+    text: str
+    region: str | None = None
+    label: str | None = None
+    confidence: float = 1.0
+    observation_box: Box | None = None
+    trajectory: list[TrajectoryPoint] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if self.section not in SECTIONS:
+            raise EvidenceError(f"sentence {self.id}: section {self.section!r} not in {SECTIONS}")
+        if self.region is not None and self.region not in REGIONS:
+            raise EvidenceError(f"sentence {self.id}: region {self.region!r} not in {REGIONS}")
+        try:
+            check_label(self.label)
+        except ValueError as exc:
+            raise EvidenceError(f"sentence {self.id}: {exc}") from exc
+        if not 0.0 <= self.confidence <= 1.0:
+            raise EvidenceError(f"sentence {self.id}: confidence {self.confidence} outside 0-1")
+        boxes = [self.observation_box] + [p.clue_box for p in self.trajectory]
+        for box in boxes:
+            if box is not None and not (0 <= box.x_min <= box.x_max <= 1 and 0 <= box.y_min <= box.y_max <= 1):
+                raise EvidenceError(f"sentence {self.id}: box {box} is not normalised to 0-1")
+        for p in self.trajectory:
+            if not (0 <= p.x <= 1 and 0 <= p.y <= 1) or p.dwell_ms < 0:
+                raise EvidenceError(f"sentence {self.id}: trajectory point {p} outside the image or negative dwell")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "section": self.section,
+            "region": self.region,
+            "label": self.label,
+            "text": self.text,
+            "confidence": self.confidence,
+            "observation_box": self.observation_box.to_dict() if self.observation_box else None,
+            "trajectory": [p.to_dict() for p in self.trajectory],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvidenceSentence":
+        try:
+            return cls(
+                id=str(d["id"]),
+                section=d["section"],
+                text=d["text"],
+                region=d.get("region"),
+                label=d.get("label"),
+                confidence=float(d.get("confidence", 1.0)),
+                observation_box=Box.from_dict(d.get("observation_box")),
+                trajectory=[TrajectoryPoint.from_dict(p) for p in d.get("trajectory", [])],
+            )
+        except KeyError as exc:
+            raise EvidenceError(f"sentence {d.get('id', '?')}: missing field {exc}") from exc
+
+
+@dataclass
+class EvidenceBundle:
+    model_name: str
+    model_version: str
+    image_width: int
+    image_height: int
+    sentences: list[EvidenceSentence] = field(default_factory=list)
+    findings: list[tuple[str, float]] = field(default_factory=list)
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def low_confidence(self) -> bool:
+        return bool(self.warnings)
+
+    def sentence(self, sentence_id: str) -> EvidenceSentence:
+        for s in self.sentences:
+            if s.id == sentence_id:
+                return s
+        raise KeyError(sentence_id)
+
+    def report_text(self) -> str:
+        parts = []
+        for section in SECTIONS:
+            text = " ".join(s.text for s in self.sentences if s.section == section)
+            if text:
+                parts.append(f"{section.upper()}: {text}")
+        return "\n\n".join(parts)
+
+    def positive_labels(self) -> set[str]:
+        return {s.label for s in self.sentences if s.label and s.label != "No Finding"}
+
+    def validate(self) -> "EvidenceBundle":
+        if self.image_width <= 0 or self.image_height <= 0:
+            raise EvidenceError(f"image size {self.image_width}x{self.image_height} is not positive")
+        seen: set[str] = set()
+        for s in self.sentences:
+            if s.id in seen:
+                raise EvidenceError(f"duplicate sentence id {s.id}")
+            seen.add(s.id)
+            s.validate()
+        for label, p in self.findings:
+            check_label(label)
+            if not 0.0 <= p <= 1.0:
+                raise EvidenceError(f"finding {label}: probability {p} outside 0-1")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "model": {"name": self.model_name, "version": self.model_version},
+            "image": {"width": self.image_width, "height": self.image_height},
+            "sentences": [s.to_dict() for s in self.sentences],
+            "findings": [{"label": label, "probability": p} for label, p in self.findings],
+            "timing_ms": dict(self.timing_ms),
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvidenceBundle":
+        if d.get("schema") != SCHEMA:
+            raise EvidenceError(f"schema {d.get('schema')!r} is not {SCHEMA!r}")
+        try:
+            return cls(
+                model_name=d["model"]["name"],
+                model_version=d["model"]["version"],
+                image_width=int(d["image"]["width"]),
+                image_height=int(d["image"]["height"]),
+                sentences=[EvidenceSentence.from_dict(s) for s in d.get("sentences", [])],
+                findings=[(f["label"], float(f["probability"])) for f in d.get("findings", [])],
+                timing_ms={k: float(v) for k, v in d.get("timing_ms", {}).items()},
+                warnings=list(d.get("warnings", [])),
+            ).validate()
+        except (KeyError, TypeError) as exc:
+            raise EvidenceError(f"bundle is missing or mistypes field {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> "EvidenceBundle":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise EvidenceError(f"bundle is not JSON: {exc}") from exc

@@ -1,0 +1,15 @@
+"""Subcommands owned by training/: synth, train, evaluate, finetune, models.
+
+Each subcommand registers itself here with ``add_parser(...).set_defaults(handler=...)``.
+Heavy imports happen inside the handlers so ``gazex --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    from training.synth.cli import add_synth_command
+
+    add_synth_command(subparsers)

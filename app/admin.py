@@ -1,0 +1,90 @@
+"""The Admin tab: readers, model versions, draft progress — and the marked place for re-fine-tuning.
+
+Every admin action is checked on the server (handlers.require_admin): hiding the tab from readers
+is only a convenience.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from annotations_db.service import ReviewError
+
+from . import handlers
+
+if TYPE_CHECKING:
+    from .main import AppContext
+
+READER_COLUMNS = ["id", "username", "role", "display name"]
+MODEL_COLUMNS = ["id", "name", "version", "status", "parent", "weights", "metrics"]
+
+FINETUNE_PLACEHOLDER = """\
+#### Model re-fine-tuning — *reserved for the re-fine-tuning work (not built yet)*
+
+This section will show: pending corrections (signed reviews since the active model version),
+**Start fine-tune**, run progress, before/after metrics on the frozen validation split, and
+**Promote** / **Rollback** of model versions. The service calls it will use already exist:
+`signed_reviews_since`, `start_finetune_run`, `finetune_runs`, `promote_model_version`,
+`rollback_model_version`.
+"""
+
+
+@dataclass
+class AdminParts:
+    readers: gr.Dataframe
+    new_username: gr.Textbox
+    new_password: gr.Textbox
+    new_role: gr.Radio
+    add_button: gr.Button
+    add_result: gr.Markdown
+    models: gr.Dataframe
+    refresh_button: gr.Button
+    drafts: gr.Markdown
+
+
+def build_admin_tab(context: "AppContext") -> AdminParts:
+    with gr.Accordion("Readers", open=True):
+        readers = gr.Dataframe(headers=READER_COLUMNS, interactive=False, elem_id="gx-admin-readers")
+        with gr.Row():
+            new_username = gr.Textbox(label="Username", elem_id="gx-admin-new-username")
+            new_password = gr.Textbox(label="Initial password (8+ characters)", type="password",
+                                      elem_id="gx-admin-new-password")
+            new_role = gr.Radio(["reader", "admin"], value="reader", label="Role")
+        add_button = gr.Button("Add reader", variant="primary", elem_id="gx-admin-add-reader")
+        add_result = gr.Markdown(elem_id="gx-admin-add-result")
+    with gr.Accordion("Model", open=True, elem_id="gx-admin-model"):
+        refresh_button = gr.Button("Refresh", size="sm")
+        models = gr.Dataframe(headers=MODEL_COLUMNS, interactive=False, elem_id="gx-admin-models")
+        drafts = gr.Markdown(elem_id="gx-admin-drafts")
+        gr.Markdown(FINETUNE_PLACEHOLDER, elem_id="gx-admin-finetune-placeholder")
+    return AdminParts(readers, new_username, new_password, new_role, add_button, add_result, models,
+                      refresh_button, drafts)
+
+
+def wire_admin_tab(context: "AppContext", parts: AdminParts, demo: gr.Blocks) -> None:
+    from .main import _progress_text, request_username
+
+    service = context.service
+
+    def load_tables(request: gr.Request) -> tuple[Any, Any, str]:
+        acting = request_username(request)
+        if handlers.reader_role(service, acting) != "admin":
+            return gr.skip(), gr.skip(), ""
+        return (handlers.readers_rows(service, acting), handlers.model_version_rows(service, acting),
+                _progress_text(context))
+
+    def add(username: str, password: str, role: str, request: gr.Request) -> tuple[Any, str, str]:
+        acting = request_username(request)
+        try:
+            text = handlers.add_reader(service, acting, username, password, role)
+        except ReviewError as exc:
+            return gr.skip(), f"**Not added:** {exc}", gr.skip()
+        return handlers.readers_rows(service, acting), text, ""
+
+    demo.load(load_tables, None, [parts.readers, parts.models, parts.drafts])
+    parts.refresh_button.click(load_tables, None, [parts.readers, parts.models, parts.drafts])
+    parts.add_button.click(add, [parts.new_username, parts.new_password, parts.new_role],
+                           [parts.readers, parts.add_result, parts.new_password])

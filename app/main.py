@@ -1,0 +1,276 @@
+"""The Gradio 6 application: login, worklist, the review workstation, the reader's timing, and admin.
+
+``build_app(context)`` returns the Blocks; ``launch_app(demo, context, ...)`` launches it with the
+database-backed login and the deliberate queue settings described in docs/app.md.
+(No ``from __future__ import annotations`` here: Gradio injects gr.Request by the real type hint.)
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from annotations_db.service import ReviewError, ReviewService
+
+from . import admin, handlers, plots
+from .inference_worker import InferenceWorker
+
+log = logging.getLogger(__name__)
+
+# Queue design (docs/app.md "Concurrency"): ordinary events (worklist, open study, plots) share a
+# pool of 8 workers; opening a study (read + downsample + PNG encode, CPU-bound) is capped at 4 at
+# once; the model never runs on these threads (InferenceWorker). Workstation server functions
+# (decisions, events, ask) bypass the queue and run on Gradio's thread pool (max_threads=40), so an
+# acknowledgement never waits behind another reader's study load.
+DEFAULT_CONCURRENCY = 8
+OPEN_STUDY_CONCURRENCY = 4
+QUEUE_MAX_SIZE = 256
+MAX_THREADS = 40
+
+
+@dataclass
+class AppContext:
+    service: ReviewService
+    worker: InferenceWorker | None
+    image_payload: Callable[[str], dict[str, Any]]
+    title: str = "GazeX Review"
+
+
+def request_username(request: Any) -> str | None:
+    """The signed-in username for a gr.Request or the raw request a workstation server function gets."""
+    if request is None:
+        return None
+    username = getattr(request, "username", None)
+    if username:
+        return username
+    raw = getattr(request, "request", request)
+    app = getattr(raw, "app", None)
+    tokens = getattr(app, "tokens", None)
+    cookie_id = getattr(app, "cookie_id", None)
+    if tokens is None or cookie_id is None:
+        return None
+    cookies = getattr(raw, "cookies", {}) or {}
+    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+    return tokens.get(token)
+
+
+# --- workstation server functions --------------------------------------------------------
+
+
+def make_server_functions(context: AppContext) -> list[Callable]:
+    """The six functions the workstation's JS calls (names fixed by docs/workstation_contract.md)."""
+    service = context.service
+
+    def _run(handler: Callable, data: Any, request: Any) -> dict[str, Any]:
+        reader = request_username(request)
+        if not reader:
+            return handlers.refusal(handlers.AccessDenied("not signed in"))
+        return handlers.call_with_args(handler, (service, reader), data)
+
+    def record_event(data, request: gr.Request):
+        return _run(handlers.record_event, data, request)
+
+    def decide_sentence(data, request: gr.Request):
+        return _run(handlers.decide_sentence, data, request)
+
+    def add_sentence(data, request: gr.Request):
+        return _run(handlers.add_sentence, data, request)
+
+    def decide_box(data, request: gr.Request):
+        return _run(handlers.decide_box, data, request)
+
+    def sign_off(data, request: gr.Request):
+        return _run(handlers.sign_off, data, request)
+
+    def ask(data, request: gr.Request):
+        reader = request_username(request)
+        if not reader:
+            return handlers.refusal(handlers.AccessDenied("not signed in"))
+        try:
+            return handlers.call_with_args(handlers.ask, (service, context.worker, reader), data)
+        except TimeoutError:
+            return {"ok": False, "error": "the model is busy; try again in a moment", "retry": True}
+
+    return [record_event, decide_sentence, add_sentence, decide_box, ask, sign_off]
+
+
+def make_workstation(server_functions: list[Callable]) -> gr.HTML:
+    from .workstation.workstation import Workstation
+
+    return Workstation(server_functions=server_functions, elem_id="gx-workstation")
+
+
+def workstation_assets() -> tuple[str, str]:
+    """(css, head) the workstation needs at launch (Gradio 6 takes css/head in launch())."""
+    from .workstation import workstation as ws
+
+    return getattr(ws, "CSS", ""), getattr(ws, "HEAD", "")
+
+
+# --- event handlers (Gradio glue around app.handlers) -----------------------------------
+
+
+def _message(text: str, kind: str = "info") -> str:
+    return f'<div class="gx-msg gx-{kind}" data-testid="app-message">{text}</div>'
+
+
+def build_app(context: AppContext) -> gr.Blocks:
+    service = context.service
+    with gr.Blocks(title=context.title, fill_width=True) as demo:
+        current_study = gr.State(None)
+        with gr.Row(elem_classes="gx-header"):
+            header = gr.Markdown(f"### {context.title}", elem_id="gx-header")
+            gr.Button("Log out", link="/logout", size="sm", scale=0, elem_id="gx-logout")
+        message = gr.HTML(_message(""), elem_id="gx-message")
+        with gr.Tabs(selected="worklist") as tabs:
+            with gr.Tab("Worklist", id="worklist"):
+                with gr.Row():
+                    status_filter = gr.Radio([("all", "all"), ("unread", "unread"), ("in progress", "in_progress"),
+                                              ("signed", "signed")], value="all",
+                                             label="Show", scale=3, elem_id="gx-status-filter")
+                    refresh_btn = gr.Button("Refresh", size="sm", scale=0, elem_id="gx-refresh")
+                    next_btn = gr.Button("Open next case", variant="primary", scale=0, elem_id="gx-open-next")
+                summary = gr.Markdown(elem_id="gx-worklist-summary")
+                worklist = gr.Dataframe(headers=handlers.WORKLIST_COLUMNS, interactive=False, wrap=True,
+                                        elem_id="gx-worklist", column_widths=["6%", "30%", "18%", "14%", "16%", "16%"])
+                progress = gr.Markdown(elem_id="gx-draft-progress")
+                progress_timer = gr.Timer(2.0, active=True)
+            with gr.Tab("Review", id="review"):
+                with gr.Row():
+                    study_title = gr.Markdown("Open a study from the worklist.", elem_id="gx-study-title")
+                    next_case_btn = gr.Button("Next case ▶", size="sm", scale=0, elem_id="gx-next-case")
+                workstation = make_workstation(make_server_functions(context))
+                with gr.Row():
+                    findings_plot = gr.Plot(label="Finding probabilities", elem_id="gx-findings-plot")
+            with gr.Tab("My timing", id="timing"):
+                timing_btn = gr.Button("Refresh", size="sm", elem_id="gx-timing-refresh")
+                timing_plot = gr.Plot(label="Reading time per case", elem_id="gx-timing-plot")
+            with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
+                admin_parts = admin.build_admin_tab(context)
+
+        def on_load(status: str, request: gr.Request):
+            reader = request_username(request)
+            role = handlers.reader_role(service, reader)
+            rows = handlers.worklist_rows(service, reader, status)
+            head = f"### {context.title} &nbsp;·&nbsp; signed in as **{reader}** ({role})"
+            return (head, gr.Tab(visible=role == "admin"), rows, handlers.worklist_summary(rows),
+                    _progress_text(context))
+
+        demo.load(on_load, [status_filter], [header, admin_tab, worklist, summary, progress])
+
+        def refresh(status: str, request: gr.Request):
+            rows = handlers.worklist_rows(service, request_username(request), status)
+            return rows, handlers.worklist_summary(rows)
+
+        for trigger in (status_filter.change, refresh_btn.click):
+            trigger(refresh, [status_filter], [worklist, summary])
+
+        def tick(status: str, request: gr.Request):
+            busy = _drafts_pending(context)
+            rows = handlers.worklist_rows(service, request_username(request), status)
+            return _progress_text(context), gr.Timer(active=busy), rows, handlers.worklist_summary(rows)
+
+        progress_timer.tick(tick, [status_filter], [progress, progress_timer, worklist, summary],
+                            show_progress="hidden")
+
+        open_outputs = [workstation, findings_plot, study_title, current_study, tabs, message]
+
+        def open_selected(evt: gr.SelectData, request: gr.Request):
+            row = evt.row_value or []
+            if not row:
+                return _no_change(len(open_outputs) - 1) + [_message("Select a study row.", "warn")]
+            return _open(context, request_username(request), row[-1])
+
+        worklist.select(open_selected, None, open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
+                        concurrency_id="open_study")
+
+        def open_next(study_id, request: gr.Request):
+            reader = request_username(request)
+            next_id = handlers.next_study_id(service, reader, study_id)
+            if next_id is None:
+                return _no_change(len(open_outputs) - 1) + [_message("All cases are signed. Thank you!", "ok")]
+            return _open(context, reader, next_id)
+
+        for button in (next_btn, next_case_btn):
+            button.click(open_next, [current_study], open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
+                         concurrency_id="open_study")
+
+        def timing(request: gr.Request):
+            return plots.timing_figure(plots.reader_timing_rows(service, request_username(request)))
+
+        timing_btn.click(timing, None, [timing_plot])
+
+        def on_tab(evt: gr.SelectData, request: gr.Request):
+            return timing(request) if evt.value == "My timing" else gr.skip()
+
+        tabs.select(on_tab, None, [timing_plot])
+        admin.wire_admin_tab(context, admin_parts, demo)
+    return demo
+
+
+def _no_change(n: int) -> list[Any]:
+    return [gr.skip() for _ in range(n)]
+
+
+def _open(context: AppContext, reader: str, study_id: Any) -> list[Any]:
+    try:
+        value, state = handlers.open_study(context.service, reader, int(study_id), context.image_payload)
+    except ReviewError as exc:
+        return _no_change(5) + [_message(f"Cannot open this study: {exc}", "error")]
+    except (OSError, ValueError) as exc:
+        log.exception("opening study %s failed", study_id)
+        return _no_change(5) + [_message(f"The image of this study could not be read: {exc}", "error")]
+    if context.worker is not None and state.draft is None and state.arm != "no_ai":
+        study = state.study
+        context.worker.enqueue_drafts([(study.id, study.study_uid, study.image_path)])
+    title = _study_title(state)
+    return [value, plots.findings_figure(value["findings"]), title, state.study.id, gr.Tabs(selected="review"),
+            _message("")]
+
+
+def _study_title(state) -> str:
+    parts = [f"**{state.study.study_uid}**", state.status]
+    if state.arm:
+        parts.append(f"arm: {state.arm}")
+    if state.draft is None and state.arm != "no_ai":
+        parts.append("draft still computing — reopen in a moment")
+    return " · ".join(parts)
+
+
+def _drafts_pending(context: AppContext) -> bool:
+    worker = context.worker
+    if worker is None:
+        return False
+    p = worker.progress
+    return not p.model_error and (p.done + p.failed) < p.total
+
+
+def _progress_text(context: AppContext) -> str:
+    if context.worker is None:
+        return "Review-only mode: no model loaded on this server."
+    return context.worker.progress.as_text()
+
+
+APP_CSS = """
+.gx-msg:empty { display: none; }
+.gx-msg { padding: 6px 10px; border-radius: 6px; margin: 2px 0; }
+.gx-error { background: #fdecea; color: #8a1c1c; }
+.gx-warn { background: #fff4e5; color: #7a4b00; }
+.gx-ok { background: #e8f5e9; color: #1b5e20; }
+"""
+
+
+def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1", port: int | None = None,
+               prevent_thread_lock: bool = False, quiet: bool = False) -> Any:
+    """Launches with the database login (every page needs it) and the deliberate queue settings."""
+    workstation_css, workstation_head = workstation_assets()
+    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    return demo.launch(
+        server_name=host, server_port=port, prevent_thread_lock=prevent_thread_lock, quiet=quiet,
+        auth=lambda username, password: handlers.check_login(context.service, username, password),
+        auth_message="GazeX Review — sign in with your reader account.",
+        max_threads=MAX_THREADS, css=APP_CSS + workstation_css, head=workstation_head,
+        footer_links=[], show_error=True, ssr_mode=False,
+    )

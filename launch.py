@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Start GazeX Review with one command: embedded SQLite, the shipped model, a demo worklist.
+
+    python launch.py [--host 127.0.0.1] [--port 7860] [--data-dir data] [--database-url URL]
+                     [--model PATH] [--demo-n 12] [--no-demo] [--review-only]
+
+On first launch it creates an admin and a demo reader (passwords from GAZEX_ADMIN_PASSWORD /
+GAZEX_DEMO_PASSWORD, else generated and printed once, and saved to <data-dir>/credentials.txt
+readable only by you), generates a synthetic demo worklist with training.synth and registers it,
+then starts the app; drafts are computed in the background by the shared inference worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from annotations_db.service import ReviewService
+
+log = logging.getLogger("gazex.launch")
+
+ADMIN_USER = "admin"
+DEMO_USER = "demo"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default=os.environ.get("GAZEX_HOST", "127.0.0.1"),
+                        help="interface to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GAZEX_PORT", "7860")))
+    parser.add_argument("--data-dir", default=os.environ.get("GAZEX_DATA_DIR", "data"),
+                        help="where the SQLite database, the demo studies and credentials live")
+    parser.add_argument("--database-url", default=os.environ.get("GAZEX_DATABASE_URL"),
+                        help="SQLAlchemy URL (default: SQLite file under --data-dir)")
+    parser.add_argument("--model", default=os.environ.get("GAZEX_MODEL"),
+                        help="checkpoint to register and run (default: the active version, else the shipped one)")
+    parser.add_argument("--demo-n", type=int, default=12, help="synthetic studies in the demo worklist")
+    parser.add_argument("--no-demo", action="store_true", help="do not generate a demo worklist")
+    parser.add_argument("--review-only", action="store_true",
+                        help="load no model (drafts must already be in the database)")
+    parser.add_argument("--seed", type=int, default=7)
+    return parser.parse_args(argv)
+
+
+def ensure_accounts(service: ReviewService, data_dir: Path) -> list[tuple[str, str, str]]:
+    """Creates the admin and the demo reader on an empty database; returns the new (role, user, password)."""
+    existing = {r.username for r in service.list_readers()}
+    created = []
+    for role, username, env in (("admin", ADMIN_USER, "GAZEX_ADMIN_PASSWORD"),
+                                ("reader", DEMO_USER, "GAZEX_DEMO_PASSWORD")):
+        if username in existing:
+            continue
+        password = os.environ.get(env) or secrets.token_urlsafe(9)
+        acting = None if not existing and not created else ADMIN_USER
+        service.create_reader(username, password, role, acting=acting)
+        created.append((role, username, password))
+    if created:
+        save_credentials(data_dir / "credentials.txt", created)
+    return created
+
+
+def save_credentials(path: Path, created: list[tuple[str, str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as handle:
+        for role, username, password in created:
+            handle.write(f"{role}\t{username}\t{password}\n")
+
+
+def ensure_demo_studies(service: ReviewService, data_dir: Path, n: int, seed: int) -> list[tuple[int, str, str]]:
+    """Generates the synthetic demo worklist once (training.synth) and registers every study (idempotent)."""
+    demo_dir = data_dir / "demo"
+    if not (demo_dir / "metadata.csv").exists():
+        from training import synth
+
+        print(f"Generating {n} synthetic demo studies in {demo_dir} ...", flush=True)
+        synth.generate(n, demo_dir, seed=seed)
+    return register_studies(service, demo_dir)
+
+
+def register_studies(service: ReviewService, dataset_dir: Path) -> list[tuple[int, str, str]]:
+    """Registers every study in a synthetic/MIMIC-layout metadata.csv; returns (id, uid, image path)."""
+    studies = []
+    with open(dataset_dir / "metadata.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            image_path = (dataset_dir / row["image_path"]).resolve()
+            uid = row["study_id"] if str(row["study_id"]).startswith("s") else f"s{row['study_id']}"
+            meta = {k: row[k] for k in ("subject_id", "dicom_id", "split", "photometric", "modality") if k in row}
+            info = service.register_study(uid, str(image_path), width=int(row["width"]), height=int(row["height"]),
+                                          meta=meta)
+            studies.append((info.id, info.study_uid, info.image_path))
+    return studies
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app.main import build_app, launch_app
+    from app.runtime import build_context
+
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    service = ReviewService.open(args.database_url, data_dir=str(data_dir))
+    for role, username, password in ensure_accounts(service, data_dir):
+        print(f"Created {role:6s} account  user: {username}  password: {password}", flush=True)
+    studies = [] if args.no_demo else ensure_demo_studies(service, data_dir, args.demo_n, args.seed)
+    context = build_context(service, Path(args.model) if args.model else None, review_only=args.review_only)
+    if context.worker is not None and studies:
+        queued = context.worker.enqueue_drafts(studies)
+        print(f"{len(studies)} demo studies; {queued} drafts queued for the background worker.", flush=True)
+    print(f"Credentials of first launch are in {data_dir / 'credentials.txt'} (mode 600).", flush=True)
+    demo = build_app(context)
+    launch_app(demo, context, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

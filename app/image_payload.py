@@ -58,14 +58,17 @@ def window_presets(stored: np.ndarray) -> dict[str, list[float]]:
 
 
 def build_payload(stored: np.ndarray, *, photometric: str = "MONOCHROME2", window: tuple[float, float] | None = None,
-                  pixel_spacing_mm: tuple[float, float] | None = None) -> dict[str, Any]:
-    """Builds the contract's ``image`` dict from the full-resolution stored values."""
+                  pixel_spacing_mm: tuple[float, float] | None = None,
+                  original_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Builds the contract's ``image`` dict from the full-resolution 16-bit values."""
     if stored.ndim != 2:
         raise ValueError(f"expected a 2-D greyscale image, got shape {stored.shape}")
     height, width = stored.shape
+    if original_size is not None:
+        width, height = original_size
     disp_w, disp_h = display_size(width, height)
     small = stored
-    if (disp_w, disp_h) != (width, height):
+    if (disp_w, disp_h) != (stored.shape[1], stored.shape[0]):
         small = cv2.resize(stored.astype(np.float32), (disp_w, disp_h), interpolation=cv2.INTER_AREA)
     small = np.clip(np.rint(small), 0, 65535).astype(np.uint16)
     presets = window_presets(small)
@@ -80,6 +83,20 @@ def build_payload(stored: np.ndarray, *, photometric: str = "MONOCHROME2", windo
         "presets": presets,
         "pixel_spacing_mm": list(pixel_spacing_mm) if pixel_spacing_mm else None,
     }
+
+
+def dicom_pixel_spacing(path: str) -> list[float] | None:
+    """PixelSpacing (or ImagerPixelSpacing) from a DICOM header, without reading the pixels."""
+    if not str(path).lower().endswith((".dcm", ".dicom", ".dic")):
+        return None
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - a header we cannot read only loses the ruler
+        return None
+    spacing = getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None)
+    return [float(spacing[0]), float(spacing[1])] if spacing else None
 
 
 class PayloadCache:

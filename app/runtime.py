@@ -11,7 +11,9 @@ from typing import Any
 
 from annotations_db.service import ModelVersionInfo, ReviewService
 
-from .image_payload import PayloadCache, build_payload
+import numpy as np
+
+from .image_payload import PayloadCache, build_payload, dicom_pixel_spacing
 from .inference_worker import InferenceWorker
 from .main import AppContext
 
@@ -60,18 +62,22 @@ def choose_model(service: ReviewService, model_path: Path | None) -> tuple[Model
 
 
 def read_image(path: str) -> Any:
+    """The study's server-side file -> gazex_core LoadedImage (the one image reader of the project)."""
     from gazex_core import imaging
 
-    return imaging.read_image(path)
+    return imaging.load_image(path)
 
 
 def load_payload(path: str) -> dict[str, Any]:
-    """The workstation image dict for a server-side study file."""
-    from gazex_core import imaging
+    """The workstation image dict for a server-side study file.
 
-    image = imaging.read_image(path)
-    return build_payload(image.stored, photometric=image.photometric, window=image.window,
-                         pixel_spacing_mm=image.pixel_spacing_mm)
+    gazex_core.imaging applies the DICOM modality/VOI LUT and MONOCHROME1 inversion (as the model sees
+    it) and returns 0-1 grey; we send it as 16-bit values so the browser can still re-window finely.
+    """
+    image = read_image(path)
+    stored = np.rint(np.clip(image.pixels, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    return build_payload(stored, photometric="MONOCHROME2", window=(32767.5, 65535.0),
+                         pixel_spacing_mm=dicom_pixel_spacing(path), original_size=(image.width, image.height))
 
 
 def model_factory(model_path: Path):

@@ -1,0 +1,386 @@
+"""The GazeX model in one file: a small conv+transformer image encoder, a GPT-style text decoder with
+cross-attention, and a multi-label finding head.
+
+    image (1 x S x S, grey 0-1)
+      -> ConvStem (4 stride-2 residual stages)             -> (S/16)^2 patch features
+      -> + learned 2-D positions -> n_encoder_layers x EncoderLayer (pre-LN self-attention + MLP)
+      = memory (B, P, d)
+    FindingHead: one learned query per CheXpert label attends the memory -> 14 logits (sigmoid = probability)
+    Decoder: token + position embedding -> n_decoder_layers x DecoderLayer
+             (causal self-attention, cross-attention to memory, MLP) -> LayerNorm -> lm_head (tied)
+
+Attention projections are named ``q_proj, k_proj, v_proj, o_proj`` and MLP projections ``up_proj, down_proj``
+so peft LoRA can target them (``target_modules=["q_proj", "v_proj"]`` etc.).
+
+Loss = next-token cross-entropy on the target tokens (labels = -100 on the prompt and padding)
++ ``finding_loss_weight`` x BCE of the finding head.
+
+Greedy decoding uses a KV cache (self-attention keys/values grow per step, cross-attention keys/values
+are computed once per image); ``generate`` takes an optional ``logits_hook`` for constrained decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import PretrainedConfig, PreTrainedModel
+
+from .vocab import CHEXPERT_LABELS
+
+
+class GazeXConfig(PretrainedConfig):
+    model_type = "gazex"
+
+    def __init__(
+        self,
+        vocab_size: int = 1024,
+        image_size: int = 192,
+        stem_channels: tuple[int, ...] = (32, 64, 128),
+        d_model: int = 192,
+        n_heads: int = 6,
+        n_encoder_layers: int = 2,
+        n_decoder_layers: int = 4,
+        mlp_ratio: int = 4,
+        max_positions: int = 512,
+        n_labels: int = len(CHEXPERT_LABELS),
+        label_names: list[str] | None = None,
+        dropout: float = 0.1,
+        finding_loss_weight: float = 1.0,
+        use_gaze: bool = True,
+        pad_token_id: int = 0,
+        bos_token_id: int = 1,
+        eos_token_id: int = 2,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.image_size = image_size
+        self.stem_channels = list(stem_channels)
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_encoder_layers = n_encoder_layers
+        self.n_decoder_layers = n_decoder_layers
+        self.mlp_ratio = mlp_ratio
+        self.max_positions = max_positions
+        self.n_labels = n_labels
+        self.label_names = list(label_names or CHEXPERT_LABELS)
+        self.dropout = dropout
+        self.finding_loss_weight = finding_loss_weight
+        self.use_gaze = use_gaze  # False = the gaze ablation (no trajectory tokens, no ordering task)
+        kwargs.setdefault("tie_word_embeddings", True)
+        super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // 16
+
+
+# ------------------------------------------------------------------ building blocks
+
+
+class Attention(nn.Module):
+    """Multi-head attention (self or cross) with an optional KV cache."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, d // n_heads
+        self.q_proj = nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d)
+        self.v_proj = nn.Linear(d, d)
+        self.o_proj = nn.Linear(d, d)
+        self.dropout = dropout
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def kv(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._split(self.k_proj(source)), self._split(self.v_proj(source))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        source: torch.Tensor | None = None,
+        causal: bool = False,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: dict | None = None,
+    ) -> torch.Tensor:
+        q = self._split(self.q_proj(x))
+        if kv is None:
+            k, v = self.kv(x if source is None else source)
+        else:
+            k, v = kv
+        if cache is not None:  # incremental self-attention: append this step's keys/values
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        is_causal = causal and q.shape[2] > 1 and q.shape[2] == k.shape[2]
+        if causal and q.shape[2] > 1 and q.shape[2] != k.shape[2]:  # prompt chunk after a cache: offset causal mask
+            t_q, t_k = q.shape[2], k.shape[2]
+            mask = torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(t_k - t_q)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
+            )
+        b, h, t, hd = out.shape
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, h * hd))
+
+
+class MLP(nn.Module):
+    def __init__(self, d: int, ratio: int, dropout: float):
+        super().__init__()
+        self.up_proj = nn.Linear(d, d * ratio)
+        self.down_proj = nn.Linear(d * ratio, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.down_proj(F.gelu(self.up_proj(x))))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: GazeXConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.self_attn = Attention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg.d_model, cfg.mlp_ratio, cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: GazeXConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.self_attn = Attention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.cross_attn = Attention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ln3 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg.d_model, cfg.mlp_ratio, cfg.dropout)
+
+    def forward(self, x, memory=None, cross_kv=None, cache=None):
+        x = x + self.self_attn(self.ln1(x), causal=True, cache=cache)
+        x = x + self.cross_attn(self.ln2(x), source=memory, kv=cross_kv)
+        return x + self.mlp(self.ln3(x))
+
+
+class ResStage(nn.Module):
+    """stride-2 conv + a residual 3x3 conv block, BatchNorm + GELU."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+        self.block = nn.Sequential(
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.GELU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(x)
+        return F.gelu(x + self.block(x))
+
+
+class ImageEncoder(nn.Module):
+    def __init__(self, cfg: GazeXConfig):
+        super().__init__()
+        chans = [1, *cfg.stem_channels, cfg.d_model]
+        self.stages = nn.Sequential(*[ResStage(chans[i], chans[i + 1]) for i in range(len(chans) - 1)])
+        self.pos = nn.Parameter(torch.zeros(1, cfg.grid * cfg.grid, cfg.d_model))
+        self.layers = nn.ModuleList([EncoderLayer(cfg) for _ in range(cfg.n_encoder_layers)])
+        self.ln = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.stages((pixel_values - 0.5) / 0.25)  # (B, d, g, g)
+        x = x.flatten(2).transpose(1, 2) + self.pos
+        for layer in self.layers:
+            x = layer(x)
+        return self.ln(x)
+
+
+class FindingHead(nn.Module):
+    """One learned query per label attends the image memory; a shared linear gives its logit."""
+
+    def __init__(self, cfg: GazeXConfig):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(1, cfg.n_labels, cfg.d_model) * 0.02)
+        self.attn = Attention(cfg.d_model, cfg.n_heads, 0.0)
+        self.ln = nn.LayerNorm(cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, 1)
+
+    def forward(self, memory: torch.Tensor) -> torch.Tensor:
+        q = self.queries.expand(memory.shape[0], -1, -1)
+        h = self.ln(q + self.attn(q, source=memory))
+        return self.out(h).squeeze(-1)
+
+
+@dataclass
+class GazeXOutput:
+    loss: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    finding_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    finding_logits: torch.Tensor | None = None
+
+
+# ------------------------------------------------------------------ the model
+
+
+class GazeXModel(PreTrainedModel):
+    config_class = GazeXConfig
+    base_model_prefix = "gazex"
+    main_input_name = "pixel_values"
+    _tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}
+
+    def __init__(self, config: GazeXConfig):
+        super().__init__(config)
+        d = config.d_model
+        self.encoder = ImageEncoder(config)
+        self.finding_head = FindingHead(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, d)
+        self.embed_positions = nn.Embedding(config.max_positions, d)
+        self.drop = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList([DecoderLayer(config) for _ in range(config.n_decoder_layers)])
+        self.ln_f = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    # ---- pieces
+    def encode(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixel_values (B, 1, S, S) in 0-1 -> (memory (B, P, d), finding logits (B, n_labels))."""
+        memory = self.encoder(pixel_values)
+        return memory, self.finding_head(memory)
+
+    def decode(self, input_ids, memory=None, cross_kvs=None, caches=None, start: int = 0) -> torch.Tensor:
+        t = input_ids.shape[1]
+        if start + t > self.config.max_positions:
+            raise ValueError(f"sequence of {start + t} tokens exceeds max_positions={self.config.max_positions}")
+        pos = torch.arange(start, start + t, device=input_ids.device)
+        x = self.drop(self.embed_tokens(input_ids) + self.embed_positions(pos))
+        for i, layer in enumerate(self.layers):
+            x = layer(
+                x,
+                memory=memory,
+                cross_kv=None if cross_kvs is None else cross_kvs[i],
+                cache=None if caches is None else caches[i],
+            )
+        return self.lm_head(self.ln_f(x))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        finding_labels: torch.Tensor | None = None,
+        finding_mask: torch.Tensor | None = None,
+        **_: object,
+    ) -> GazeXOutput:
+        memory, finding_logits = self.encode(pixel_values)
+        out = GazeXOutput(finding_logits=finding_logits)
+        losses = []
+        if input_ids is not None:
+            logits = self.decode(input_ids, memory=memory)
+            out.logits = logits
+            if labels is not None:
+                # labels are aligned with input_ids; predict token t+1 from position t
+                lm = F.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+                )
+                out.lm_loss = lm
+                losses.append(lm)
+        if finding_labels is not None:
+            bce = F.binary_cross_entropy_with_logits(finding_logits, finding_labels.float(), reduction="none")
+            if finding_mask is not None:
+                bce = bce * finding_mask[:, None]
+                fl = bce.sum() / (finding_mask.sum() * bce.shape[1]).clamp(min=1)
+            else:
+                fl = bce.mean()
+            out.finding_loss = fl
+            losses.append(self.config.finding_loss_weight * fl)
+        if losses:
+            out.loss = sum(losses)
+        return out
+
+    # ---- greedy decoding with a KV cache
+    @torch.no_grad()
+    def generate_greedy(
+        self,
+        memory: torch.Tensor,
+        prompt_ids: torch.Tensor,
+        max_new_tokens: int = 400,
+        logits_hook: Callable[[int, list[int], torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """Greedy decoding for a batch of equal-length prompts.
+
+        ``logits_hook(row, generated_so_far, logits_row) -> logits_row`` may mask tokens (constrained decoding).
+        Returns, per row, the generated ids (up to and including <eos>) and each chosen token's probability.
+        """
+        b = prompt_ids.shape[0]
+        if memory.shape[0] != b:
+            memory = memory.expand(b, -1, -1)
+        cross_kvs = [layer.cross_attn.kv(memory) for layer in self.layers]
+        caches: list[dict] = [{} for _ in self.layers]
+        max_new_tokens = min(max_new_tokens, self.config.max_positions - prompt_ids.shape[1])
+        logits = self.decode(prompt_ids, cross_kvs=cross_kvs, caches=caches, start=0)[:, -1]
+        pos = prompt_ids.shape[1]
+        eos = self.config.eos_token_id
+        out: list[list[int]] = [[] for _ in range(b)]
+        probs: list[list[float]] = [[] for _ in range(b)]
+        done = [False] * b
+        for _ in range(max_new_tokens):
+            if logits_hook is not None:
+                logits = torch.stack([logits_hook(r, out[r], logits[r]) for r in range(b)])
+            p = logits.float().softmax(-1)
+            nxt = p.argmax(-1)
+            for r in range(b):
+                if not done[r]:
+                    tok = int(nxt[r])
+                    out[r].append(tok)
+                    probs[r].append(float(p[r, tok]))
+                    done[r] = tok == eos
+            if all(done):
+                break
+            logits = self.decode(nxt[:, None], cross_kvs=cross_kvs, caches=caches, start=pos)[:, -1]
+            pos += 1
+        return out, probs
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def init_model(config: GazeXConfig, seed: int = 0) -> GazeXModel:
+    torch.manual_seed(seed)
+    model = GazeXModel(config)
+    # GPT-2 style scaled init of the residual output projections
+    for name, p in model.named_parameters():
+        if name.endswith("o_proj.weight") or name.endswith("down_proj.weight"):
+            nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.n_decoder_layers))
+    return model

@@ -1,258 +1,767 @@
 """ReviewService: the only way the app and training touch the review record.
 
-CONTRACT SKETCH written before the implementation so that the app and the
-database can be built in parallel. Method names, arguments and the returned
-dataclasses are the contract; the database work fills in the bodies (and may add
-methods, but should not rename these). No SQL outside annotations_db.
-
-Conventions
+Conventions (the contract the app codes against)
 - Every write is one transaction; it commits before returning (durable on return).
-- ``reader`` is the acting reader's username; every call that reads or writes a
-  review session checks that the session belongs to that reader (admins may read
-  all sessions unless the experiment is blinded). Violations raise AccessDenied.
-- Invalid state transitions raise InvalidTransition and change nothing.
-- Times: ``client_ts`` is the browser's epoch milliseconds; the server stamps its
-  own UTC time on every row.
+- ``reader`` is the acting reader's username; every call that reads or writes a review session checks that
+  the session belongs to that reader (admins may read all sessions unless the experiment is blinded; nobody
+  writes another reader's session). Violations raise AccessDenied.
+- Invalid state transitions raise InvalidTransition, bad values InvalidInput, missing rows NotFound; all are
+  ReviewError with a one-line message, and change nothing (the transaction is rolled back).
+- Times: ``client_ts`` is the browser's epoch milliseconds; the server stamps its own UTC time on every row.
+- Sign-offs and the audit history (events, decisions, amendments) are append-only; the database refuses
+  UPDATE/DELETE on them with triggers as well.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import passwords
+from .engine import WRITE, make_engine, resolve_url
+from .experiments import ExperimentsMixin
+from .finetune import FinetuneMixin
+from .models import (Amendment, Assignment, BoxDecisionRow, Draft, Experiment, Image, InteractionEvent,
+                     ModelVersion, ModelVersionEvent, Reader, ReviewSession, SentenceDecisionRow, SignOff, Study,
+                     utcnow)
+from .provenance import (BOX_DECISIONS, DRAWN_BOX_PREFIX, ERROR_CATEGORIES, HUMAN_SENTENCE_PREFIX, SECTIONS,
+                         SENTENCE_DECISIONS, SIGNOFF_DECISIONS, check_box, check_choice, check_duration,
+                         current_boxes, current_sentences, draft_box, draft_sentences, edit_distance)
+from .records import (AccessDenied, BoxDecision, EventAck, InvalidInput, InvalidTransition, ModelVersionInfo,
+                      NotFound, ReaderInfo, ReviewError, SentenceDecision, SessionState, StudyInfo, WorklistItem)
+
+__all__ = [
+    "AccessDenied", "BoxDecision", "EventAck", "InvalidInput", "InvalidTransition", "ModelVersionInfo", "NotFound",
+    "ReaderInfo", "ReviewError", "ReviewService", "SentenceDecision", "SessionState", "StudyInfo", "WorklistItem",
+]
+
+ROLES = ("reader", "admin")
+MODEL_STATUSES = ("active", "candidate", "retired")
+NO_AI_ARM = "no_ai"
+USERNAME_MAX = 64
+TEXT_MAX = 20_000
+EVENT_TYPE_MAX = 64
 
 
-class ReviewError(Exception):
-    """Base class for refusals from the service (one-line, user-facing message)."""
-
-
-class AccessDenied(ReviewError):
-    pass
-
-
-class InvalidTransition(ReviewError):
-    pass
-
-
-class NotFound(ReviewError):
-    pass
-
-
-@dataclass(frozen=True)
-class ReaderInfo:
-    id: int
-    username: str
-    role: str  # "reader" | "admin"
-    display_name: str | None = None
-
-
-@dataclass(frozen=True)
-class ModelVersionInfo:
-    id: int
-    name: str
-    version: str
-    parent_id: int | None
-    weights_hash: str
-    status: str  # "active" | "candidate" | "retired"
-    metrics: dict[str, Any] = field(default_factory=dict)
-    path: str | None = None  # where the weights / adapter live
-
-
-@dataclass(frozen=True)
-class StudyInfo:
-    id: int
-    study_uid: str
-    image_path: str  # server-side file reference; never taken from the browser
-    width: int | None
-    height: int | None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class WorklistItem:
-    study: StudyInfo
-    status: str  # "unread" | "in_progress" | "signed"
-    position: int  # order in the worklist (experiment order when assigned)
-    session_id: int | None
-    arm: str | None  # experiment arm, e.g. "ai_draft" / "no_ai"
-    has_draft: bool
-
-
-@dataclass(frozen=True)
-class SentenceDecision:
-    sentence_id: str  # draft sentence id, or "h<n>" for a human-added sentence
-    decision: str  # "accepted" | "edited" | "deleted" | "added"
-    original_text: str | None
-    final_text: str | None
-    edit_distance: int
-    error_category: str | None  # "finding" | "location" | "severity" | "style" | "other"
-    clinically_significant: bool | None
-    duration_ms: float | None  # time from sentence shown/first touched to decision
-
-
-@dataclass(frozen=True)
-class BoxDecision:
-    box_id: str  # draft sentence id of the observation box, or "b<n>" for a drawn box
-    decision: str  # "accepted" | "moved" | "resized" | "rejected" | "added"
-    x_min: float | None  # normalised 0-1 final coordinates (None when rejected)
-    y_min: float | None
-    x_max: float | None
-    y_max: float | None
-    linked_sentence_id: str | None
-    duration_ms: float | None
-
-
-@dataclass(frozen=True)
-class SessionState:
-    """Everything needed to restore a study exactly as the reader left it."""
-
-    session_id: int
-    study: StudyInfo
-    reader: str
-    status: str  # "open" | "signed" | "closed"
-    arm: str | None
-    draft: dict[str, Any] | None  # EvidenceBundle JSON dict shown to the reader (None in a no-AI arm)
-    draft_id: int | None
-    sentences: list[SentenceDecision]
-    boxes: list[BoxDecision]
-    last_seq: int
-    opened_at: datetime
-    signoff: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class EventAck:
-    seq: int  # per-session sequence number assigned by the server
-    server_ts: datetime
-
-
-class ReviewService:
+class ReviewService(ExperimentsMixin, FinetuneMixin):
     """See module docstring. Construct with ``ReviewService.open(url)``."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        """Wraps an engine whose database is already migrated (use ``open`` normally)."""
+        self._engine = engine
+        self._clock = clock
 
     # --- construction -------------------------------------------------
     @classmethod
-    def open(cls, database_url: str | None = None, data_dir: str | None = None) -> "ReviewService":
+    def open(cls, database_url: str | None = None, data_dir: str | None = None, *,
+             clock: Callable[[], datetime] = utcnow) -> "ReviewService":
         """SQLite file under data_dir by default (WAL, foreign keys, busy timeout);
         GAZEX_DATABASE_URL or database_url for PostgreSQL. Runs migrations to head."""
-        raise NotImplementedError
+        from .migrations import ensure_head
+
+        engine = make_engine(resolve_url(database_url, data_dir))
+        ensure_head(engine)
+        return cls(engine, clock=clock)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def url(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _now(self) -> datetime:
+        return self._clock()
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite); commits on leaving, rolls back on any error."""
+        with self._engine.connect() as connection:
+            connection = connection.execution_options(**{WRITE: True})
+            with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                yield session
 
     # --- readers ------------------------------------------------------
-    def create_reader(self, username: str, password: str, role: str = "reader", *, acting: str | None = None) -> ReaderInfo:
+    def create_reader(self, username: str, password: str, role: str = "reader", *, acting: str | None = None,
+                      display_name: str | None = None) -> ReaderInfo:
         """acting must be an admin unless no reader exists yet (bootstrap)."""
-        raise NotImplementedError
+        _check_username(username)
+        check_choice(role, ROLES, "role")
+        if not isinstance(password, str) or len(password) < passwords.MIN_LENGTH:
+            raise InvalidInput(f"password must be at least {passwords.MIN_LENGTH} characters")
+        password_hash = passwords.hash_password(password)
+        with self._write() as session:
+            self._check_may_create_reader(session, acting)
+            if session.scalar(select(Reader.id).where(Reader.username == username)) is not None:
+                raise InvalidTransition(f"reader {username!r} already exists")
+            reader = Reader(username=username, role=role, display_name=display_name, password_hash=password_hash,
+                            created_at=self._now())
+            session.add(reader)
+            session.flush()
+            return _reader_info(reader)
+
+    def _check_may_create_reader(self, session: Session, acting: str | None) -> None:
+        if session.scalar(select(func.count(Reader.id))) == 0:
+            return
+        if acting is None:
+            raise AccessDenied("creating a reader needs an acting admin")
+        if _reader(session, acting).role != "admin":
+            raise AccessDenied(f"{acting!r} is not an admin")
 
     def authenticate(self, username: str, password: str) -> ReaderInfo | None:
-        raise NotImplementedError
+        if not isinstance(username, str) or not isinstance(password, str) or not username:
+            return None
+        with self._read() as session:
+            reader = session.scalar(select(Reader).where(Reader.username == username))
+        if reader is None or not passwords.verify_password(password, reader.password_hash):
+            return None
+        return _reader_info(reader)
 
     def list_readers(self) -> list[ReaderInfo]:
-        raise NotImplementedError
+        with self._read() as session:
+            return [_reader_info(r) for r in session.scalars(select(Reader).order_by(Reader.id))]
+
+    def get_reader(self, username: str) -> ReaderInfo:
+        with self._read() as session:
+            return _reader_info(_reader(session, username))
 
     # --- studies, models, drafts --------------------------------------
     def register_study(self, study_uid: str, image_path: str, *, width: int | None = None, height: int | None = None,
-                       meta: dict[str, Any] | None = None) -> StudyInfo:
-        """Idempotent on study_uid."""
-        raise NotImplementedError
+                       meta: dict[str, Any] | None = None, series_uid: str | None = None,
+                       sop_instance_uid: str | None = None) -> StudyInfo:
+        """Idempotent on study_uid (a second call returns the existing study unchanged)."""
+        if not study_uid or not isinstance(study_uid, str) or len(study_uid) > 128:
+            raise InvalidInput("study_uid must be non-empty text of at most 128 characters")
+        if not image_path or not isinstance(image_path, str):
+            raise InvalidInput("image_path is required")
+        try:
+            with self._write() as session:
+                study = session.scalar(select(Study).where(Study.study_uid == study_uid))
+                if study is None:
+                    study = Study(study_uid=study_uid, meta=dict(meta or {}), created_at=self._now())
+                    session.add(study)
+                    session.flush()
+                    session.add(Image(study_id=study.id, file_path=image_path, width=width, height=height,
+                                      series_uid=series_uid, sop_instance_uid=sop_instance_uid, meta={}))
+                    session.flush()
+                return _study_info(session, study)
+        except IntegrityError:  # registered concurrently by another process: return theirs
+            with self._read() as session:
+                return _study_info(session, session.scalar(select(Study).where(Study.study_uid == study_uid)))
 
     def get_study(self, study_id: int) -> StudyInfo:
-        raise NotImplementedError
+        with self._read() as session:
+            return _study_info(session, _get(session, Study, study_id, "study"))
+
+    def find_study(self, study_uid: str) -> StudyInfo | None:
+        with self._read() as session:
+            study = session.scalar(select(Study).where(Study.study_uid == study_uid))
+            return _study_info(session, study) if study else None
 
     def register_model_version(self, name: str, version: str, weights_hash: str, *, parent_id: int | None = None,
                                metrics: dict[str, Any] | None = None, status: str = "candidate",
                                path: str | None = None) -> ModelVersionInfo:
-        raise NotImplementedError
+        """status 'active' makes it the one active version (the previous active one is retired, audited)."""
+        check_choice(status, MODEL_STATUSES, "status")
+        if not name or not version or not weights_hash:
+            raise InvalidInput("name, version and weights_hash are required")
+        with self._write() as session:
+            if parent_id is not None:
+                _get(session, ModelVersion, parent_id, "parent model version")
+            if session.scalar(select(ModelVersion.id).where(ModelVersion.name == name,
+                                                            ModelVersion.version == version)):
+                raise InvalidTransition(f"model version {name} {version} already exists")
+            row = ModelVersion(name=name, version=version, weights_hash=weights_hash, parent_id=parent_id,
+                               metrics=dict(metrics or {}), status="candidate", path=path, created_at=self._now())
+            session.add(row)
+            session.flush()
+            if status == "active":
+                self._activate(session, row, "register")
+            elif status == "retired":
+                row.status = "retired"
+            session.flush()
+            return _model_info(row)
+
+    def get_model_version(self, model_version_id: int) -> ModelVersionInfo:
+        with self._read() as session:
+            return _model_info(_get(session, ModelVersion, model_version_id, "model version"))
 
     def active_model_version(self) -> ModelVersionInfo | None:
-        raise NotImplementedError
+        with self._read() as session:
+            row = session.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+            return _model_info(row) if row else None
 
     def list_model_versions(self) -> list[ModelVersionInfo]:
-        raise NotImplementedError
+        with self._read() as session:
+            return [_model_info(r) for r in session.scalars(select(ModelVersion).order_by(ModelVersion.id))]
 
     def promote_model_version(self, model_version_id: int) -> ModelVersionInfo:
         """Makes it active; the previous active becomes retired. Audited."""
-        raise NotImplementedError
+        with self._write() as session:
+            row = _get(session, ModelVersion, model_version_id, "model version")
+            if row.status != "active":
+                self._activate(session, row, "promote")
+            return _model_info(row)
 
     def rollback_model_version(self) -> ModelVersionInfo:
         """Re-activates the parent of the active version (or the previously active one)."""
-        raise NotImplementedError
+        with self._write() as session:
+            active = session.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+            if active is None:
+                raise InvalidTransition("there is no active model version to roll back")
+            target_id = active.parent_id or _previous_active_id(session, active.id)
+            if target_id is None:
+                raise InvalidTransition(f"model version {active.id} has no parent or earlier active version")
+            target = _get(session, ModelVersion, target_id, "model version")
+            self._activate(session, target, "rollback")
+            return _model_info(target)
+
+    def set_model_version_status(self, model_version_id: int, status: str) -> ModelVersionInfo:
+        """candidate <-> retired; use promote/rollback for 'active'; the active version cannot be demoted here."""
+        check_choice(status, ("candidate", "retired"), "status")
+        with self._write() as session:
+            row = _get(session, ModelVersion, model_version_id, "model version")
+            if row.status == "active":
+                raise InvalidTransition("the active model version changes only by promote or rollback")
+            row.status = status
+            session.add(ModelVersionEvent(action=f"set_{status}", model_version_id=row.id, at=self._now()))
+            return _model_info(row)
+
+    def update_model_version_metrics(self, model_version_id: int, metrics: dict[str, Any]) -> ModelVersionInfo:
+        with self._write() as session:
+            row = _get(session, ModelVersion, model_version_id, "model version")
+            row.metrics = {**(row.metrics or {}), **dict(metrics)}
+            return _model_info(row)
+
+    def _activate(self, session: Session, row: ModelVersion, action: str) -> None:
+        previous = session.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+        if previous is not None:
+            previous.status, previous.active_slot = "retired", None
+            session.flush()  # free the unique active slot before taking it
+        row.status, row.active_slot = "active", 1
+        session.add(ModelVersionEvent(action=action, model_version_id=row.id,
+                                      previous_active_id=previous.id if previous else None, at=self._now()))
+        session.flush()
 
     def save_draft(self, study_id: int, model_version_id: int, bundle: dict[str, Any]) -> int:
-        """Stores the EvidenceBundle JSON dict; returns the draft id. One draft per study x model version."""
-        raise NotImplementedError
+        """Stores the EvidenceBundle JSON dict; returns the draft id. One draft per study x model version
+        (saving the same bundle again returns the same id; a different one is refused)."""
+        _check_bundle(bundle)
+        try:
+            with self._write() as session:
+                _get(session, Study, study_id, "study")
+                _get(session, ModelVersion, model_version_id, "model version")
+                existing = _draft_row(session, study_id, model_version_id)
+                if existing is not None:
+                    return _same_draft_or_refuse(existing, bundle)
+                draft = Draft(study_id=study_id, model_version_id=model_version_id, bundle=bundle,
+                              created_at=self._now())
+                session.add(draft)
+                session.flush()
+                return draft.id
+        except IntegrityError:  # saved concurrently
+            with self._read() as session:
+                return _same_draft_or_refuse(_draft_row(session, study_id, model_version_id), bundle)
 
     def get_draft(self, study_id: int, model_version_id: int | None = None) -> tuple[int, dict[str, Any]] | None:
         """The draft of the given (default: active) model version."""
-        raise NotImplementedError
+        with self._read() as session:
+            draft = _draft_for(session, study_id, model_version_id)
+            return (draft.id, draft.bundle) if draft else None
 
     # --- worklist and sessions ----------------------------------------
     def worklist(self, reader: str, *, experiment_id: int | None = None, status: str | None = None) -> list[WorklistItem]:
-        raise NotImplementedError
+        """A reader in an experiment sees only their own assignments (open periods, randomised order); anyone
+        else sees every study with their own status. Never another reader's work."""
+        if status is not None:
+            check_choice(status, ("unread", "in_progress", "signed", "closed"), "status")
+        with self._read() as session:
+            me = _reader(session, reader)
+            items = self._experiment_worklist(session, me, experiment_id)
+            if items is None:
+                items = _routine_worklist(session, me)
+            return [item for item in items if status is None or item.status == status]
 
     def open_session(self, reader: str, study_id: int, *, experiment_id: int | None = None) -> SessionState:
-        """Opens (or reopens the reader's existing open session on) the study and returns its full state."""
-        raise NotImplementedError
+        """Opens (or reopens the reader's existing session on) the study and returns its full state.
+        In an experiment the session belongs to the reader's next assignment of the study (arm, period)."""
+        with self._write() as session:
+            me = _reader(session, reader)
+            study = _get(session, Study, study_id, "study")
+            assignment = self._assignment_to_open(session, me, study.id, experiment_id)
+            row = _existing_session(session, me.id, study.id, assignment)
+            if row is None:
+                row = self._new_session(session, me, study, assignment)
+            elif row.status == "open" and row.draft_id is None:
+                self._attach_draft_if_untouched(session, row)
+            return self._state(session, row)
+
+    def _new_session(self, session: Session, me: Reader, study: Study, assignment: Assignment | None) -> ReviewSession:
+        arm = assignment.arm if assignment else None
+        row = ReviewSession(reader_id=me.id, study_id=study.id, status="open", last_seq=0, opened_at=self._now(),
+                            experiment_id=assignment.experiment_id if assignment else None,
+                            assignment_id=assignment.id if assignment else None, arm=arm)
+        if arm != NO_AI_ARM:
+            draft = _draft_for(session, study.id, _experiment_model(session, assignment))
+            row.draft_id = draft.id if draft else None
+        session.add(row)
+        session.flush()
+        return row
+
+    def _attach_draft_if_untouched(self, session: Session, row: ReviewSession) -> None:
+        """A session opened before its draft was computed gets the draft, as long as nothing was decided yet."""
+        if row.arm == NO_AI_ARM or row.last_seq > 0:
+            return
+        assignment = session.get(Assignment, row.assignment_id) if row.assignment_id else None
+        draft = _draft_for(session, row.study_id, _experiment_model(session, assignment))
+        if draft is not None:
+            row.draft_id = draft.id
 
     def session_state(self, reader: str, session_id: int) -> SessionState:
-        raise NotImplementedError
+        with self._read() as session:
+            row = self._session_for(session, reader, session_id, write=False)
+            return self._state(session, row)
+
+    def close_session(self, reader: str, session_id: int, reason: str = "") -> SessionState:
+        """Ends an open session without a sign-off (abandoned case); it stays in the record, read-only."""
+        with self._write() as session:
+            row = self._session_for(session, reader, session_id, write=True)
+            self._next_seq(session, row.id)
+            session.add(InteractionEvent(session_id=row.id, seq=row.last_seq, event_type="session_closed",
+                                         payload={"reason": str(reason)[:500]}, server_ts=self._now()))
+            row.status, row.closed_at = "closed", self._now()
+            session.flush()
+            return self._state(session, row)
 
     def record_event(self, reader: str, session_id: int, event_type: str, payload: dict[str, Any],
                      client_ts: float | None) -> EventAck:
         """Append-only interaction log (view, play, zoom, window, tab_hidden, idle, keypress, ...)."""
-        raise NotImplementedError
+        if not isinstance(event_type, str) or not event_type or len(event_type) > EVENT_TYPE_MAX:
+            raise InvalidInput(f"event_type must be non-empty text of at most {EVENT_TYPE_MAX} characters")
+        if payload is not None and not isinstance(payload, dict):
+            raise InvalidInput("payload must be a JSON object")
+        client_ts = _check_client_ts(client_ts)
+        with self._write() as session:
+            seq = self._claim_seq(session, reader, session_id)
+            now = self._now()
+            session.add(InteractionEvent(session_id=session_id, seq=seq, event_type=event_type,
+                                         payload=dict(payload or {}), client_ts=client_ts, server_ts=now))
+            session.flush()
+            return EventAck(seq=seq, server_ts=now)
+
+    def _claim_seq(self, session: Session, reader: str, session_id: int) -> int:
+        """Fast path for events: one UPDATE ... RETURNING takes the session row lock and the next seq."""
+        reader_id = session.scalar(select(Reader.id).where(Reader.username == reader))
+        if reader_id is None:
+            raise AccessDenied(f"unknown reader {reader!r}")
+        result = session.execute(
+            update(ReviewSession).where(ReviewSession.id == session_id)
+            .values(last_seq=ReviewSession.last_seq + 1)
+            .returning(ReviewSession.last_seq, ReviewSession.reader_id, ReviewSession.status)).first()
+        if result is None:
+            raise NotFound(f"review session {session_id} does not exist")
+        seq, owner_id, status = result
+        if owner_id != reader_id:
+            raise AccessDenied(f"review session {session_id} belongs to another reader")
+        if status != "open":
+            raise InvalidTransition(f"review session {session_id} is {status}; it takes no more events")
+        return seq
 
     def decide_sentence(self, reader: str, session_id: int, sentence_id: str, decision: str, *,
                         final_text: str | None = None, error_category: str | None = None,
                         clinically_significant: bool | None = None, client_ts: float | None = None,
                         duration_ms: float | None = None) -> SentenceDecision:
         """decision in accepted/edited/deleted. A later decision on the same sentence supersedes the earlier one
-        (both stay in the audit log)."""
-        raise NotImplementedError
+        (both stay in the audit log). Works on draft sentences and on the session's human-added sentences."""
+        check_choice(decision, SENTENCE_DECISIONS, "decision")
+        _check_error_fields(decision, error_category, clinically_significant)
+        duration_ms = check_duration(duration_ms, "duration_ms")
+        client_ts = _check_client_ts(client_ts)
+        with self._write() as session:
+            row = self._session_for(session, reader, session_id, write=True)
+            original = self._sentence_text(session, row, sentence_id)
+            final = _final_text(decision, original, final_text)
+            seq = self._next_seq(session, row.id)
+            record = SentenceDecisionRow(
+                session_id=row.id, seq=seq, sentence_id=sentence_id, decision=decision, original_text=original,
+                final_text=final, edit_distance=edit_distance(original, final), error_category=error_category,
+                clinically_significant=clinically_significant, duration_ms=duration_ms, client_ts=client_ts,
+                server_ts=self._now())
+            session.add(record)
+            session.flush()
+            return _current_sentence(session, row.id, sentence_id)
+
+    def _sentence_text(self, session: Session, row: ReviewSession, sentence_id: str) -> str:
+        """The text the decision is about: the draft sentence, or the first text of a human-added one."""
+        sentences = draft_sentences(_draft_bundle(session, row))
+        if isinstance(sentence_id, str) and sentence_id in sentences:
+            return str(sentences[sentence_id].get("text", ""))
+        added = session.scalar(select(SentenceDecisionRow.final_text).where(
+            SentenceDecisionRow.session_id == row.id, SentenceDecisionRow.sentence_id == sentence_id,
+            SentenceDecisionRow.decision == "added"))
+        if added is None:
+            raise InvalidTransition(f"sentence {sentence_id!r} is not in this session's draft")
+        return added
 
     def add_sentence(self, reader: str, session_id: int, text: str, *, section: str = "findings",
                      after_sentence_id: str | None = None, client_ts: float | None = None,
                      duration_ms: float | None = None) -> SentenceDecision:
-        raise NotImplementedError
+        """A human-added sentence gets the id h<n> (n = 1, 2, ... within the session)."""
+        text = _check_text(text, "the new sentence")
+        check_choice(section, SECTIONS, "section")
+        duration_ms = check_duration(duration_ms, "duration_ms")
+        client_ts = _check_client_ts(client_ts)
+        with self._write() as session:
+            row = self._session_for(session, reader, session_id, write=True)
+            if after_sentence_id is not None:
+                self._sentence_text(session, row, after_sentence_id)
+            seq = self._next_seq(session, row.id)
+            sentence_id = f"{HUMAN_SENTENCE_PREFIX}{_count_added(session, SentenceDecisionRow, row.id) + 1}"
+            session.add(SentenceDecisionRow(
+                session_id=row.id, seq=seq, sentence_id=sentence_id, section=section,
+                after_sentence_id=after_sentence_id, decision="added", original_text=None, final_text=text,
+                edit_distance=edit_distance(None, text), duration_ms=duration_ms, client_ts=client_ts,
+                server_ts=self._now()))
+            session.flush()
+            return _current_sentence(session, row.id, sentence_id)
 
     def decide_box(self, reader: str, session_id: int, box_id: str | None, decision: str, *,
                    box: tuple[float, float, float, float] | None = None, linked_sentence_id: str | None = None,
                    client_ts: float | None = None, duration_ms: float | None = None) -> BoxDecision:
-        """decision in accepted/moved/resized/rejected/added; box_id None with decision 'added' draws a new box."""
-        raise NotImplementedError
+        """decision in accepted/moved/resized/rejected/added; box_id None with decision 'added' draws a new box
+        (id b<n>). Coordinates are normalised 0-1; 'accepted' without coordinates keeps the current box."""
+        check_choice(decision, BOX_DECISIONS, "decision")
+        coords = check_box(box) if box is not None else None
+        if decision in ("moved", "resized", "added") and coords is None:
+            raise InvalidInput(f"a {decision} box needs its coordinates")
+        if (decision == "added") != (box_id is None):
+            raise InvalidInput("box_id None goes with 'added' (a drawn box gets its id from the server), and only")
+        duration_ms = check_duration(duration_ms, "duration_ms")
+        client_ts = _check_client_ts(client_ts)
+        with self._write() as session:
+            row = self._session_for(session, reader, session_id, write=True)
+            if linked_sentence_id is not None:
+                self._sentence_text(session, row, linked_sentence_id)
+            current = None if decision == "added" else self._current_box(session, row, box_id)
+            coords = None if decision == "rejected" else (coords or current)
+            if decision == "added":
+                box_id = f"{DRAWN_BOX_PREFIX}{_count_added(session, BoxDecisionRow, row.id) + 1}"
+            elif linked_sentence_id is None:
+                linked_sentence_id = _default_box_link(session, row, box_id)
+            seq = self._next_seq(session, row.id)
+            session.add(BoxDecisionRow(
+                session_id=row.id, seq=seq, box_id=box_id, decision=decision,
+                **dict(zip(("x_min", "y_min", "x_max", "y_max"), coords or (None,) * 4)),
+                linked_sentence_id=linked_sentence_id, duration_ms=duration_ms, client_ts=client_ts,
+                server_ts=self._now()))
+            session.flush()
+            return _current_box(session, row.id, box_id)
+
+    def _current_box(self, session: Session, row: ReviewSession, box_id: str) -> tuple[float, float, float, float]:
+        """Coordinates of a draft observation box or of a box drawn in this session (latest position)."""
+        sentence = draft_sentences(_draft_bundle(session, row)).get(box_id)
+        if sentence is not None and draft_box(sentence) is not None:
+            latest = _latest_box_coords(session, row.id, box_id)
+            return latest or draft_box(sentence)
+        latest = _latest_box_coords(session, row.id, box_id)
+        drawn = session.scalar(select(BoxDecisionRow.id).where(
+            BoxDecisionRow.session_id == row.id, BoxDecisionRow.box_id == box_id, BoxDecisionRow.decision == "added"))
+        if drawn is None:
+            raise InvalidTransition(f"box {box_id!r} is not in this session's draft")
+        return latest  # type: ignore[return-value]
 
     def sign_off(self, reader: str, session_id: int, decision: str, final_report: str, *,
                  active_ms: float, idle_ms: float = 0.0, hidden_ms: float = 0.0,
                  client_ts: float | None = None) -> dict[str, Any]:
         """decision in accept/modify/reject. Immutable once written; signing twice is refused."""
-        raise NotImplementedError
+        check_choice(decision, SIGNOFF_DECISIONS, "decision")
+        if not isinstance(final_report, str) or len(final_report) > TEXT_MAX:
+            raise InvalidInput(f"final_report must be text of at most {TEXT_MAX} characters")
+        times = {name: check_duration(value, name) or 0.0
+                 for name, value in (("active_ms", active_ms), ("idle_ms", idle_ms), ("hidden_ms", hidden_ms))}
+        client_ts = _check_client_ts(client_ts)
+        with self._write() as session:
+            row = self._session_for(session, reader, session_id, write=True)
+            self._next_seq(session, row.id)
+            now = self._now()
+            signoff = SignOff(session_id=row.id, decision=decision, final_report=final_report, client_ts=client_ts,
+                              total_ms=(now - row.opened_at).total_seconds() * 1000.0, signed_at=now, **times)
+            session.add(signoff)
+            row.status, row.closed_at = "signed", now
+            session.flush()
+            return _signoff_dict(session, signoff)
 
     def amend(self, reader: str, session_id: int, final_report: str, reason: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """A change after sign-off: a new amendment row; the sign-off itself never changes."""
+        final_report = _check_text(final_report, "the amended report")
+        reason = _check_text(reason, "the reason for the amendment")
+        with self._write() as session:
+            row = self._session_for(session, reader, session_id, write=True, need_open=False)
+            signoff = session.scalar(select(SignOff).where(SignOff.session_id == row.id))
+            if signoff is None:
+                raise InvalidTransition(f"review session {session_id} is not signed; edit it instead of amending")
+            me = _reader(session, reader)
+            session.add(Amendment(signoff_id=signoff.id, reader_id=me.id, final_report=final_report, reason=reason,
+                                  amended_at=self._now()))
+            session.flush()
+            return _signoff_dict(session, signoff)
 
-    # --- experiments ----------------------------------------------------
-    def create_experiment(self, name: str, *, design: str, arms: list[str], readers: list[str], study_ids: list[int],
-                          washout_days: int = 28, blinded: bool = True, seed: int = 0, acting: str) -> int:
-        raise NotImplementedError
+    # --- session helpers ------------------------------------------------
+    def _session_for(self, session: Session, reader: str, session_id: int, *, write: bool,
+                     need_open: bool = True) -> ReviewSession:
+        """Loads the session and checks the reader may read (owner; admin unless blinded) or write it (owner, open)."""
+        me = _reader(session, reader)
+        row = session.get(ReviewSession, session_id, with_for_update=write) if isinstance(session_id, int) else None
+        if row is None:
+            raise NotFound(f"review session {session_id!r} does not exist")
+        if row.reader_id != me.id and (write or not self._admin_may_read(session, me, row)):
+            raise AccessDenied(f"review session {session_id} belongs to another reader")
+        if write and need_open and row.status != "open":
+            raise InvalidTransition(f"review session {session_id} is {row.status}; it cannot change")
+        return row
 
-    # --- exports ---------------------------------------------------------
-    def export_experiment_csv(self, experiment_id: int, path: str) -> int:
-        raise NotImplementedError
+    def _admin_may_read(self, session: Session, me: Reader, row: ReviewSession) -> bool:
+        if me.role != "admin":
+            return False
+        experiment = session.get(Experiment, row.experiment_id) if row.experiment_id else None
+        return experiment is None or not experiment.blinded
 
-    def export_provenance_csv(self, path: str) -> int:
-        raise NotImplementedError
+    def _next_seq(self, session: Session, session_id: int) -> int:
+        seq = session.execute(update(ReviewSession).where(ReviewSession.id == session_id)
+                              .values(last_seq=ReviewSession.last_seq + 1)
+                              .returning(ReviewSession.last_seq)).scalar_one()
+        session.expire_all()
+        return seq
 
-    # --- corrections for re-fine-tuning -----------------------------------
-    def signed_reviews_since(self, model_version_id: int | None = None) -> list[dict[str, Any]]:
-        """Signed-off sessions (draft, sentence and box decisions, final report) made on drafts of the given
-        model version or later; input to `gazex finetune`."""
-        raise NotImplementedError
+    def _state(self, session: Session, row: ReviewSession) -> SessionState:
+        session.refresh(row)
+        draft = session.get(Draft, row.draft_id) if row.draft_id else None
+        return SessionState(
+            session_id=row.id, study=_study_info(session, session.get(Study, row.study_id)),
+            reader=session.get(Reader, row.reader_id).username, status=row.status, arm=row.arm,
+            draft=draft.bundle if draft else None, draft_id=draft.id if draft else None,
+            sentences=current_sentences(_rows(session, SentenceDecisionRow, row.id)),
+            boxes=current_boxes(_rows(session, BoxDecisionRow, row.id)), last_seq=row.last_seq,
+            opened_at=row.opened_at, signoff=_signoff_for_session(session, row.id))
 
-    def start_finetune_run(self, *, base_model_version_id: int, params: dict[str, Any]) -> int:
-        """Refused while another run is pending or running (one job at a time)."""
-        raise NotImplementedError
 
-    def update_finetune_run(self, run_id: int, *, status: str | None = None, progress: float | None = None,
-                            metrics: dict[str, Any] | None = None, message: str | None = None,
-                            candidate_model_version_id: int | None = None) -> None:
-        raise NotImplementedError
+# --- module helpers (all take an open ORM session) ---------------------------------------------------
 
-    def finetune_runs(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+
+def _check_username(username: Any) -> None:
+    ok = isinstance(username, str) and 0 < len(username) <= USERNAME_MAX
+    if not ok or not all(ch.isalnum() or ch in "._-@" for ch in username):
+        raise InvalidInput(f"username must be 1-{USERNAME_MAX} letters, digits or ._-@")
+
+
+def _check_text(text: Any, name: str) -> str:
+    if not isinstance(text, str) or not text.strip() or len(text) > TEXT_MAX:
+        raise InvalidInput(f"{name} must be non-empty text of at most {TEXT_MAX} characters")
+    return text
+
+
+def _check_client_ts(client_ts: Any) -> float | None:
+    return check_duration(client_ts, "client_ts")
+
+
+def _check_error_fields(decision: str, error_category: str | None, significant: bool | None) -> None:
+    if error_category is not None:
+        check_choice(error_category, ERROR_CATEGORIES, "error_category")
+    if significant is not None and not isinstance(significant, bool):
+        raise InvalidInput("clinically_significant must be true, false or None")
+    if decision == "accepted" and (error_category is not None or significant):
+        raise InvalidInput("an accepted sentence has no error category or significant error")
+
+
+def _final_text(decision: str, original: str, final_text: str | None) -> str | None:
+    if decision == "accepted":
+        return original
+    if decision == "deleted":
+        return None
+    return _check_text(final_text, "the edited text")
+
+
+def _check_bundle(bundle: Any) -> None:
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("sentences"), list):
+        raise InvalidInput("a draft must be an EvidenceBundle JSON object with a 'sentences' list")
+    ids = [s.get("id") if isinstance(s, dict) else None for s in bundle["sentences"]]
+    if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
+        raise InvalidInput("every draft sentence needs a unique text id")
+
+
+def _reader(session: Session, username: str) -> Reader:
+    reader = session.scalar(select(Reader).where(Reader.username == username)) if isinstance(username, str) else None
+    if reader is None:
+        raise AccessDenied(f"unknown reader {username!r}")
+    return reader
+
+
+def _get(session: Session, model: type, row_id: Any, what: str) -> Any:
+    row = session.get(model, row_id) if isinstance(row_id, int) and not isinstance(row_id, bool) else None
+    if row is None:
+        raise NotFound(f"{what} {row_id!r} does not exist")
+    return row
+
+
+def _reader_info(reader: Reader) -> ReaderInfo:
+    return ReaderInfo(id=reader.id, username=reader.username, role=reader.role, display_name=reader.display_name)
+
+
+def _study_info(session: Session, study: Study) -> StudyInfo:
+    image = session.scalar(select(Image).where(Image.study_id == study.id).order_by(Image.id).limit(1))
+    return StudyInfo(id=study.id, study_uid=study.study_uid, image_path=image.file_path if image else "",
+                     width=image.width if image else None, height=image.height if image else None,
+                     meta=dict(study.meta or {}))
+
+
+def _model_info(row: ModelVersion) -> ModelVersionInfo:
+    return ModelVersionInfo(id=row.id, name=row.name, version=row.version, parent_id=row.parent_id,
+                            weights_hash=row.weights_hash, status=row.status, metrics=dict(row.metrics or {}),
+                            path=row.path)
+
+
+def _previous_active_id(session: Session, model_version_id: int) -> int | None:
+    return session.scalar(select(ModelVersionEvent.previous_active_id).where(
+        ModelVersionEvent.model_version_id == model_version_id,
+        ModelVersionEvent.previous_active_id.is_not(None)).order_by(ModelVersionEvent.id.desc()).limit(1))
+
+
+def _draft_row(session: Session, study_id: int, model_version_id: int) -> Draft | None:
+    return session.scalar(select(Draft).where(Draft.study_id == study_id, Draft.model_version_id == model_version_id))
+
+
+def _draft_for(session: Session, study_id: int, model_version_id: int | None) -> Draft | None:
+    if model_version_id is None:
+        model_version_id = session.scalar(select(ModelVersion.id).where(ModelVersion.status == "active"))
+        if model_version_id is None:
+            return None
+    return _draft_row(session, study_id, model_version_id)
+
+
+def _same_draft_or_refuse(existing: Draft, bundle: dict[str, Any]) -> int:
+    if existing.bundle != bundle:
+        raise InvalidTransition(f"study {existing.study_id} already has a different draft from model version "
+                                f"{existing.model_version_id}; drafts never change")
+    return existing.id
+
+
+def _draft_bundle(session: Session, row: ReviewSession) -> dict[str, Any] | None:
+    draft = session.get(Draft, row.draft_id) if row.draft_id else None
+    return draft.bundle if draft else None
+
+
+def _experiment_model(session: Session, assignment: Assignment | None) -> int | None:
+    if assignment is None:
+        return None
+    return session.scalar(select(Experiment.model_version_id).where(Experiment.id == assignment.experiment_id))
+
+
+def _existing_session(session: Session, reader_id: int, study_id: int,
+                      assignment: Assignment | None) -> ReviewSession | None:
+    """The session of this assignment, or the reader's latest open/signed routine session on the study."""
+    if assignment is not None:
+        return session.scalar(select(ReviewSession).where(ReviewSession.assignment_id == assignment.id))
+    return session.scalar(select(ReviewSession).where(
+        ReviewSession.reader_id == reader_id, ReviewSession.study_id == study_id,
+        ReviewSession.assignment_id.is_(None), ReviewSession.status.in_(("open", "signed")))
+        .order_by(ReviewSession.id.desc()).limit(1))
+
+
+def _routine_worklist(session: Session, me: Reader) -> list[WorklistItem]:
+    studies = list(session.scalars(select(Study).order_by(Study.id)))
+    sessions = _latest_routine_sessions(session, me.id)
+    drafted = _studies_with_active_draft(session)
+    return [WorklistItem(study=_study_info(session, study), status=_worklist_status(sessions.get(study.id)),
+                         position=position, session_id=sessions[study.id].id if study.id in sessions else None,
+                         arm=None, has_draft=study.id in drafted)
+            for position, study in enumerate(studies, start=1)]
+
+
+def _latest_routine_sessions(session: Session, reader_id: int) -> dict[int, ReviewSession]:
+    rows = session.scalars(select(ReviewSession).where(
+        ReviewSession.reader_id == reader_id, ReviewSession.assignment_id.is_(None)).order_by(ReviewSession.id))
+    latest: dict[int, ReviewSession] = {}
+    for row in rows:
+        if row.status != "closed" or row.study_id not in latest:
+            latest[row.study_id] = row
+    return latest
+
+
+def _studies_with_active_draft(session: Session, model_version_id: int | None = None) -> set[int]:
+    if model_version_id is None:
+        model_version_id = session.scalar(select(ModelVersion.id).where(ModelVersion.status == "active"))
+    return set(session.scalars(select(Draft.study_id).where(Draft.model_version_id == model_version_id)))
+
+
+def _worklist_status(row: ReviewSession | None) -> str:
+    if row is None:
+        return "unread"
+    return {"open": "in_progress", "signed": "signed", "closed": "closed"}[row.status]
+
+
+def _rows(session: Session, model: type, session_id: int) -> list[Any]:
+    return list(session.scalars(select(model).where(model.session_id == session_id).order_by(model.id)))
+
+
+def _count_added(session: Session, model: type, session_id: int) -> int:
+    return session.scalar(select(func.count(model.id)).where(model.session_id == session_id,
+                                                             model.decision == "added"))
+
+
+def _current_sentence(session: Session, session_id: int, sentence_id: str) -> SentenceDecision:
+    rows = session.scalars(select(SentenceDecisionRow).where(SentenceDecisionRow.session_id == session_id,
+                                                             SentenceDecisionRow.sentence_id == sentence_id))
+    return current_sentences(rows)[0]
+
+
+def _current_box(session: Session, session_id: int, box_id: str) -> BoxDecision:
+    rows = session.scalars(select(BoxDecisionRow).where(BoxDecisionRow.session_id == session_id,
+                                                        BoxDecisionRow.box_id == box_id))
+    return current_boxes(rows)[0]
+
+
+def _default_box_link(session: Session, row: ReviewSession, box_id: str) -> str | None:
+    """A draft box belongs to its sentence; a drawn box keeps the link it was drawn with."""
+    if box_id in draft_sentences(_draft_bundle(session, row)):
+        return box_id
+    return session.scalar(select(BoxDecisionRow.linked_sentence_id).where(
+        BoxDecisionRow.session_id == row.id, BoxDecisionRow.box_id == box_id).order_by(BoxDecisionRow.id.desc())
+        .limit(1))
+
+
+def _latest_box_coords(session: Session, session_id: int, box_id: str) -> tuple[float, float, float, float] | None:
+    row = session.scalar(select(BoxDecisionRow).where(
+        BoxDecisionRow.session_id == session_id, BoxDecisionRow.box_id == box_id,
+        BoxDecisionRow.x_min.is_not(None)).order_by(BoxDecisionRow.id.desc()).limit(1))
+    return (row.x_min, row.y_min, row.x_max, row.y_max) if row else None
+
+
+def _signoff_for_session(session: Session, session_id: int) -> dict[str, Any] | None:
+    signoff = session.scalar(select(SignOff).where(SignOff.session_id == session_id))
+    return _signoff_dict(session, signoff) if signoff else None
+
+
+def _signoff_dict(session: Session, signoff: SignOff) -> dict[str, Any]:
+    amendments = [{"final_report": a.final_report, "reason": a.reason, "amended_at": a.amended_at,
+                   "reader": session.get(Reader, a.reader_id).username}
+                  for a in session.scalars(select(Amendment).where(Amendment.signoff_id == signoff.id)
+                                           .order_by(Amendment.id))]
+    return {"signoff_id": signoff.id, "session_id": signoff.session_id, "decision": signoff.decision,
+            "final_report": signoff.final_report, "total_ms": signoff.total_ms, "active_ms": signoff.active_ms,
+            "idle_ms": signoff.idle_ms, "hidden_ms": signoff.hidden_ms, "client_ts": signoff.client_ts,
+            "signed_at": signoff.signed_at, "amendments": amendments,
+            "current_report": amendments[-1]["final_report"] if amendments else signoff.final_report}

@@ -1,0 +1,68 @@
+"""Where the database lives and how we connect to it (SQLite by default, PostgreSQL by URL).
+
+SQLite: a file ``gazex.sqlite3`` under the data directory (``GAZEX_DATA_DIR`` or ``~/.gazex``), WAL journal,
+foreign keys on, a busy timeout and ``synchronous=FULL`` (a commit is on disk when the call returns). Write
+transactions start with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout instead of failing
+with a stale snapshot.
+
+PostgreSQL: ``GAZEX_DATABASE_URL`` (or an explicit URL), e.g. ``postgresql+psycopg://user:pw@host/db``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+SQLITE_FILE = "gazex.sqlite3"
+BUSY_TIMEOUT_MS = 30_000
+WRITE = "gazex_write"  # execution option: this connection's transaction writes
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("GAZEX_DATA_DIR") or Path.home() / ".gazex")
+
+
+def resolve_url(database_url: str | None = None, data_dir: str | os.PathLike | None = None) -> str:
+    """An explicit URL wins, then GAZEX_DATABASE_URL, then the SQLite file under the data directory."""
+    url = database_url or os.environ.get("GAZEX_DATABASE_URL")
+    if url:
+        return url
+    directory = Path(data_dir) if data_dir else default_data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(directory / SQLITE_FILE).resolve()}"
+
+
+def make_engine(url: str) -> Engine:
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_on_begin)
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = FULL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Any) -> None:
+    immediate = connection.get_execution_options().get(WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"

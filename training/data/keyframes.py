@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
+import sklearn
 from sklearn.cluster import DBSCAN
 
 from gazex_core.evidence import Box
@@ -46,12 +47,14 @@ class KeyframeConfig:
     window_before_s: float = 2.0
     percentile_clip: tuple[float, float] = (5.0, 95.0)
     sigma_degrees: float = 1.5
-    grid_long_side: int = 160  # heatmap grid cells along the image's long side
+    grid_long_side: int = 160  # heatmap grid cells along the image's long side, at most
+    cells_per_sigma: float = 3.0  # and no finer than this many cells per Gaussian sigma (speed)
     heat_threshold: float = 0.1
     eps: float = 0.3
     min_samples: int = 10  # at GazeX's resolution (image / 4); scaled to the grid
     min_samples_floor: int = 4
     intensity_weight: float = 0.1
+    min_eps_cells: float = 1.5  # eps never below this many grid cells, so neighbouring hot pixels link on a coarse grid
     max_assign_sigmas: float = 3.0  # gaze points farther than this from any hot pixel count for no cluster
 
 
@@ -89,7 +92,7 @@ class _GazePoints:
     def __len__(self) -> int:
         return len(self.t)
 
-    def subset(self, keep: np.ndarray) -> "_GazePoints":
+    def subset(self, keep: np.ndarray | slice) -> "_GazePoints":
         return _GazePoints(self.t[keep], self.x[keep], self.y[keep], self.w[keep])
 
 
@@ -230,6 +233,7 @@ def _recording_points(recording: GazeRecording) -> _GazePoints:
     if recording.samples is not None and len(recording.samples):
         s = np.asarray(recording.samples, dtype=float)
         s = s[np.isfinite(s).all(axis=1)]
+        s = s[np.argsort(s[:, 0], kind="stable")]
         period = 1.0 / recording.sample_rate_hz if recording.sample_rate_hz else _median_period(s[:, 0])
         return _GazePoints(s[:, 0], s[:, 1], s[:, 2], np.full(len(s), period))
     fx = recording.fixations
@@ -254,7 +258,8 @@ def _window_points(
 ) -> _GazePoints:
     lo, hi = sentence.start_s - config.window_before_s, sentence.end_s
     if recording.samples is not None and len(recording.samples):
-        return points.subset((points.t >= lo) & (points.t <= hi))
+        i0, i1 = np.searchsorted(points.t, lo, side="left"), np.searchsorted(points.t, hi, side="right")
+        return points.subset(slice(i0, i1))
     # Fixations: keep the part of each fixation inside the window; t = its middle.
     start = np.maximum(points.t, lo)
     end = np.minimum(points.w, hi)
@@ -270,8 +275,12 @@ def _clean_points(points: _GazePoints, width: int, height: int, clip: tuple[floa
     if len(points) < 3:
         return points
     keep = np.ones(len(points), dtype=bool)
+    uniform = bool(np.all(points.w == points.w[0]))
     for coord in (points.x, points.y):
-        lo, hi = _weighted_percentiles(coord, points.w, clip)
+        if uniform:  # raw samples: plain percentiles (O(n) partition instead of a sort)
+            lo, hi = np.percentile(coord, clip, method="inverted_cdf")
+        else:
+            lo, hi = _weighted_percentiles(coord, points.w, clip)
         keep &= (coord >= lo) & (coord <= hi)
     return points.subset(keep)
 
@@ -292,10 +301,11 @@ class _Grid:
 
     def __init__(self, width: int, height: int, config: KeyframeConfig, ppd: tuple[float, float] | float):
         self.width, self.height = width, height
-        self.scale = min(1.0, config.grid_long_side / max(width, height))
+        ppd_x, ppd_y = _pair(ppd)
+        sigma_px = min(ppd_x, ppd_y) * config.sigma_degrees
+        self.scale = min(1.0, config.grid_long_side / max(width, height), config.cells_per_sigma / sigma_px)
         self.nx = max(1, math.ceil(width * self.scale))
         self.ny = max(1, math.ceil(height * self.scale))
-        ppd_x, ppd_y = _pair(ppd)
         self.sigma_cells = (ppd_y * config.sigma_degrees * self.scale, ppd_x * config.sigma_degrees * self.scale)
         area_ratio = (self.scale / GAZEX_GRID_SCALE) ** 2
         self.min_samples = max(config.min_samples_floor, round(config.min_samples * min(1.0, area_ratio)))
@@ -350,7 +360,11 @@ def _cluster_pixels(
     std = xy.std(axis=0)
     std[std == 0] = 1.0
     features = np.column_stack([(xy - xy.mean(axis=0)) / std, config.intensity_weight * intensity])
-    return DBSCAN(eps=config.eps, min_samples=min_samples).fit_predict(features)
+    # GazeX's eps is in standardised units; on a coarse grid 0.3 std of a single small blob can be
+    # less than one cell, which would leave every pixel without neighbours. Keep eps >= min_eps_cells.
+    eps = max(config.eps, config.min_eps_cells / float(std.min()))
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        return DBSCAN(eps=eps, min_samples=min_samples).fit_predict(features)
 
 
 def _clues_from_clusters(
@@ -366,10 +380,12 @@ def _clues_from_clusters(
     cluster_ids = [c for c in np.unique(labels) if c >= 0]
     if not cluster_ids:
         return []
+    # Query the tree once per occupied grid cell, not per gaze sample (1000 Hz windows hold thousands).
+    cell_of_point, cell_xy = _occupied_cells(points, grid)
     tree = cKDTree(np.column_stack([cols + 0.5, rows + 0.5]))
+    dist, nearest = tree.query(cell_xy, k=1)
     max_dist = config.max_assign_sigmas * max(grid.sigma_cells)
-    dist, nearest = tree.query(np.column_stack([points.x * grid.scale, points.y * grid.scale]), k=1)
-    point_cluster = np.where(dist <= max_dist, labels[nearest], -1)
+    point_cluster = np.where(dist <= max_dist, labels[nearest], -1)[cell_of_point]
     clues = []
     for cid in cluster_ids:
         in_cluster = labels == cid
@@ -390,6 +406,14 @@ def _clues_from_clusters(
         )
     clues.sort(key=lambda c: c.t_mean_s)
     return clues
+
+
+def _occupied_cells(points: _GazePoints, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each point's grid cell among the occupied cells, and those cells' centres."""
+    col = np.clip((points.x * grid.scale).astype(np.int64), 0, grid.nx - 1)
+    row = np.clip((points.y * grid.scale).astype(np.int64), 0, grid.ny - 1)
+    cells, cell_of_point = np.unique(row * grid.nx + col, return_inverse=True)
+    return cell_of_point, np.column_stack([cells % grid.nx + 0.5, cells // grid.nx + 0.5])
 
 
 def _pair(value: tuple[float, float] | float) -> tuple[float, float]:

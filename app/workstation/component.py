@@ -1,0 +1,291 @@
+"""The review workstation: one ``gr.HTML`` custom component with bundled JavaScript and CSS.
+
+The viewer (canvas: 16-bit image, VOI window, zoom/pan, boxes, animated trajectory) and the report panel
+(per-sentence / per-box decisions, sign-off) run in the browser; every decision goes to Python through the
+gr.HTML ``server_functions`` mechanism (``server.<name>(payload)`` in JS; the Python function receives the
+payload dict as its single positional argument and may declare ``request: gr.Request``). See
+docs/workstation_contract.md and docs/workstation.md.
+
+Python side here: ``Workstation`` (the component) and ``workstation_value`` / ``image_payload`` (the value).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import cv2
+import numpy as np
+
+import gradio as gr
+
+ASSET_DIR = Path(__file__).resolve().parent
+DISPLAY_MAX = 1024  # longest side sent to the browser
+SERVER_FUNCTION_NAMES = ("record_event", "decide_sentence", "add_sentence", "decide_box", "ask", "sign_off")
+SIGNED_OFF_EVENT = "signed_off"  # trigger() event fired after a successful sign_off ack (payload: session_id, study_key, decision)
+
+HTML_TEMPLATE = '<div class="gx-ws-host" data-testid="ws-host"></div>'
+
+# The component injects its own stylesheet (a <style id="gx-ws-style"> in <head>) so it needs no launch(css=...);
+# these stay empty for apps that pass them to launch() anyway.
+CSS = ""
+HEAD = ""
+
+
+@lru_cache(maxsize=1)
+def _assets() -> tuple[str, str]:
+    return (ASSET_DIR / "workstation.js").read_text(encoding="utf-8"), (ASSET_DIR / "workstation.css").read_text(encoding="utf-8")
+
+
+def bundled_js() -> str:
+    """The js_on_load body: the stylesheet as a JS string constant followed by workstation.js."""
+    js, css = _assets()
+    return f"const GX_CSS = {json.dumps(css)};\n{js}"
+
+
+def bundled_css() -> str:
+    return _assets()[1]
+
+
+class Workstation(gr.HTML):
+    """The workstation component. ``server_functions``: the contract's Python callables (any subset; missing
+    ones make the browser show "server function missing" on that action instead of silently dropping it).
+
+    Events: ``.signed_off(fn, inputs, outputs)`` fires after the sign_off ack; ``gr.EventData._data`` carries
+    ``{"session_id", "study_key", "decision"}`` so the app can open the next case.
+    """
+
+    def __init__(self, value: dict[str, Any] | None = None, *, server_functions: Iterable[Callable] | None = None,
+                 **kwargs: Any):
+        fns = list(server_functions or [])
+        names = [getattr(f, "__name__", "") for f in fns]
+        unknown = [n for n in names if n not in SERVER_FUNCTION_NAMES]
+        if unknown:
+            raise ValueError(f"unknown workstation server functions {unknown}; expected names from {SERVER_FUNCTION_NAMES}")
+        kwargs.setdefault("padding", False)
+        kwargs.setdefault("apply_default_css", False)
+        kwargs.setdefault("container", False)
+        super().__init__(value=value, html_template=HTML_TEMPLATE, js_on_load=bundled_js(),
+                         server_functions=fns or None, **kwargs)
+
+    def api_info(self) -> dict[str, Any]:  # the value is a JSON object, not an HTML string
+        return {"type": "object"}
+
+
+# --------------------------------------------------------------------------- value builder
+
+
+def pack_rgb16_png(stored: np.ndarray, compression: int = 3) -> bytes:
+    """uint16 H x W -> lossless PNG: R = high byte, G = low byte, B = 0 (the contract's ``rgb16`` encoding)."""
+    values = np.ascontiguousarray(stored, dtype=np.uint16)
+    if values.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {values.shape}")
+    bgr = np.zeros(values.shape + (3,), dtype=np.uint8)
+    bgr[..., 2] = values >> 8      # R (cv2 writes BGR)
+    bgr[..., 1] = values & 0xFF    # G
+    ok, png = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return png.tobytes()
+
+
+def unpack_rgb16_png(png: bytes) -> np.ndarray:
+    bgr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("not a PNG")
+    return (bgr[..., 2].astype(np.uint16) << 8) | bgr[..., 1].astype(np.uint16)
+
+
+def display_size(width: int, height: int, longest: int = DISPLAY_MAX) -> tuple[int, int]:
+    scale = min(1.0, longest / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def window_presets(stored: np.ndarray) -> dict[str, list[float]]:
+    """Lung / mediastinum / bone windows (stored-value units) from the image's own histogram.
+
+    Radiographs have no Hounsfield scale, so the presets are percentile windows: lung spans the central
+    range (detail in the aerated lung), mediastinum a narrower window on the dense half, bone a wide window
+    centred high. Background (exact min/max) is excluded so collimation does not widen the windows.
+    """
+    sample = stored[::2, ::2].ravel()
+    lo, hi = int(sample.min()), int(sample.max())
+    inner = sample[(sample > lo) & (sample < hi)]
+    if inner.size < 16:
+        inner = sample
+    p1, p50, p70, p90, p99 = np.percentile(inner, [1, 50, 70, 90, 99]).tolist()
+    span = max(p99 - p1, 1.0)
+    return {
+        "lung": [round(p50, 1), round(span, 1)],
+        "mediastinum": [round(p70, 1), round(max(span * 0.5, 1.0), 1)],
+        "bone": [round(p90, 1), round(max(span * 0.8, 1.0), 1)],
+    }
+
+
+def _first(v: Any) -> float | None:
+    """First value of a (possibly multi-valued) DICOM number."""
+    if v is None:
+        return None
+    try:
+        return float(v)
+    except TypeError:
+        try:
+            return float(v[0])
+        except (TypeError, ValueError, IndexError):
+            return None
+    except ValueError:
+        return None
+
+
+def read_dicom_stored(path: str | Path) -> dict[str, Any]:
+    """DICOM -> stored values (after the modality LUT, before VOI) + VOI window + photometric + pixel spacing."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    ds = pydicom.dcmread(str(path))
+    arr = ds.pixel_array
+    if arr.ndim == 3:
+        arr = arr[0] if arr.shape[-1] not in (3, 4) else arr[..., 0]
+    arr = apply_modality_lut(arr, ds).astype(np.float64)
+    offset = 0.0
+    if arr.min() < 0:
+        offset = -float(arr.min())
+        arr = arr + offset
+    if arr.max() > 65535:
+        raise ValueError(f"{path}: values above 65535 after the modality LUT")
+    center, width = _first(getattr(ds, "WindowCenter", None)), _first(getattr(ds, "WindowWidth", None))
+    window = (center + offset, width) if center is not None and width is not None and width > 0 else None
+    spacing = getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None)
+    return {
+        "stored": np.rint(arr).astype(np.uint16),
+        "photometric": str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")),
+        "window": window,
+        "pixel_spacing_mm": [float(spacing[0]), float(spacing[1])] if spacing else None,
+    }
+
+
+def _to_stored(image: np.ndarray) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr[..., :3].astype(np.float32), cv2.COLOR_RGB2GRAY) if arr.shape[-1] >= 3 else arr[..., 0]
+    if arr.dtype == np.uint16:
+        return arr
+    if arr.dtype == np.uint8:
+        return arr.astype(np.uint16) << 8 | arr.astype(np.uint16)   # 0-255 -> 0-65535 exactly (x * 257)
+    if np.issubdtype(arr.dtype, np.floating):
+        if arr.size and float(np.nanmax(arr)) <= 1.0 and float(np.nanmin(arr)) >= 0.0:
+            return np.rint(np.nan_to_num(arr) * 65535.0).astype(np.uint16)
+    return np.clip(np.rint(arr.astype(np.float64)), 0, 65535).astype(np.uint16)
+
+
+def image_payload(image: np.ndarray | str | Path, *, photometric: str | None = None,
+                  window: tuple[float, float] | None = None, pixel_spacing_mm: Iterable[float] | None = None,
+                  original_size: tuple[int, int] | None = None, longest: int = DISPLAY_MAX) -> dict[str, Any]:
+    """The contract's ``image`` dict.
+
+    ``image``: a 2-D array (uint16 stored values, uint8, or float 0-1) or a file path (DICOM keeps its stored
+    values, VOI window, photometric and pixel spacing; PNG/JPEG are read as they are, 16-bit PNG kept).
+    The long side is downscaled to ``longest`` for display (INTER_AREA); ``width``/``height`` stay the original
+    size (boxes are normalised to it). ``window`` defaults to the DICOM VOI, else the lung preset.
+    """
+    info: dict[str, Any] = {}
+    if isinstance(image, (str, Path)):
+        path = str(image)
+        if path.lower().endswith((".dcm", ".dicom", ".dic")):
+            info = read_dicom_stored(path)
+            stored = info["stored"]
+        else:
+            raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+            if raw is None:
+                raise ValueError(f"cannot read image {path}")
+            if raw.ndim == 3:
+                raw = cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)
+            stored = _to_stored(raw)
+    else:
+        stored = _to_stored(image)
+    if stored.ndim != 2:
+        raise ValueError(f"expected a greyscale image, got shape {stored.shape}")
+    h, w = stored.shape
+    width, height = original_size if original_size else (w, h)
+    dw, dh = display_size(w, h, longest)
+    small = stored
+    if (dw, dh) != (w, h):
+        small = np.clip(np.rint(cv2.resize(stored.astype(np.float32), (dw, dh), interpolation=cv2.INTER_AREA)),
+                        0, 65535).astype(np.uint16)
+    presets = window_presets(small)
+    win = window or info.get("window")
+    if win is None:
+        win = tuple(presets["lung"])
+    photometric = photometric or info.get("photometric") or "MONOCHROME2"
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        photometric = "MONOCHROME2"
+    spacing = list(pixel_spacing_mm) if pixel_spacing_mm is not None else info.get("pixel_spacing_mm")
+    if spacing is not None and (width, height) != (w, h):
+        # spacing is per original pixel of the array we were given; rescale to the declared original size
+        spacing = [float(spacing[0]) * h / height, float(spacing[1]) * w / width]
+    return {
+        "png_b64": base64.b64encode(pack_rgb16_png(small)).decode("ascii"),
+        "encoding": "rgb16",
+        "width": int(width), "height": int(height),
+        "disp_width": int(dw), "disp_height": int(dh),
+        "photometric": photometric,
+        "window": {"center": float(win[0]), "width": float(win[1])},
+        "presets": presets,
+        "pixel_spacing_mm": [float(s) for s in spacing] if spacing else None,
+    }
+
+
+def workstation_value(bundle: dict[str, Any], image: dict[str, Any] | np.ndarray | str | Path, *,
+                      session_id: int | None = None, study_key: str | None = None, readonly: bool = False,
+                      sentence_state: dict[str, dict[str, Any]] | None = None,
+                      box_state: dict[str, dict[str, Any]] | None = None,
+                      added_sentences: Iterable[dict[str, Any]] = (), added_boxes: Iterable[dict[str, Any]] = (),
+                      options: dict[str, Any] | None = None, **image_kwargs: Any) -> dict[str, Any]:
+    """The component value (docs/workstation_contract.md) from an EvidenceBundle dict and an image.
+
+    ``image``: a ready ``image`` dict (from ``image_payload``) or anything ``image_payload`` takes.
+    ``sentence_state``: {sentence_id: {"status", "final_text"}} restored from the database;
+    ``box_state``: {box_id: {"status", "x_min".."y_max"}} likewise; ``added_*``: reader-added items.
+    ``options``: {"idle_ms": ...} (tests shorten the 60 s idle threshold).
+    """
+    img = image if isinstance(image, dict) else image_payload(image, **image_kwargs)
+    if not isinstance(image, dict) and bundle.get("image"):
+        bw, bh = bundle["image"].get("width"), bundle["image"].get("height")
+        if bw and bh and (int(bw), int(bh)) != (img["width"], img["height"]):
+            img = dict(img, width=int(bw), height=int(bh))
+    sentence_state = sentence_state or {}
+    box_state = box_state or {}
+    sentences, boxes = [], []
+    for s in bundle.get("sentences", []):
+        st = sentence_state.get(s["id"], {})
+        sentences.append({
+            "id": s["id"], "section": s.get("section", "findings"), "region": s.get("region"), "label": s.get("label"),
+            "text": s.get("text", ""), "confidence": s.get("confidence"), "observation_box": s.get("observation_box"),
+            "trajectory": s.get("trajectory", []), "status": st.get("status", "pending"),
+            "final_text": st.get("final_text") if st.get("final_text") is not None else s.get("text", ""),
+        })
+        if s.get("observation_box"):
+            bs = box_state.get(s["id"], {})
+            coords = {k: (bs[k] if bs.get(k) is not None else s["observation_box"][k])
+                      for k in ("x_min", "y_min", "x_max", "y_max")}
+            boxes.append({"id": s["id"], "sentence_id": s["id"], "label": s.get("label"), **coords,
+                          "status": bs.get("status", "pending")})
+    for a in added_sentences:
+        sentences.append({"id": str(a["id"]), "section": a.get("section", "findings"), "region": None, "label": a.get("label"),
+                          "text": a.get("text", ""), "confidence": None, "observation_box": None, "trajectory": [],
+                          "status": "added", "final_text": a.get("final_text", a.get("text", ""))})
+    for b in added_boxes:
+        boxes.append({"id": str(b["id"]), "sentence_id": b.get("sentence_id"), "label": b.get("label"),
+                      "x_min": b["x_min"], "y_min": b["y_min"], "x_max": b["x_max"], "y_max": b["y_max"],
+                      "status": b.get("status", "added")})
+    value = {
+        "session_id": session_id, "study_key": study_key, "readonly": bool(readonly), "image": img,
+        "sentences": sentences, "boxes": boxes, "findings": list(bundle.get("findings", [])),
+        "warnings": list(bundle.get("warnings", [])), "model": bundle.get("model"),
+    }
+    if options:
+        value["options"] = dict(options)
+    return value

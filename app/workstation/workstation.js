@@ -1,0 +1,1346 @@
+// GazeX Review workstation: X-ray viewer + animated inspection trajectory + boxes + report panel.
+// Runs as the body of gr.HTML's js_on_load: (element, trigger, props, server, upload, watch) are in scope,
+// and app/workstation/component.py prepends `const GX_CSS = "...";`. Contract: docs/workstation_contract.md.
+(function () {
+  "use strict";
+  const CSS_TEXT = typeof GX_CSS === "string" ? GX_CSS : "";
+  if (CSS_TEXT && !document.getElementById("gx-ws-style")) {
+    const st = document.createElement("style");
+    st.id = "gx-ws-style";
+    st.textContent = CSS_TEXT;
+    document.head.appendChild(st);
+  }
+  if (window.__gxWsCleanup) { try { window.__gxWsCleanup(); } catch (e) { /* previous instance gone */ } }
+
+  // ------------------------------------------------------------------ constants
+  const IDLE_MS_DEFAULT = 60000;
+  const LABEL_COLORS = {
+    "No Finding": "#8fa3b8", "Enlarged Cardiomediastinum": "#ff8a65", "Cardiomegaly": "#ff5f7e",
+    "Lung Opacity": "#ffd54f", "Lung Lesion": "#ffb74d", "Edema": "#4dd0e1", "Consolidation": "#f06292",
+    "Pneumonia": "#e57373", "Atelectasis": "#aed581", "Pneumothorax": "#64b5f6", "Pleural Effusion": "#4fc3f7",
+    "Pleural Other": "#9575cd", "Fracture": "#fff176", "Support Devices": "#81c784",
+  };
+  const SHORTCUTS = [
+    ["Viewer", [
+      ["Wheel", "Zoom at the cursor"], ["Drag", "Pan"], ["Right-drag", "Window / level"],
+      ["L", "Window/level mode (left-drag)"], ["1 / 2 / 3", "Lung / mediastinum / bone window"],
+      ["0", "DICOM VOI default window"], ["I", "Invert"], ["F", "Fit to panel"], ["Space / R", "Reset view"],
+      ["B / C / T", "Toggle boxes / clue boxes / trajectory"], ["M", "Measure distance (mm)"]]],
+    ["Trajectory", [
+      ["P / K", "Play / pause"], [". / ,", "Step forward / back"], ["] / [", "Faster / slower"]]],
+    ["Report", [
+      ["↑ / ↓", "Previous / next sentence"], ["A", "Accept sentence"], ["E", "Edit sentence"],
+      ["Ctrl+Enter", "Save edit"], ["Esc", "Cancel edit / mode / close"], ["D", "Delete sentence"],
+      ["N", "Add a sentence"]]],
+    ["Boxes", [
+      ["Click box", "Select box and its sentence"], ["Drag inside", "Move selected box"],
+      ["Drag corner", "Resize selected box"], ["V", "Accept box"], ["X", "Reject box"],
+      ["W", "Draw a new box (linked to the selected sentence)"], ["Ctrl+Z", "Undo last box edit"],
+      ["?", "This help"]]],
+  ];
+
+  // ------------------------------------------------------------------ DOM
+  const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  const helpHtml = SHORTCUTS.map(([title, rows]) =>
+    `<table><tr><th colspan="2">${esc(title)}</th></tr>` +
+    rows.map(([k, d]) => `<tr><td>${k.split(" / ").map((x) => `<kbd>${esc(x)}</kbd>`).join(" / ")}</td><td>${esc(d)}</td></tr>`).join("") +
+    `</table>`).join("");
+
+  element.innerHTML = `
+<div class="gx-ws" tabindex="0" data-testid="ws-root">
+  <div class="gx-viewer">
+    <div class="gx-toolbar">
+      <button data-testid="ws-play" data-act="play" title="Play trajectory (P)">▶ Play</button>
+      <button data-testid="ws-pause" data-act="pause" title="Pause (P / K)">❚❚</button>
+      <button data-testid="ws-step-back" data-act="stepback" title="Step back (,)">◀︎</button>
+      <button data-testid="ws-step" data-act="step" title="Step forward (.)">▶︎|</button>
+      <input type="range" data-testid="ws-scrub" min="0" max="0" step="1" value="0" title="Scrub the trajectory">
+      <span class="gx-frame"></span>
+      <select data-testid="ws-speed" title="Playback speed ([ / ])">
+        <option value="0.5">0.5×</option><option value="1" selected>1×</option><option value="2">2×</option><option value="4">4×</option>
+      </select>
+      <span class="gx-sep"></span>
+      <button data-testid="ws-toggle-boxes" data-act="boxes" class="gx-on" title="Observation boxes (B)">Boxes</button>
+      <button data-testid="ws-toggle-clues" data-act="clues" class="gx-on" title="Clue boxes (C)">Clues</button>
+      <button data-testid="ws-toggle-traj" data-act="traj" class="gx-on" title="Trajectory (T)">Path</button>
+      <span class="gx-sep"></span>
+      <button data-testid="ws-preset-lung" data-act="preset1" title="Lung window (1)">Lung</button>
+      <button data-testid="ws-preset-mediastinum" data-act="preset2" title="Mediastinum window (2)">Med</button>
+      <button data-testid="ws-preset-bone" data-act="preset3" title="Bone window (3)">Bone</button>
+      <button data-testid="ws-wl-mode" data-act="wl" title="Window/level mode (L); right-drag always works">W/L</button>
+      <button data-testid="ws-invert" data-act="invert" title="Invert (I)">Inv</button>
+      <button data-testid="ws-fit" data-act="fit" title="Fit (F)">Fit</button>
+      <button data-testid="ws-reset" data-act="reset" title="Reset (Space / R)">Reset</button>
+      <button data-testid="ws-measure" data-act="measure" title="Measure (M)">Ruler</button>
+      <span class="gx-sep"></span>
+      <button data-testid="ws-draw-box" data-act="draw" title="Draw a box (W)">□ Draw box</button>
+      <button data-testid="ws-help" data-act="help" title="Shortcuts (?)">?</button>
+    </div>
+    <div class="gx-stage">
+      <canvas data-testid="ws-canvas"></canvas>
+      <div class="gx-hud gx-hud-tl"></div><div class="gx-hud gx-hud-tr"></div>
+      <div class="gx-hud gx-hud-bl"></div><div class="gx-hud gx-hud-br"></div>
+      <div class="gx-loading">No study open</div>
+    </div>
+    <div class="gx-boxbar">
+      <span class="gx-boxinfo">No box selected — click a box on the image</span>
+      <button data-testid="ws-box-accept" data-act="boxaccept" title="Accept box (V)">✓ Accept box</button>
+      <button data-testid="ws-box-reject" data-act="boxreject" title="Reject box (X)">✗ Reject box</button>
+      <button data-testid="ws-undo" data-act="undo" title="Undo last box edit (Ctrl+Z)">↶ Undo</button>
+    </div>
+  </div>
+  <div class="gx-report">
+    <div class="gx-report-head"><span class="gx-title">Draft report</span><span class="gx-study"></span><span class="gx-progress"></span></div>
+    <div class="gx-banners"></div>
+    <div class="gx-sentences" data-testid="ws-sentences"></div>
+    <div class="gx-add-row"><button data-testid="ws-add-sentence" data-act="add" title="Add a sentence (N)">+ Add sentence</button></div>
+    <div class="gx-ask">
+      <div class="gx-row"><input type="text" data-testid="ws-ask-input" placeholder="Ask GazeX about this image…">
+      <button data-testid="ws-ask" data-act="ask">Ask</button></div>
+      <div class="gx-ask-answer" data-testid="ws-ask-answer"></div>
+    </div>
+    <div class="gx-signoff">
+      <button class="gx-so-accept" data-testid="ws-signoff-accept" data-act="so-accept" title="Sign the draft as drafted">Accept as drafted</button>
+      <button class="gx-so-modify" data-testid="ws-signoff-modify" data-act="so-modify" title="Sign with your modifications">Sign modified</button>
+      <button class="gx-so-reject" data-testid="ws-signoff-reject" data-act="so-reject" title="Reject the draft">Reject draft</button>
+    </div>
+    <div class="gx-status" data-testid="ws-status">Ready</div>
+  </div>
+  <div class="gx-modal gx-help" data-testid="ws-help-overlay" hidden>
+    <div class="gx-modal-card"><h3>Keyboard shortcuts</h3><div class="gx-help-grid">${helpHtml}</div>
+      <div class="gx-modal-actions"><button data-act="closehelp" data-testid="ws-help-close">Close (Esc)</button></div></div>
+  </div>
+  <div class="gx-modal gx-confirm" data-testid="ws-confirm" hidden>
+    <div class="gx-modal-card"><h3 class="gx-confirm-title"></h3><div class="gx-confirm-text"></div>
+      <div class="gx-modal-actions"><button data-act="confirm-cancel" data-testid="ws-confirm-cancel">Cancel</button>
+      <button data-act="confirm-ok" data-testid="ws-confirm-ok">Confirm</button></div></div>
+  </div>
+</div>`;
+
+  const $ = (sel) => element.querySelector(sel);
+  const root = $(".gx-ws");
+  const stage = $(".gx-stage");
+  const canvas = $("canvas");
+  const ctx = canvas.getContext("2d");
+  const hud = { tl: $(".gx-hud-tl"), tr: $(".gx-hud-tr"), bl: $(".gx-hud-bl"), br: $(".gx-hud-br") };
+  const loadingEl = $(".gx-loading");
+  const listEl = $(".gx-sentences");
+  const statusEl = $(".gx-status");
+  const scrubEl = $('[data-testid="ws-scrub"]');
+  const speedEl = $('[data-testid="ws-speed"]');
+  const frameEl = $(".gx-frame");
+  const boxInfoEl = $(".gx-boxinfo");
+  const helpEl = $(".gx-help");
+  const confirmEl = $(".gx-confirm");
+  const askInput = $('[data-testid="ws-ask-input"]');
+  const askAnswer = $('[data-testid="ws-ask-answer"]');
+
+  // ------------------------------------------------------------------ state
+  const S = {
+    value: null, sessionId: null, studyKey: null, readonly: false,
+    img: null,            // {dw, dh, width, height, data: Uint16Array, min, max, photometric, window, presets, spacing}
+    imgCanvas: null, imgCtx: null, imgData: null, pngKey: null,
+    win: { center: 0, width: 1 }, invert: false, wlDirty: true,
+    view: { scale: 1, tx: 0, ty: 0, fitted: true },
+    cssW: 1, cssH: 1, dpr: 1,
+    show: { boxes: true, clues: true, traj: true },
+    sentences: [], boxes: [], order: [],
+    selectedSentence: null, selectedBox: null, activeSentence: null,
+    editing: null, editDraft: null, adding: null,
+    frames: [], frame: -1, frameT: 0, playing: false, speed: 1,
+    mode: null,           // null | "draw" | "measure" | "wl"
+    drag: null, measure: null, answerBox: null,
+    undo: [],
+    firstTouch: {}, shownAt: 0,
+    dirty: true, painted: false, openedAt: 0, paintedAt: 0, rafFrames: 0,
+    queue: [], pumping: false, acks: [], failures: [], idMap: {}, lastAck: null,
+    timing: { active: 0, idle: 0, hidden: 0, last: performance.now(), lastInput: performance.now(), state: "active" },
+    idleMs: IDLE_MS_DEFAULT, destroyed: false, localSeq: 0,
+  };
+
+  // ------------------------------------------------------------------ helpers
+  const nowTs = () => Date.now();
+  const colorOf = (label) => LABEL_COLORS[label] || "#b0bec5";
+  const sentenceById = (id) => S.sentences.find((s) => s.id === id) || null;
+  const boxById = (id) => S.boxes.find((b) => b.id === id) || null;
+  const touch = (key) => { if (!(key in S.firstTouch)) S.firstTouch[key] = nowTs(); };
+  const durationFor = (key) => nowTs() - (S.firstTouch[key] != null ? S.firstTouch[key] : S.shownAt);
+  const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const markDirty = () => { S.dirty = true; };
+
+  function setStatus(text, kind) {
+    statusEl.textContent = text;
+    statusEl.className = "gx-status" + (kind ? " gx-" + kind + "-msg" : "");
+  }
+
+  // ------------------------------------------------------------------ server calls: ordered queue, retry with backoff
+  const ID_KEYS = ["sentence_id", "after_sentence_id", "linked_sentence_id", "box_id"];
+  function send(fn, args, onAck) {
+    const item = { fn, args: Object.assign({ session_id: S.sessionId, client_ts: nowTs() }, args), tries: 0, onAck,
+                   queuedAt: performance.now(), n: ++S.localSeq };
+    S.queue.push(item);
+    pump();
+    return item;
+  }
+  function translate(args) {
+    const out = Object.assign({}, args);
+    for (const k of ID_KEYS) if (out[k] != null && S.idMap[out[k]] != null) out[k] = S.idMap[out[k]];
+    return out;
+  }
+  function withTimeout(p, ms) {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("no answer in " + ms / 1000 + " s")), ms);
+      Promise.resolve(p).then((v) => { clearTimeout(t); resolve(v); }, (e) => { clearTimeout(t); reject(e); });
+    });
+  }
+  async function pump() {
+    if (S.pumping) return;
+    S.pumping = true;
+    try {
+      while (S.queue.length && !S.destroyed) {
+        const it = S.queue[0];
+        const fn = server && server[it.fn];
+        if (typeof fn !== "function") {
+          S.failures.push({ fn: it.fn, error: "server function missing", args: it.args });
+          setStatus(`✗ ${it.fn}: server function missing (not saved)`, "err");
+          S.queue.shift();
+          continue;
+        }
+        let res;
+        try {
+          res = await withTimeout(fn(translate(it.args)), 20000);
+          if (res && typeof res === "object" && res.ok === false && res.retry) throw new Error(res.error || "refused");
+        } catch (e) {
+          it.tries += 1;
+          const delay = Math.min(10000, 400 * Math.pow(2, it.tries - 1));
+          const msg = (e && e.message) || String(e);
+          setStatus(`⟳ ${it.fn} failed (${msg}); retry ${it.tries} in ${(delay / 1000).toFixed(1)} s · ${S.queue.length} queued`, "err");
+          S.lastError = { fn: it.fn, error: msg, tries: it.tries };
+          await sleep(delay);
+          continue;
+        }
+        S.queue.shift();
+        const latency = performance.now() - it.queuedAt;
+        if (res && typeof res === "object" && res.ok === false) {
+          S.failures.push({ fn: it.fn, error: res.error, args: it.args });
+          setStatus(`✗ ${it.fn} refused: ${res.error || "error"}`, "err");
+          continue;
+        }
+        const ack = { fn: it.fn, n: it.n, seq: res && res.seq, server_ts: res && res.server_ts, latency_ms: latency,
+                      args: it.args, result: res };
+        S.acks.push(ack);
+        if (S.acks.length > 500) S.acks.splice(0, S.acks.length - 500);
+        S.lastAck = ack;
+        const what = it.args.decision ? `${it.fn} ${it.args.decision}` : (it.args.event_type ? `event ${it.args.event_type}` : it.fn);
+        const left = S.queue.length ? ` · ${S.queue.length} queued` : "";
+        setStatus(`✓ saved ${what}${res && res.seq != null ? " #" + res.seq : ""} (${Math.round(latency)} ms)${left}`, "ok");
+        if (it.onAck) { try { it.onAck(res || {}); } catch (e) { console.error(e); } }
+      }
+    } finally {
+      S.pumping = false;
+    }
+  }
+  function event(type, payload) {
+    if (S.sessionId == null) return;
+    send("record_event", { event_type: type, payload: payload || {} });
+  }
+
+  // ------------------------------------------------------------------ study load
+  function loadValue(v) {
+    if (!v || typeof v !== "object" || !v.image) {
+      S.value = null; S.sessionId = null; S.sentences = []; S.boxes = []; S.frames = []; S.img = null;
+      loadingEl.textContent = "No study open"; loadingEl.hidden = false;
+      renderReport(); markDirty();
+      return;
+    }
+    const newStudy = v.study_key !== S.studyKey || v.session_id !== S.sessionId;
+    S.value = v;
+    S.sessionId = v.session_id;
+    S.studyKey = v.study_key;
+    S.readonly = !!v.readonly;
+    const opts = v.options || {};
+    S.idleMs = opts.idle_ms || IDLE_MS_DEFAULT;
+    S.sentences = (v.sentences || []).map((s) => ({
+      id: String(s.id), section: s.section || "findings", region: s.region, label: s.label, text: s.text || "",
+      confidence: s.confidence, observation_box: s.observation_box || null, trajectory: s.trajectory || [],
+      status: s.status || "pending", final_text: s.final_text != null ? s.final_text : (s.text || ""),
+    }));
+    S.boxes = (v.boxes || []).map((b) => ({
+      id: String(b.id), sentence_id: b.sentence_id != null ? String(b.sentence_id) : null, label: b.label,
+      x_min: +b.x_min, y_min: +b.y_min, x_max: +b.x_max, y_max: +b.y_max, status: b.status || "pending",
+      orig: [+b.x_min, +b.y_min, +b.x_max, +b.y_max],
+    }));
+    if (newStudy) {
+      S.openedAt = performance.now();
+      S.painted = false; S.paintedAt = 0;
+      S.selectedSentence = null; S.selectedBox = null; S.activeSentence = null; S.editing = null; S.adding = null;
+      S.playing = false; S.frame = -1; S.frameT = 0; S.undo = []; S.firstTouch = {}; S.shownAt = nowTs();
+      S.mode = null; S.measure = null; S.answerBox = null; askAnswer.textContent = "";
+      const t = performance.now();
+      S.timing = { active: 0, idle: 0, hidden: 0, last: t, lastInput: t, state: document.hidden ? "hidden" : "active" };
+    }
+    buildFrames();
+    renderReport();
+    updateToolbar();
+    const pngKey = v.image.png_b64 ? v.image.png_b64.length + ":" + v.image.png_b64.slice(0, 64) + v.image.png_b64.slice(-64) : null;
+    if (pngKey !== S.pngKey || newStudy) {
+      S.pngKey = pngKey;
+      loadingEl.textContent = "Loading image…"; loadingEl.hidden = false;
+      decodeImage(v.image).then((img) => {
+        if (S.value !== v && S.pngKey !== pngKey) return;
+        S.img = img;
+        applyWindow(img.window.center, img.window.width, false);
+        S.invert = false;
+        loadingEl.hidden = true;
+        fitView();
+        markDirty();
+      }).catch((e) => { loadingEl.textContent = "Image failed to load: " + e.message; setStatus("✗ image: " + e.message, "err"); });
+    } else {
+      markDirty();
+    }
+  }
+
+  async function decodeImage(im) {
+    if (im.encoding && im.encoding !== "rgb16") throw new Error("unsupported encoding " + im.encoding);
+    const bin = atob(im.png_b64);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const blob = new Blob([bytes], { type: "image/png" });
+    let bmp;
+    try {
+      bmp = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+    } catch (e) {
+      bmp = await createImageBitmap(blob);
+    }
+    const w = bmp.width, h = bmp.height;
+    const off = document.createElement("canvas");
+    off.width = w; off.height = h;
+    const octx = off.getContext("2d", { willReadFrequently: true, colorSpace: "srgb" });
+    octx.drawImage(bmp, 0, 0);
+    const rgba = octx.getImageData(0, 0, w, h).data;
+    const data = new Uint16Array(w * h);
+    let mn = 65535, mx = 0;
+    for (let i = 0, j = 0; i < data.length; i++, j += 4) {
+      const v = (rgba[j] << 8) | rgba[j + 1];
+      data[i] = v;
+      if (v < mn) mn = v;
+      if (v > mx) mx = v;
+    }
+    if (bmp.close) bmp.close();
+    S.imgCanvas = document.createElement("canvas");
+    S.imgCanvas.width = w; S.imgCanvas.height = h;
+    S.imgCtx = S.imgCanvas.getContext("2d");
+    S.imgData = S.imgCtx.createImageData(w, h);
+    const win = im.window || { center: (mn + mx) / 2, width: Math.max(1, mx - mn) };
+    return {
+      dw: w, dh: h, width: im.width || w, height: im.height || h, data, min: mn, max: mx,
+      photometric: im.photometric || "MONOCHROME2", window: { center: +win.center, width: +win.width },
+      presets: im.presets || {}, spacing: im.pixel_spacing_mm || null,
+    };
+  }
+
+  // ------------------------------------------------------------------ VOI windowing (lookup table)
+  const lut32 = new Uint32Array(65536);
+  function applyWindow(center, width, record) {
+    S.win.center = center; S.win.width = Math.max(1, width);
+    S.wlDirty = true; markDirty();
+    if (record) event("window", { center: Math.round(S.win.center * 10) / 10, width: Math.round(S.win.width * 10) / 10 });
+  }
+  function rebuildImage() {
+    const img = S.img;
+    if (!img) return;
+    const c = S.win.center, w = S.win.width;
+    // DICOM PS3.3 C.11.2.1.2 linear VOI function, output 0-255; MONOCHROME1 inverted after the VOI.
+    const lo = c - 0.5 - (w - 1) / 2, hi = c - 0.5 + (w - 1) / 2;
+    const inv = (img.photometric === "MONOCHROME1") !== S.invert;
+    const denom = Math.max(w - 1, 1e-6);
+    const vmin = img.min, vmax = img.max;
+    for (let x = vmin; x <= vmax; x++) {
+      let g;
+      if (x <= lo) g = 0;
+      else if (x > hi) g = 255;
+      else g = Math.round(((x - (c - 0.5)) / denom + 0.5) * 255);
+      g = clamp(g, 0, 255);
+      if (inv) g = 255 - g;
+      lut32[x] = 0xff000000 | (g << 16) | (g << 8) | g;
+    }
+    const out = new Uint32Array(S.imgData.data.buffer);
+    const d = img.data;
+    for (let i = 0; i < d.length; i++) out[i] = lut32[d[i]];
+    S.imgCtx.putImageData(S.imgData, 0, 0);
+    S.wlDirty = false;
+  }
+
+  // ------------------------------------------------------------------ view transform
+  function resizeCanvas() {
+    const r = stage.getBoundingClientRect();
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(r.width)), h = Math.max(1, Math.round(r.height));
+    if (w === S.cssW && h === S.cssH && dpr === S.dpr) return;
+    S.cssW = w; S.cssH = h; S.dpr = dpr;
+    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+    if (S.view.fitted) fitView(); else markDirty();
+  }
+  function fitView() {
+    if (!S.img) return;
+    const sc = Math.min(S.cssW / S.img.dw, S.cssH / S.img.dh) * 0.98;
+    S.view = { scale: sc, tx: (S.cssW - S.img.dw * sc) / 2, ty: (S.cssH - S.img.dh * sc) / 2, fitted: true };
+    markDirty();
+  }
+  const toScreen = (nx, ny) => [S.view.tx + nx * S.img.dw * S.view.scale, S.view.ty + ny * S.img.dh * S.view.scale];
+  const toNorm = (sx, sy) => [(sx - S.view.tx) / (S.img.dw * S.view.scale), (sy - S.view.ty) / (S.img.dh * S.view.scale)];
+  function zoomAt(sx, sy, factor) {
+    const sc = clamp(S.view.scale * factor, 0.05, 40);
+    const f = sc / S.view.scale;
+    S.view = { scale: sc, tx: sx - (sx - S.view.tx) * f, ty: sy - (sy - S.view.ty) * f, fitted: false };
+    markDirty();
+  }
+  function resetView(record) {
+    if (!S.img) return;
+    S.invert = false;
+    applyWindow(S.img.window.center, S.img.window.width, false);
+    fitView();
+    if (record) event("reset", {});
+  }
+
+  // ------------------------------------------------------------------ trajectory
+  function buildFrames() {
+    const findings = S.sentences.filter((s) => s.section === "findings" && s.trajectory && s.trajectory.length);
+    const src = findings.length ? findings : S.sentences.filter((s) => s.trajectory && s.trajectory.length);
+    const frames = [];
+    for (const s of src) {
+      s.trajectory.forEach((p, i) => frames.push({ sid: s.id, i, x: +p.x, y: +p.y, dwell: +p.dwell_ms || 0, clue: p.clue_box || null }));
+    }
+    S.frames = frames;
+    scrubEl.max = String(Math.max(0, frames.length - 1));
+    if (S.frame >= frames.length) S.frame = frames.length - 1;
+    updateFrameUi();
+  }
+  const frameDuration = (f) => clamp(f.dwell || 300, 160, 1600) / S.speed;
+  function setFrame(i, record) {
+    if (!S.frames.length) return;
+    S.frame = clamp(i, 0, S.frames.length - 1);
+    S.frameT = 0;
+    setActive(S.frames[S.frame].sid);
+    updateFrameUi();
+    markDirty();
+    if (record) event(record, { frame: S.frame });
+  }
+  function setActive(sid) {
+    if (sid === S.activeSentence) return;
+    if (S.activeSentence) { const el = sentEl(S.activeSentence); if (el) el.classList.remove("active"); }
+    S.activeSentence = sid;
+    if (sid) { const el = sentEl(sid); if (el) { el.classList.add("active"); scrollIntoViewIfNeeded(el); } }
+  }
+  function updateFrameUi() {
+    const n = S.frames.length;
+    scrubEl.value = String(Math.max(0, S.frame));
+    frameEl.textContent = n ? `${Math.max(0, S.frame) + 1}/${n}` : "0/0";
+  }
+  function play(record) {
+    if (!S.frames.length || S.playing) return;
+    if (S.frame < 0 || S.frame >= S.frames.length - 1) setFrame(0);
+    S.playing = true; S.frameT = 0;
+    updateToolbar();
+    if (record !== false) event("play", { frame: S.frame, speed: S.speed });
+  }
+  function pause(record) {
+    if (!S.playing) return;
+    S.playing = false;
+    updateToolbar();
+    if (record !== false) event("pause", { frame: S.frame });
+  }
+  function advance(dt) {
+    if (!S.playing || !S.frames.length) return;
+    S.frameT += dt;
+    let guard = 0;
+    while (S.playing && S.frameT >= frameDuration(S.frames[S.frame]) && guard++ < 50) {
+      S.frameT -= frameDuration(S.frames[S.frame]);
+      if (S.frame >= S.frames.length - 1) {
+        S.playing = false; S.frameT = 0; updateToolbar(); event("play_end", { frame: S.frame });
+        break;
+      }
+      S.frame += 1;
+      setActive(S.frames[S.frame].sid);
+      updateFrameUi();
+    }
+    markDirty();
+  }
+  function setSpeed(v, record) {
+    S.speed = clamp(+v || 1, 0.5, 4);
+    speedEl.value = String(S.speed);
+    if (record) event("speed", { speed: S.speed });
+  }
+
+  // ------------------------------------------------------------------ drawing
+  function draw() {
+    const dpr = S.dpr;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    if (!S.img) return;
+    if (S.wlDirty) rebuildImage();
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.imageSmoothingEnabled = S.view.scale < 3;
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(S.imgCanvas, S.view.tx, S.view.ty, S.img.dw * S.view.scale, S.img.dh * S.view.scale);
+    if (S.show.boxes) drawBoxes();
+    if (S.show.traj || S.show.clues) drawTrajectory();
+    if (S.answerBox) drawAnswerBox();
+    if (S.drag && S.drag.kind === "draw") drawRubber();
+    if (S.measure) drawMeasure();
+    drawHud();
+    if (!S.painted) {
+      S.painted = true;
+      S.paintedAt = performance.now();
+    }
+  }
+  function rectOf(b) {
+    const [x0, y0] = toScreen(b.x_min, b.y_min);
+    const [x1, y1] = toScreen(b.x_max, b.y_max);
+    return [x0, y0, x1 - x0, y1 - y0];
+  }
+  function drawLabel(text, x, y, color) {
+    ctx.font = "600 12px system-ui, sans-serif";
+    const w = ctx.measureText(text).width + 8;
+    const ty = y - 18 < 2 ? y + 2 : y - 18;
+    ctx.fillStyle = "rgba(0,0,0,0.72)";
+    ctx.fillRect(x, ty, w, 16);
+    ctx.fillStyle = color;
+    ctx.fillText(text, x + 4, ty + 12);
+  }
+  function drawBoxes() {
+    const selSid = S.selectedSentence;
+    for (const b of S.boxes) {
+      const color = colorOf(b.label);
+      const [x, y, w, h] = rectOf(b);
+      const selected = b.id === S.selectedBox;
+      const related = !selected && selSid && b.sentence_id === selSid;
+      const dim = (selSid || S.selectedBox) && !selected && !related;
+      ctx.save();
+      if (b.status === "rejected") {
+        ctx.setLineDash([4, 4]);
+        ctx.strokeStyle = "rgba(255,95,95,0.55)";
+        ctx.lineWidth = 1;
+        ctx.strokeRect(x, y, w, h);
+        ctx.beginPath(); ctx.moveTo(x, y); ctx.lineTo(x + w, y + h); ctx.stroke();
+        ctx.restore();
+        continue;
+      }
+      ctx.globalAlpha = dim ? 0.45 : 1;
+      ctx.strokeStyle = color;
+      ctx.lineWidth = selected ? 3 : (related ? 2.5 : 1.6);
+      if (b.status === "added") ctx.setLineDash([8, 3]);
+      if (selected) { ctx.shadowColor = color; ctx.shadowBlur = 10; }
+      ctx.strokeRect(x, y, w, h);
+      ctx.shadowBlur = 0;
+      ctx.setLineDash([]);
+      const mark = b.status === "accepted" ? " ✓" : (b.status === "moved" || b.status === "resized") ? " ✎" : b.status === "added" ? " +" : "";
+      drawLabel((b.label || "box") + mark, x, y, color);
+      if (selected && !S.readonly) {
+        ctx.fillStyle = "#fff";
+        for (const [hx, hy] of [[x, y], [x + w, y], [x, y + h], [x + w, y + h]]) {
+          ctx.fillRect(hx - 4, hy - 4, 8, 8);
+          ctx.strokeStyle = color; ctx.lineWidth = 1.5; ctx.strokeRect(hx - 4, hy - 4, 8, 8);
+        }
+      }
+      ctx.restore();
+    }
+  }
+  function radiusFor(dwell) { return 4 + Math.sqrt(Math.max(0, dwell)) / 2.2; }
+  function drawTrajectory() {
+    let pts, cur;
+    if (S.frame >= 0 && S.frames.length) {
+      pts = S.frames.slice(0, S.frame + 1);
+      cur = S.frame;
+    } else if (S.selectedSentence) {
+      const s = sentenceById(S.selectedSentence);
+      pts = s ? s.trajectory.map((p, i) => ({ sid: s.id, i, x: +p.x, y: +p.y, dwell: +p.dwell_ms || 0, clue: p.clue_box })) : [];
+      cur = -1;
+    } else {
+      return;
+    }
+    if (!pts.length) return;
+    const n = pts.length;
+    ctx.save();
+    if (S.show.traj) {
+      for (let k = 1; k < n; k++) {
+        const age = cur >= 0 ? (n - 1 - k) : 0;
+        const a = clamp(1 - age / 10, 0.12, 0.9);
+        const [x0, y0] = toScreen(pts[k - 1].x, pts[k - 1].y);
+        const [x1, y1] = toScreen(pts[k].x, pts[k].y);
+        ctx.strokeStyle = `rgba(255,214,90,${a})`;
+        ctx.lineWidth = 2;
+        ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
+      }
+      for (let k = 0; k < n; k++) {
+        const p = pts[k];
+        const age = cur >= 0 ? (n - 1 - k) : 0;
+        const a = clamp(1 - age / 10, 0.15, 0.85);
+        const [x, y] = toScreen(p.x, p.y);
+        const r = radiusFor(p.dwell);
+        const col = colorOf((sentenceById(p.sid) || {}).label);
+        ctx.globalAlpha = a;
+        ctx.fillStyle = "rgba(255,214,90,0.18)";
+        ctx.strokeStyle = col;
+        ctx.lineWidth = 1.5;
+        ctx.beginPath(); ctx.arc(x, y, r, 0, Math.PI * 2); ctx.fill(); ctx.stroke();
+        if (cur < 0) {
+          ctx.globalAlpha = 1;
+          ctx.fillStyle = "#fff"; ctx.font = "600 10px system-ui, sans-serif";
+          ctx.fillText(String(k + 1), x + r + 2, y - r + 2);
+        }
+      }
+      ctx.globalAlpha = 1;
+    }
+    const curPt = cur >= 0 ? pts[n - 1] : null;
+    if (curPt) {
+      const [x, y] = toScreen(curPt.x, curPt.y);
+      const r = radiusFor(curPt.dwell);
+      const pulse = S.playing ? 0.5 + 0.5 * Math.sin(performance.now() / 140) : 1;
+      if (S.show.traj) {
+        ctx.strokeStyle = "#ffd65a"; ctx.lineWidth = 3;
+        ctx.beginPath(); ctx.arc(x, y, r + 3 + 3 * pulse, 0, Math.PI * 2); ctx.stroke();
+        ctx.fillStyle = "#ffd65a";
+        ctx.beginPath(); ctx.arc(x, y, 3.5, 0, Math.PI * 2); ctx.fill();
+      }
+      if (S.show.clues && curPt.clue) {
+        const [bx, by, bw, bh] = rectOf(curPt.clue);
+        ctx.setLineDash([5, 4]);
+        ctx.strokeStyle = "#5fe3ff"; ctx.lineWidth = 1.8;
+        ctx.strokeRect(bx, by, bw, bh);
+        ctx.setLineDash([]);
+        drawLabel("clue", bx, by + bh + 20, "#5fe3ff");
+      }
+    } else if (S.show.clues && cur < 0) {
+      ctx.setLineDash([5, 4]); ctx.strokeStyle = "rgba(95,227,255,0.6)"; ctx.lineWidth = 1.2;
+      for (const p of pts) if (p.clue) { const [bx, by, bw, bh] = rectOf(p.clue); ctx.strokeRect(bx, by, bw, bh); }
+      ctx.setLineDash([]);
+    }
+    ctx.restore();
+  }
+  function drawAnswerBox() {
+    const [x, y, w, h] = rectOf(S.answerBox);
+    ctx.save(); ctx.setLineDash([10, 4]); ctx.strokeStyle = "#ffffff"; ctx.lineWidth = 2; ctx.strokeRect(x, y, w, h);
+    ctx.restore(); drawLabel("answer", x, y, "#ffffff");
+  }
+  function drawRubber() {
+    const d = S.drag;
+    const b = normBox(d.n0, d.n1);
+    const [x, y, w, h] = rectOf(b);
+    ctx.save(); ctx.setLineDash([6, 3]); ctx.strokeStyle = "#5fd7d7"; ctx.lineWidth = 2; ctx.strokeRect(x, y, w, h); ctx.restore();
+  }
+  function measureText(m) {
+    const img = S.img;
+    const dxp = (m.b[0] - m.a[0]) * img.width, dyp = (m.b[1] - m.a[1]) * img.height;
+    if (img.spacing && img.spacing.length === 2) {
+      const mm = Math.hypot(dxp * img.spacing[1], dyp * img.spacing[0]);
+      return mm.toFixed(1) + " mm";
+    }
+    return Math.hypot(dxp, dyp).toFixed(0) + " px";
+  }
+  function drawMeasure() {
+    const m = S.measure;
+    const [x0, y0] = toScreen(m.a[0], m.a[1]);
+    const [x1, y1] = toScreen(m.b[0], m.b[1]);
+    ctx.save(); ctx.strokeStyle = "#7CFC00"; ctx.lineWidth = 2;
+    ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
+    for (const [x, y] of [[x0, y0], [x1, y1]]) { ctx.beginPath(); ctx.arc(x, y, 3, 0, Math.PI * 2); ctx.stroke(); }
+    ctx.restore();
+    drawLabel(measureText(m), x1 + 6, y1 + 8, "#7CFC00");
+  }
+  function drawHud() {
+    const img = S.img;
+    hud.tl.innerText = `${S.studyKey || ""}\n${img.width}×${img.height}  ${img.photometric}`;
+    hud.tr.innerText = `Zoom ${(S.view.scale * img.dw / img.width * 100).toFixed(0)}%` + (S.invert ? "\nINVERTED" : "");
+    hud.bl.innerText = `W ${Math.round(S.win.width)}  L ${Math.round(S.win.center)}`;
+    const mode = S.mode === "draw" ? "DRAW BOX — drag on the image" : S.mode === "measure" ? "MEASURE — drag" :
+      S.mode === "wl" ? "WINDOW/LEVEL — drag" : "";
+    hud.br.innerHTML = mode ? `<span class="gx-mode">${esc(mode)}</span>` : (S.readonly ? "READ ONLY" : "");
+  }
+
+  // ------------------------------------------------------------------ render loop (never blocks input)
+  let lastT = performance.now();
+  let rafId = 0;
+  function loop(t) {
+    if (S.destroyed) return;
+    rafId = requestAnimationFrame(loop);
+    S.rafFrames += 1;
+    const dt = Math.min(100, t - lastT);
+    lastT = t;
+    if (S.playing) advance(dt);
+    if (S.dirty || S.playing) {
+      S.dirty = false;
+      try { draw(); } catch (e) { console.error("gazex draw", e); }
+    }
+  }
+  rafId = requestAnimationFrame(loop);
+
+  // ------------------------------------------------------------------ report panel
+  function sentEl(id) { return listEl.querySelector(`[data-sid="${CSS.escape(id)}"]`); }
+  function scrollIntoViewIfNeeded(el) {
+    const r = el.getBoundingClientRect(), p = listEl.getBoundingClientRect();
+    if (r.top < p.top || r.bottom > p.bottom) el.scrollIntoView({ block: "nearest" });
+  }
+  function orderedSentences() {
+    const out = [];
+    for (const sec of ["findings", "impression"]) for (const s of S.sentences) if (s.section === sec) out.push(s);
+    for (const s of S.sentences) if (s.section !== "findings" && s.section !== "impression") out.push(s);
+    return out;
+  }
+  function renderReport() {
+    const keep = {};
+    const ta = listEl.querySelector("textarea");
+    if (ta) { keep.text = ta.value; keep.start = ta.selectionStart; keep.end = ta.selectionEnd; keep.focus = document.activeElement === ta; }
+    const reasonSel = listEl.querySelector(".gx-reason"), sigSel = listEl.querySelector(".gx-significant");
+    if (reasonSel) keep.reason = reasonSel.value;
+    if (sigSel) keep.sig = sigSel.value;
+    const scroll = listEl.scrollTop;
+    const parts = [];
+    const ordered = orderedSentences();
+    S.order = ordered.map((s) => s.id);
+    for (const sec of ["findings", "impression"]) {
+      const items = ordered.filter((s) => s.section === sec);
+      if (!items.length && !(S.adding && S.adding.section === sec)) continue;
+      parts.push(`<div class="gx-section-title">${sec}</div>`);
+      for (const s of items) {
+        parts.push(sentenceHtml(s));
+        if (S.adding && S.adding.after === s.id) parts.push(addEditorHtml());
+      }
+      if (S.adding && S.adding.section === sec && !S.adding.after) parts.push(addEditorHtml());
+    }
+    if (!S.sentences.length && !S.adding) parts.push(`<div class="gx-section-title">No sentences in the draft</div>`);
+    listEl.innerHTML = parts.join("");
+    listEl.scrollTop = scroll;
+    const nta = listEl.querySelector("textarea");
+    if (nta && keep.text != null) {
+      nta.value = keep.text;
+      if (keep.reason != null && listEl.querySelector(".gx-reason")) listEl.querySelector(".gx-reason").value = keep.reason;
+      if (keep.sig != null && listEl.querySelector(".gx-significant")) listEl.querySelector(".gx-significant").value = keep.sig;
+      if (keep.focus) { nta.focus(); try { nta.setSelectionRange(keep.start, keep.end); } catch (e) { /* ignore */ } }
+    }
+    renderHead();
+  }
+  function sentenceHtml(s) {
+    const cls = ["gx-sent"];
+    if (s.id === S.selectedSentence) cls.push("selected");
+    if (s.id === S.activeSentence) cls.push("active");
+    if (s.status === "deleted") cls.push("gx-deleted");
+    const conf = s.confidence == null ? "" :
+      `<span class="gx-conf${s.confidence < 0.5 ? " gx-low" : ""}" title="model confidence">${Math.round(s.confidence * 100)}%</span>`;
+    const chip = s.label ? `<span class="gx-chip">${esc(s.label)}</span>` : `<span class="gx-chip">${s.status === "added" ? "reader" : "—"}</span>`;
+    const dis = S.readonly ? " disabled" : "";
+    const id = esc(s.id);
+    let body = `<div class="gx-sent-text" data-testid="ws-sentence-text-${id}">${esc(s.final_text)}</div>`;
+    if (s.status === "edited" && s.final_text !== s.text) body += `<div class="gx-sent-orig" title="drafted text">${esc(s.text)}</div>`;
+    if (S.editing === s.id) {
+      body = editorHtml(S.editDraft != null ? S.editDraft : s.final_text, true);
+    }
+    return `<div class="${cls.join(" ")}" data-sid="${id}" data-testid="ws-sentence-${id}" style="--gx-c:${colorOf(s.label)}">
+      <div class="gx-sent-head">${chip}${conf}<span class="gx-st gx-st-${esc(s.status)}" data-testid="ws-status-${id}">${esc(s.status)}</span></div>
+      ${body}
+      <div class="gx-sent-actions">
+        <button class="gx-btn-accept" data-act="accept" data-testid="ws-accept-${id}" title="Accept (A)"${dis}>✓ Accept</button>
+        <button data-act="edit" data-testid="ws-edit-${id}" title="Edit (E)"${dis}>✎ Edit</button>
+        <button class="gx-btn-delete" data-act="delete" data-testid="ws-delete-${id}" title="Delete (D)"${dis}>✕ Delete</button>
+      </div></div>`;
+  }
+  function editorHtml(text, withReason) {
+    const reason = withReason ? `<div class="gx-row">Reason
+        <select class="gx-reason" data-testid="ws-edit-reason"><option value="">—</option><option>finding</option>
+        <option>location</option><option>severity</option><option>style</option><option>other</option></select>
+        Clinically significant <select class="gx-significant" data-testid="ws-edit-significant"><option value="">—</option>
+        <option value="yes">yes</option><option value="no">no</option></select></div>` : "";
+    return `<div class="gx-editor"><textarea data-testid="ws-edit-text" spellcheck="true">${esc(text)}</textarea>${reason}
+      <div class="gx-row"><button class="gx-save" data-act="save" data-testid="ws-edit-save">Save (Ctrl+Enter)</button>
+      <button data-act="cancel" data-testid="ws-edit-cancel">Cancel (Esc)</button></div></div>`;
+  }
+  function addEditorHtml() {
+    return `<div class="gx-sent selected gx-adding" data-testid="ws-sentence-new"><div class="gx-sent-head"><span class="gx-chip">new sentence</span>
+      <select class="gx-add-section" data-testid="ws-add-section"><option value="findings"${S.adding.section === "findings" ? " selected" : ""}>findings</option>
+      <option value="impression"${S.adding.section === "impression" ? " selected" : ""}>impression</option></select></div>
+      ${editorHtml("", false)}</div>`;
+  }
+  function renderHead() {
+    const total = S.sentences.length;
+    const decided = S.sentences.filter((s) => s.status !== "pending").length;
+    $(".gx-progress").textContent = total ? `${decided}/${total} reviewed` : "";
+    $(".gx-study").textContent = S.studyKey ? `· ${S.studyKey}` : "";
+    const banners = [];
+    if (S.readonly) banners.push(`<div class="gx-readonly-banner" data-testid="ws-readonly">Signed — read only</div>`);
+    const warns = (S.value && S.value.warnings) || [];
+    if (warns.length) banners.push(`<div class="gx-warnings" data-testid="ws-warnings">⚠ ${warns.map(esc).join(" · ")}</div>`);
+    $(".gx-banners").innerHTML = banners.join("");
+  }
+  function updateSentenceEl(s) {
+    const el = sentEl(s.id);
+    if (!el) { renderReport(); return; }
+    const tmp = document.createElement("div");
+    tmp.innerHTML = sentenceHtml(s);
+    el.replaceWith(tmp.firstElementChild);
+    renderHead();
+  }
+  function updateToolbar() {
+    const ro = S.readonly;
+    const set = (act, on) => { const b = element.querySelector(`[data-act="${act}"]`); if (b) b.classList.toggle("gx-on", !!on); };
+    set("play", S.playing); set("boxes", S.show.boxes); set("clues", S.show.clues); set("traj", S.show.traj);
+    set("invert", S.invert); set("draw", S.mode === "draw"); set("measure", S.mode === "measure"); set("wl", S.mode === "wl");
+    for (const sel of ["ws-add-sentence", "ws-draw-box", "ws-box-accept", "ws-box-reject", "ws-undo",
+      "ws-signoff-accept", "ws-signoff-modify", "ws-signoff-reject", "ws-ask"]) {
+      const b = element.querySelector(`[data-testid="${sel}"]`);
+      if (b) b.disabled = ro || S.sessionId == null;
+    }
+    const bx = S.selectedBox && boxById(S.selectedBox);
+    boxInfoEl.textContent = bx ? `Box: ${bx.label || "(unlabelled)"} · ${bx.status}` + (bx.sentence_id ? ` · sentence ${bx.sentence_id}` : "")
+      : (S.mode === "draw" ? "Drag on the image to draw a box" : "No box selected — click a box on the image");
+    stage.classList.toggle("gx-drawing", S.mode === "draw");
+    stage.classList.toggle("gx-measuring", S.mode === "measure");
+    stage.classList.toggle("gx-wl", S.mode === "wl");
+    markDirty();
+  }
+
+  // ------------------------------------------------------------------ selection and decisions
+  function selectSentence(id, source) {
+    if (id === S.selectedSentence && source !== "box") return;
+    const prev = S.selectedSentence;
+    S.selectedSentence = id;
+    if (id) touch(id);
+    if (source !== "box") {
+      const bs = S.boxes.filter((b) => b.sentence_id === id);
+      const b = bs.find((x) => x.status !== "rejected") || bs[0];
+      S.selectedBox = b ? b.id : null;
+      if (b) touch("box:" + b.id);
+    }
+    if (prev) { const el = sentEl(prev); if (el) el.classList.remove("selected"); }
+    if (id) { const el = sentEl(id); if (el) { el.classList.add("selected"); scrollIntoViewIfNeeded(el); } }
+    updateToolbar();
+    event("select", { sentence_id: id, box_id: S.selectedBox, source: source || "click" });
+  }
+  function selectBox(id) {
+    S.selectedBox = id;
+    const b = id && boxById(id);
+    if (b) touch("box:" + b.id);
+    if (b && b.sentence_id && sentenceById(b.sentence_id)) selectSentence(b.sentence_id, "box");
+    else { updateToolbar(); event("select", { box_id: id, source: "box" }); }
+  }
+  function moveSelection(delta) {
+    const ids = S.order;
+    if (!ids.length) return;
+    let i = ids.indexOf(S.selectedSentence);
+    i = i < 0 ? (delta > 0 ? 0 : ids.length - 1) : clamp(i + delta, 0, ids.length - 1);
+    selectSentence(ids[i], "keyboard");
+  }
+  function canEdit() { return !S.readonly && S.sessionId != null; }
+  function decideSentence(id, decision, extra) {
+    const s = sentenceById(id);
+    if (!s || !canEdit()) return;
+    touch(id);
+    if (decision === "edited") s.final_text = extra.final_text;
+    if (decision === "accepted" && s.status === "deleted") s.final_text = s.final_text || s.text;
+    s.status = s.status === "added" && decision !== "deleted" ? "added" : decision;
+    if (decision === "edited" && s.status === "added") s.status = "added";
+    S.editing = null; S.editDraft = null;
+    updateSentenceEl(s);
+    send("decide_sentence", Object.assign({ sentence_id: id, decision, final_text: s.final_text, error_category: null,
+      clinically_significant: null, duration_ms: durationFor(id) }, extra || {}));
+  }
+  function startEdit(id) {
+    if (!canEdit() || !sentenceById(id)) return;
+    if (S.selectedSentence !== id) selectSentence(id, "edit");
+    S.editing = id; S.editDraft = null; S.adding = null;
+    touch(id);
+    renderReport();
+    const ta = listEl.querySelector("textarea");
+    if (ta) { ta.focus(); ta.setSelectionRange(ta.value.length, ta.value.length); }
+    event("edit_start", { sentence_id: id });
+  }
+  function saveEdit() {
+    const ta = listEl.querySelector("textarea");
+    if (!ta) return;
+    if (S.adding) {
+      const text = ta.value.trim();
+      const secSel = listEl.querySelector(".gx-add-section");
+      const section = secSel ? secSel.value : S.adding.section;
+      if (!text) { setStatus("The new sentence is empty", "err"); return; }
+      const localId = "new-" + (++S.localSeq);
+      const after = S.adding.after;
+      const s = { id: localId, section, region: null, label: null, text, confidence: null, observation_box: null,
+                  trajectory: [], status: "added", final_text: text };
+      const idx = after ? S.sentences.findIndex((x) => x.id === after) : -1;
+      if (idx >= 0 && sentenceById(after).section === section) S.sentences.splice(idx + 1, 0, s); else S.sentences.push(s);
+      const started = S.adding.startedAt;
+      S.adding = null;
+      S.selectedSentence = localId;
+      renderReport();
+      send("add_sentence", { text, section, after_sentence_id: after || null, duration_ms: nowTs() - started }, (res) => {
+        if (res && res.sentence_id && String(res.sentence_id) !== localId) renameSentence(localId, String(res.sentence_id));
+      });
+      return;
+    }
+    const id = S.editing;
+    const s = sentenceById(id);
+    if (!s) return;
+    const text = ta.value.trim();
+    const reason = (listEl.querySelector(".gx-reason") || {}).value || null;
+    const sig = (listEl.querySelector(".gx-significant") || {}).value || "";
+    if (!text) { setStatus("Empty text — use Delete (D) to remove a sentence", "err"); return; }
+    if (text === s.final_text && !reason && !sig) {
+      S.editing = null; updateSentenceEl(s);
+      if (s.status === "pending") decideSentence(id, "accepted");
+      return;
+    }
+    decideSentence(id, "edited", { final_text: text, error_category: reason || null,
+      clinically_significant: sig === "yes" ? true : sig === "no" ? false : null });
+  }
+  function cancelEdit() {
+    if (S.adding) { S.adding = null; renderReport(); return true; }
+    if (S.editing) { const s = sentenceById(S.editing); S.editing = null; if (s) updateSentenceEl(s); return true; }
+    return false;
+  }
+  function startAdd() {
+    if (!canEdit()) return;
+    S.editing = null;
+    const sel = S.selectedSentence && sentenceById(S.selectedSentence);
+    S.adding = { after: sel ? sel.id : null, section: sel ? sel.section : "findings", startedAt: nowTs() };
+    renderReport();
+    const ta = listEl.querySelector("textarea");
+    if (ta) { ta.focus(); ta.scrollIntoView({ block: "nearest" }); }
+  }
+  function renameSentence(from, to) {
+    S.idMap[from] = to;
+    const s = sentenceById(from);
+    if (s) s.id = to;
+    for (const b of S.boxes) if (b.sentence_id === from) b.sentence_id = to;
+    if (S.selectedSentence === from) S.selectedSentence = to;
+    if (S.editing === from) S.editing = to;
+    if (from in S.firstTouch) S.firstTouch[to] = S.firstTouch[from];
+    renderReport();
+  }
+
+  // boxes
+  const boxCoords = (b) => [b.x_min, b.y_min, b.x_max, b.y_max].map((v) => Math.round(v * 1e5) / 1e5);
+  function decideBox(b, decision) {
+    if (!b || !canEdit()) return;
+    touch("box:" + b.id);
+    if (!(b.status === "added" && decision !== "rejected")) b.status = decision;
+    updateToolbar();
+    send("decide_box", { box_id: b.id, decision, box: boxCoords(b), linked_sentence_id: b.sentence_id,
+      duration_ms: durationFor("box:" + b.id) }, (res) => {
+      if (res && res.box_id && String(res.box_id) !== b.id && decision === "added") { S.idMap[b.id] = String(res.box_id); }
+    });
+  }
+  function pushUndo(b) { S.undo.push({ id: b.id, coords: [b.x_min, b.y_min, b.x_max, b.y_max], status: b.status, existed: true }); }
+  function undoBox() {
+    const u = S.undo.pop();
+    if (!u || !canEdit()) return;
+    const b = boxById(u.id);
+    if (!b) return;
+    if (!u.existed) {
+      // undo of a drawn box: reject it
+      decideBox(b, "rejected");
+      event("undo", { box_id: u.id, action: "draw" });
+      return;
+    }
+    [b.x_min, b.y_min, b.x_max, b.y_max] = u.coords;
+    const prev = u.status;
+    b.status = prev;
+    event("undo", { box_id: b.id, restored_status: prev, box: boxCoords(b) });
+    if (prev !== "pending") {
+      send("decide_box", { box_id: b.id, decision: prev, box: boxCoords(b), linked_sentence_id: b.sentence_id,
+        duration_ms: durationFor("box:" + b.id) });
+    } else if (b.orig) {
+      // back to the drafted box: record it as moved back to the drafted coordinates
+      send("decide_box", { box_id: b.id, decision: "moved", box: boxCoords(b), linked_sentence_id: b.sentence_id,
+        duration_ms: durationFor("box:" + b.id) });
+    }
+    updateToolbar();
+  }
+  function normBox(a, c) {
+    return { x_min: clamp(Math.min(a[0], c[0]), 0, 1), y_min: clamp(Math.min(a[1], c[1]), 0, 1),
+             x_max: clamp(Math.max(a[0], c[0]), 0, 1), y_max: clamp(Math.max(a[1], c[1]), 0, 1) };
+  }
+  function hitBox(sx, sy) {
+    // handles of the selected box first, then the smallest box containing the point
+    const sel = S.selectedBox && boxById(S.selectedBox);
+    if (sel && sel.status !== "rejected" && S.show.boxes && !S.readonly) {
+      const [x, y, w, h] = rectOf(sel);
+      const corners = [[x, y], [x + w, y], [x, y + h], [x + w, y + h]];
+      for (let k = 0; k < 4; k++) if (Math.abs(sx - corners[k][0]) <= 7 && Math.abs(sy - corners[k][1]) <= 7) return { box: sel, corner: k };
+    }
+    if (!S.show.boxes) return null;
+    let best = null, bestArea = Infinity;
+    for (const b of S.boxes) {
+      const [x, y, w, h] = rectOf(b);
+      if (sx >= x - 3 && sx <= x + w + 3 && sy >= y - 3 && sy <= y + h + 3) {
+        const area = w * h + (b.status === "rejected" ? 1e9 : 0);
+        if (area < bestArea) { best = b; bestArea = area; }
+      }
+    }
+    return best ? { box: best, corner: -1 } : null;
+  }
+
+  // ------------------------------------------------------------------ pointer input
+  function localXY(e) { const r = canvas.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }
+  canvas.addEventListener("contextmenu", (e) => e.preventDefault());
+  canvas.addEventListener("pointerdown", (e) => {
+    noteInput();
+    root.focus({ preventScroll: true });
+    if (!S.img) return;
+    const [sx, sy] = localXY(e);
+    const n = toNorm(sx, sy);
+    canvas.setPointerCapture(e.pointerId);
+    const base = { sx0: sx, sy0: sy, moved: false, pointerId: e.pointerId };
+    if (e.button === 2 || (e.button === 0 && S.mode === "wl")) {
+      S.drag = Object.assign(base, { kind: "wl", c0: S.win.center, w0: S.win.width });
+    } else if (e.button === 1) {
+      S.drag = Object.assign(base, { kind: "pan", tx0: S.view.tx, ty0: S.view.ty });
+    } else if (S.mode === "draw" && canEdit()) {
+      S.drag = Object.assign(base, { kind: "draw", n0: n, n1: n });
+    } else if (S.mode === "measure") {
+      S.drag = Object.assign(base, { kind: "measure" });
+      S.measure = { a: n, b: n };
+    } else {
+      const hit = hitBox(sx, sy);
+      if (hit && hit.box.id === S.selectedBox && hit.box.status !== "rejected" && canEdit()) {
+        const b = hit.box;
+        S.drag = Object.assign(base, { kind: hit.corner >= 0 ? "resize" : "move", box: b, corner: hit.corner, n0: n,
+          start: [b.x_min, b.y_min, b.x_max, b.y_max] });
+      } else if (hit) {
+        S.drag = Object.assign(base, { kind: "pick", box: hit.box, tx0: S.view.tx, ty0: S.view.ty });
+      } else {
+        S.drag = Object.assign(base, { kind: "pan", tx0: S.view.tx, ty0: S.view.ty, empty: true });
+      }
+    }
+    markDirty();
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    const d = S.drag;
+    if (!d || !S.img) return;
+    noteInput();
+    const [sx, sy] = localXY(e);
+    const dx = sx - d.sx0, dy = sy - d.sy0;
+    if (Math.abs(dx) + Math.abs(dy) > 3) d.moved = true;
+    if (!d.moved) return;
+    const n = toNorm(sx, sy);
+    if (d.kind === "wl") {
+      const span = Math.max(16, S.img.max - S.img.min);
+      applyWindow(d.c0 + dy * span / 600, Math.max(1, d.w0 + dx * span / 300), false);
+    } else if (d.kind === "pan" || d.kind === "pick") {
+      S.view = { scale: S.view.scale, tx: d.tx0 + dx, ty: d.ty0 + dy, fitted: false };
+    } else if (d.kind === "draw") {
+      d.n1 = n;
+    } else if (d.kind === "measure") {
+      S.measure.b = n;
+    } else if (d.kind === "move") {
+      const [x0, y0, x1, y1] = d.start;
+      const ddx = clamp(n[0] - d.n0[0], -x0, 1 - x1), ddy = clamp(n[1] - d.n0[1], -y0, 1 - y1);
+      Object.assign(d.box, { x_min: x0 + ddx, y_min: y0 + ddy, x_max: x1 + ddx, y_max: y1 + ddy });
+    } else if (d.kind === "resize") {
+      const [x0, y0, x1, y1] = d.start;
+      const c = [clamp(n[0], 0, 1), clamp(n[1], 0, 1)];
+      const ax = d.corner === 0 || d.corner === 2 ? x1 : x0;   // fixed (opposite) corner
+      const ay = d.corner === 0 || d.corner === 1 ? y1 : y0;
+      Object.assign(d.box, normBox([ax, ay], c));
+    }
+    markDirty();
+  });
+  function endDrag(e) {
+    const d = S.drag;
+    if (!d) return;
+    S.drag = null;
+    try { canvas.releasePointerCapture(d.pointerId); } catch (err) { /* released */ }
+    if (d.kind === "wl" && d.moved) event("window", { center: Math.round(S.win.center), width: Math.round(S.win.width), source: "drag" });
+    else if ((d.kind === "pan" || d.kind === "pick") && d.moved) event("pan", { tx: Math.round(S.view.tx), ty: Math.round(S.view.ty) });
+    else if (d.kind === "pick" && !d.moved) selectBox(d.box.id);
+    else if (d.kind === "pan" && !d.moved && d.empty && S.selectedBox) { S.selectedBox = null; updateToolbar(); }
+    else if (d.kind === "draw") {
+      const b = normBox(d.n0, d.n1);
+      const [x, y, w, h] = rectOf(b);
+      if (w >= 6 && h >= 6) {
+        const sid = S.selectedSentence && sentenceById(S.selectedSentence) ? S.selectedSentence : null;
+        const s = sid && sentenceById(sid);
+        const nb = Object.assign({ id: "new-box-" + (++S.localSeq), sentence_id: sid, label: s ? s.label : null,
+          status: "added", orig: null }, b);
+        S.boxes.push(nb);
+        S.undo.push({ id: nb.id, existed: false });
+        S.selectedBox = nb.id;
+        touch("box:" + nb.id);
+        decideBox(nb, "added");
+      }
+      S.mode = null;
+      updateToolbar();
+    } else if (d.kind === "measure") {
+      event("measure", { length: measureText(S.measure) });
+    } else if ((d.kind === "move" || d.kind === "resize") && d.moved) {
+      S.undo.push({ id: d.box.id, coords: d.start, status: d.box.status, existed: true });
+      decideBox(d.box, d.kind === "move" ? "moved" : "resized");
+    }
+    markDirty();
+  }
+  canvas.addEventListener("pointerup", endDrag);
+  canvas.addEventListener("pointercancel", endDrag);
+  let wheelTimer = 0;
+  canvas.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    noteInput();
+    if (!S.img) return;
+    const [sx, sy] = localXY(e);
+    zoomAt(sx, sy, Math.pow(1.0015, -e.deltaY));
+    clearTimeout(wheelTimer);
+    wheelTimer = setTimeout(() => event("zoom", { scale: Math.round(S.view.scale * 1000) / 1000 }), 400);
+  }, { passive: false });
+
+  // ------------------------------------------------------------------ clicks in the panel / toolbar
+  element.addEventListener("click", (e) => {
+    noteInput();
+    const btn = e.target.closest("[data-act]");
+    const sentNode = e.target.closest(".gx-sent[data-sid]");
+    if (btn && !btn.disabled) {
+      const act = btn.dataset.act;
+      const sid = sentNode ? sentNode.dataset.sid : null;
+      e.stopPropagation();
+      doAction(act, sid);
+      return;
+    }
+    if (sentNode && !e.target.closest(".gx-editor")) selectSentence(sentNode.dataset.sid, "click");
+  });
+  scrubEl.addEventListener("input", () => { noteInput(); if (S.playing) pause(false); setFrame(+scrubEl.value); });
+  scrubEl.addEventListener("change", () => event("scrub", { frame: S.frame }));
+  speedEl.addEventListener("change", () => { noteInput(); setSpeed(speedEl.value, true); });
+  askInput.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); doAction("ask"); } });
+
+  function doAction(act, sid) {
+    const cur = sid || S.selectedSentence;
+    switch (act) {
+      case "play": play(); break;
+      case "pause": pause(); break;
+      case "step": pause(false); setFrame(S.frame + 1, "step"); break;
+      case "stepback": pause(false); setFrame(Math.max(0, S.frame - 1), "step_back"); break;
+      case "boxes": case "clues": case "traj": {
+        const k = act === "traj" ? "traj" : act;
+        S.show[k] = !S.show[k]; updateToolbar(); event("toggle", { overlay: k, on: S.show[k] }); break;
+      }
+      case "preset1": preset("lung"); break;
+      case "preset2": preset("mediastinum"); break;
+      case "preset3": preset("bone"); break;
+      case "preset0": if (S.img) { applyWindow(S.img.window.center, S.img.window.width, false); event("window", { preset: "voi" }); } break;
+      case "invert": S.invert = !S.invert; S.wlDirty = true; updateToolbar(); event("invert", { on: S.invert }); break;
+      case "fit": fitView(); event("fit", {}); break;
+      case "reset": resetView(true); updateToolbar(); break;
+      case "wl": S.mode = S.mode === "wl" ? null : "wl"; updateToolbar(); break;
+      case "measure": S.mode = S.mode === "measure" ? null : "measure"; if (!S.mode) S.measure = null; updateToolbar(); break;
+      case "draw": if (canEdit()) { S.mode = S.mode === "draw" ? null : "draw"; updateToolbar(); event("draw_mode", { on: S.mode === "draw" }); } break;
+      case "help": toggleHelp(true); break;
+      case "closehelp": toggleHelp(false); break;
+      case "accept": if (cur) { if (S.editing === cur) cancelEdit(); decideSentence(cur, "accepted"); } break;
+      case "edit": if (cur) startEdit(cur); break;
+      case "delete": if (cur) decideSentence(cur, "deleted"); break;
+      case "save": saveEdit(); break;
+      case "cancel": cancelEdit(); break;
+      case "add": startAdd(); break;
+      case "boxaccept": decideBox(S.selectedBox && boxById(S.selectedBox), "accepted"); break;
+      case "boxreject": { const b = S.selectedBox && boxById(S.selectedBox); if (b && canEdit()) { pushUndo(b); decideBox(b, "rejected"); } break; }
+      case "undo": undoBox(); break;
+      case "so-accept": signOff("accept"); break;
+      case "so-modify": signOff("modify"); break;
+      case "so-reject": confirmBox("Reject this draft?", "The draft will be signed as rejected and the next case opens.\n\n" + finalReport(),
+        () => signOff("reject")); break;
+      case "confirm-ok": { const f = S.confirmFn; closeConfirm(); if (f) f(); break; }
+      case "confirm-cancel": closeConfirm(); break;
+      case "ask": ask(); break;
+      default: break;
+    }
+    markDirty();
+  }
+  function preset(name) {
+    if (!S.img) return;
+    const p = S.img.presets && S.img.presets[name];
+    if (!p) { setStatus(`No ${name} preset for this image`, "busy"); return; }
+    applyWindow(+p[0], +p[1], false);
+    event("window", { preset: name, center: +p[0], width: +p[1] });
+  }
+  function toggleHelp(on) {
+    helpEl.hidden = !on;
+    if (on) event("help", {});
+  }
+  function confirmBox(title, text, fn) {
+    $(".gx-confirm-title").textContent = title;
+    $(".gx-confirm-text").textContent = text;
+    S.confirmFn = fn;
+    confirmEl.hidden = false;
+    const ok = $('[data-testid="ws-confirm-ok"]');
+    if (ok) ok.focus();
+  }
+  function closeConfirm() { confirmEl.hidden = true; S.confirmFn = null; root.focus({ preventScroll: true }); }
+
+  function finalReport() {
+    const parts = [];
+    for (const sec of ["findings", "impression"]) {
+      const t = S.sentences.filter((s) => s.section === sec && s.status !== "deleted").map((s) => s.final_text.trim()).filter(Boolean).join(" ");
+      if (t) parts.push(sec.toUpperCase() + ": " + t);
+    }
+    return parts.join("\n\n");
+  }
+  function signOff(decision) {
+    if (!canEdit()) return;
+    tickTiming();
+    const sid = S.sessionId, key = S.studyKey;
+    S.readonly = true;
+    pause(false);
+    renderReport(); updateToolbar();
+    setStatus(`Signing off (${decision})…`, "busy");
+    send("sign_off", { decision, final_report: finalReport(), active_ms: Math.round(S.timing.active),
+      idle_ms: Math.round(S.timing.idle), hidden_ms: Math.round(S.timing.hidden) }, (res) => {
+      S.signedOff = { decision, session_id: sid, study_key: key, result: res };
+      setStatus(`✓ signed off (${decision})`, "ok");
+      try { trigger("signed_off", { session_id: sid, study_key: key, decision }); } catch (e) { console.error(e); }
+    });
+  }
+  async function ask() {
+    const q = askInput.value.trim();
+    if (!q || !canEdit()) return;
+    const fn = server && server.ask;
+    if (typeof fn !== "function") { askAnswer.textContent = "Asking is not available here."; return; }
+    askAnswer.textContent = "Asking…";
+    event("ask", { question: q.slice(0, 200) });
+    try {
+      const res = await withTimeout(fn({ session_id: S.sessionId, question: q, client_ts: nowTs() }), 90000);
+      if (res && res.ok === false) { askAnswer.textContent = "✗ " + (res.error || "no answer"); return; }
+      askAnswer.textContent = (res && res.answer) || "(no answer)";
+      S.answerBox = res && res.box ? res.box : null;
+      markDirty();
+    } catch (e) {
+      askAnswer.textContent = "✗ " + ((e && e.message) || e) + " — try again";
+    }
+  }
+
+  // ------------------------------------------------------------------ keyboard
+  const isTyping = (t) => t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" || t.tagName === "SELECT" || t.isContentEditable);
+  function onKey(e) {
+    if (S.destroyed || !element.isConnected || element.offsetParent === null) return;
+    const t = e.target;
+    if (isTyping(t)) {
+      if (element.contains(t) && t.tagName === "TEXTAREA") {
+        if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); saveEdit(); }
+        else if (e.key === "Escape") { e.preventDefault(); cancelEdit(); root.focus({ preventScroll: true }); }
+      }
+      return;
+    }
+    if (e.altKey) return;
+    noteInput();
+    const k = e.key;
+    if ((e.ctrlKey || e.metaKey) && (k === "z" || k === "Z")) { e.preventDefault(); undoBox(); return; }
+    if (e.ctrlKey || e.metaKey) return;
+    if (!confirmEl.hidden) { if (k === "Escape") closeConfirm(); else if (k === "Enter") doAction("confirm-ok"); e.preventDefault(); return; }
+    if (!helpEl.hidden && (k === "Escape" || k === "?")) { toggleHelp(false); e.preventDefault(); return; }
+    const map = {
+      "1": "preset1", "2": "preset2", "3": "preset3", "0": "preset0", i: "invert", I: "invert", " ": "reset", r: "reset",
+      f: "fit", b: "boxes", c: "clues", t: "traj", p: "playpause", k: "playpause", ".": "step", ",": "stepback",
+      a: "accept", e: "edit", d: "delete", n: "add", x: "boxreject", v: "boxaccept", w: "draw", l: "wl", m: "measure",
+      "?": "help", "]": "faster", "[": "slower", ArrowDown: "next", ArrowUp: "prev", Escape: "escape",
+    };
+    const act = map[k] || map[k.toLowerCase && k.length === 1 ? k.toLowerCase() : k];
+    if (!act) return;
+    e.preventDefault();
+    if (S.sessionId == null && act !== "help") return;
+    event("key", { key: k, action: act });
+    switch (act) {
+      case "playpause": S.playing ? pause() : play(); break;
+      case "faster": setSpeed(S.speed >= 4 ? 4 : S.speed * 2, true); break;
+      case "slower": setSpeed(S.speed <= 0.5 ? 0.5 : S.speed / 2, true); break;
+      case "next": moveSelection(1); break;
+      case "prev": moveSelection(-1); break;
+      case "escape":
+        if (!cancelEdit()) { S.mode = null; S.measure = null; S.drag = null; updateToolbar(); }
+        break;
+      default: doAction(act);
+    }
+  }
+  document.addEventListener("keydown", onKey, true);
+
+  // ------------------------------------------------------------------ active / idle / hidden time
+  function tickTiming() {
+    const t = performance.now();
+    const T = S.timing;
+    const dt = t - T.last;
+    T.last = t;
+    T[T.state] += dt;
+    let next = document.hidden ? "hidden" : (t - T.lastInput > S.idleMs ? "idle" : "active");
+    if (next !== T.state) {
+      if (T.state === "hidden") event("tab_visible", { hidden_ms: Math.round(T.hidden) });
+      if (T.state === "idle") event("idle_end", { idle_ms: Math.round(T.idle) });
+      if (next === "hidden") event("tab_hidden", {});
+      if (next === "idle") event("idle_start", { after_ms: S.idleMs });
+      T.state = next;
+    }
+  }
+  function noteInput() {
+    S.timing.lastInput = performance.now();
+    if (S.timing.state === "idle") tickTiming();
+  }
+  const timingTimer = setInterval(tickTiming, 1000);
+  const onVis = () => tickTiming();
+  document.addEventListener("visibilitychange", onVis);
+  const onMove = () => noteInput();
+  element.addEventListener("pointermove", onMove, { passive: true });
+
+  // ------------------------------------------------------------------ sizing, value wiring, test hooks
+  const ro = new ResizeObserver(() => resizeCanvas());
+  ro.observe(stage);
+  resizeCanvas();
+
+  const snapshotBox = (b) => ({ id: b.id, sentence_id: b.sentence_id, label: b.label, x_min: b.x_min, y_min: b.y_min,
+    x_max: b.x_max, y_max: b.y_max, status: b.status });
+  const api = {};
+  const getters = {
+    selectedSentence: () => S.selectedSentence,
+    activeSentence: () => S.activeSentence,
+    selectedBox: () => S.selectedBox,
+    playing: () => S.playing,
+    frame: () => S.frame,
+    frameCount: () => S.frames.length,
+    speed: () => S.speed,
+    boxes: () => S.boxes.map(snapshotBox),
+    sentences: () => S.sentences.map((s) => ({ id: s.id, section: s.section, label: s.label, status: s.status, final_text: s.final_text })),
+    view: () => ({ scale: S.view.scale, tx: S.view.tx, ty: S.view.ty, center: S.win.center, width: S.win.width,
+      invert: S.invert, photometric: S.img ? S.img.photometric : null, canvasWidth: S.cssW, canvasHeight: S.cssH,
+      dispWidth: S.img ? S.img.dw : 0, dispHeight: S.img ? S.img.dh : 0 }),
+    show: () => Object.assign({}, S.show),
+    mode: () => S.mode,
+    editing: () => S.editing,
+    readonly: () => S.readonly,
+    sessionId: () => S.sessionId,
+    studyKey: () => S.studyKey,
+    painted: () => S.painted && !!S.img,
+    openToPaintMs: () => (S.paintedAt && S.img ? S.paintedAt - S.openedAt : null),
+    rafFrames: () => S.rafFrames,
+    pending: () => S.queue.length,
+    acks: () => S.acks.map((a) => ({ fn: a.fn, seq: a.seq, latency_ms: a.latency_ms, args: Object.assign({}, a.args) })),
+    failures: () => S.failures.slice(),
+    lastError: () => S.lastError || null,
+    timing: () => ({ active_ms: S.timing.active, idle_ms: S.timing.idle, hidden_ms: S.timing.hidden, state: S.timing.state }),
+    helpOpen: () => !helpEl.hidden,
+    signedOff: () => S.signedOff || null,
+  };
+  for (const [k, g] of Object.entries(getters)) Object.defineProperty(api, k, { get: g, enumerable: true });
+  // Helpers for tests: screen (client) coordinates of a normalised image point, and the stored value at a display pixel.
+  api.toClient = (nx, ny) => { const r = canvas.getBoundingClientRect(); const [x, y] = toScreen(nx, ny); return { x: r.left + x, y: r.top + y }; };
+  api.storedValueAt = (px, py) => (S.img ? S.img.data[py * S.img.dw + px] : null);
+  api.pixelAt = (cx, cy) => { const d = ctx.getImageData(Math.round(cx * S.dpr), Math.round(cy * S.dpr), 1, 1).data; return [d[0], d[1], d[2]]; };
+  Object.freeze(api);
+  window.gazexWorkstation = api;
+
+  watch("value", () => loadValue(props.value));
+  loadValue(props.value);
+
+  window.__gxWsCleanup = () => {
+    S.destroyed = true;
+    cancelAnimationFrame(rafId);
+    clearInterval(timingTimer);
+    document.removeEventListener("keydown", onKey, true);
+    document.removeEventListener("visibilitychange", onVis);
+    ro.disconnect();
+  };
+})();

@@ -1,0 +1,365 @@
+"""Normal chest anatomy on a frontal PA radiograph, as a density map (0 = air, higher = whiter).
+
+Geometry is sampled once per study (``sample_anatomy``) and rendered as separate layers
+(``render_layers``) so that findings can change the geometry (a bigger heart, a wider
+mediastinum) or the lung aeration before the layers are combined. Image-left is the
+patient's right (radiological convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .resources import lung_masks
+
+THORAX_HEIGHT_MM = 400.0  # the field of view of a PA film is ~35-43 cm
+ASPECT = 0.83  # width / height of a MIMIC-CXR PA DICOM (2544 / 3056)
+
+
+def image_shape(size: int) -> tuple[int, int]:
+    """(height, width) of an image whose long (vertical) side is ``size``."""
+    return size, int(round(size * ASPECT / 2) * 2)
+
+
+@dataclass
+class Anatomy:
+    height: int
+    width: int
+    mask_index: int
+    lung_box: tuple[float, float, float, float]  # x0, y0, x1, y1 of both lungs
+    midline: float
+    heart_ctr: float  # cardiothoracic ratio
+    heart_bottom: float
+    heart_half_height: float
+    mediastinum_half_width: float  # upper mediastinum, px
+    carina: tuple[float, float]
+    trachea_half_width: float
+    rib_spacing: float
+    rib_phase: float
+    has_breasts: bool
+    lungs: np.ndarray = field(repr=False, default=None)  # (2, H, W) float32 soft masks, [image-left, image-right]
+
+    @property
+    def pixel_spacing_mm(self) -> float:
+        return THORAX_HEIGHT_MM / self.height
+
+    @property
+    def thoracic_width(self) -> float:
+        return self.lung_box[2] - self.lung_box[0]
+
+    @property
+    def heart_width(self) -> float:
+        return self.heart_ctr * self.thoracic_width
+
+    @property
+    def heart_extent(self) -> tuple[float, float]:
+        """Image-x of the heart's right (image-left) and left (image-right) borders: 1/3 right of midline, 2/3 left."""
+        return self.midline - 0.35 * self.heart_width, self.midline + 0.65 * self.heart_width
+
+    @property
+    def heart_top(self) -> float:
+        return self.heart_bottom - 2 * self.heart_half_height
+
+    def heart_box(self) -> tuple[float, float, float, float]:
+        x0, x1 = self.heart_extent
+        return x0, self.heart_top + 0.25 * self.heart_half_height, x1, self.heart_bottom
+
+    def side_box(self, side: int) -> tuple[float, float, float, float]:
+        """Bounding box of one lung (0 = image-left = patient right)."""
+        ys, xs = np.nonzero(self.lungs[side] > 0.5)
+        return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+    def lung_bottom_at(self, side: int, x: float) -> float:
+        column = self.lungs[side][:, int(np.clip(x, 0, self.width - 1))]
+        rows = np.nonzero(column > 0.5)[0]
+        return float(rows.max()) if rows.size else self.lung_box[3]
+
+
+def sample_anatomy(rng: np.random.Generator, size: int) -> Anatomy:
+    height, width = image_shape(size)
+    masks = lung_masks()
+    index = int(rng.integers(len(masks)))
+    x0 = width * rng.uniform(0.09, 0.13)
+    x1 = width * rng.uniform(0.87, 0.91)
+    y0 = height * rng.uniform(0.08, 0.13)
+    y1 = height * rng.uniform(0.70, 0.78)
+    lungs = _place_lungs(masks[index], (x0, y0, x1, y1), rng, height, width)
+    midline = _midline(lungs, (x0 + x1) / 2)
+    lung_h = y1 - y0
+    return Anatomy(
+        height=height,
+        width=width,
+        mask_index=index,
+        lung_box=(x0, y0, x1, y1),
+        midline=midline,
+        heart_ctr=float(rng.uniform(0.40, 0.47)),
+        heart_bottom=y1 - lung_h * rng.uniform(0.06, 0.10),
+        heart_half_height=lung_h * rng.uniform(0.19, 0.23),
+        mediastinum_half_width=width * rng.uniform(0.055, 0.07),
+        carina=(midline + width * rng.uniform(-0.005, 0.005), y0 + lung_h * rng.uniform(0.33, 0.40)),
+        trachea_half_width=width * rng.uniform(0.017, 0.022),
+        rib_spacing=lung_h * rng.uniform(0.085, 0.10),
+        rib_phase=float(rng.uniform(0, 1)),
+        has_breasts=bool(rng.random() < 0.45),
+        lungs=lungs,
+    )
+
+
+def _place_lungs(mask: np.ndarray, box, rng, height: int, width: int) -> np.ndarray:
+    """Warp one real lung mask (2, 256, 256) into ``box`` with a small random rotation and shear."""
+    x0, y0, x1, y1 = box
+    src_h, src_w = mask.shape[1:]
+    angle = np.deg2rad(rng.uniform(-2.5, 2.5))
+    shear = rng.uniform(-0.04, 0.04)
+    sx, sy = (x1 - x0) / src_w, (y1 - y0) / src_h
+    linear = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ np.array(
+        [[sx, shear * sx], [0, sy]]
+    )
+    centre_src = np.array([src_w / 2, src_h / 2])
+    centre_dst = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    affine = np.hstack([linear, (centre_dst - linear @ centre_src)[:, None]]).astype(np.float32)
+    blur = max(1.0, height / 200)
+    out = np.empty((2, height, width), np.float32)
+    for side in range(2):
+        warped = cv2.warpAffine(mask[side].astype(np.float32) / 255, affine, (width, height), flags=cv2.INTER_LINEAR)
+        out[side] = cv2.GaussianBlur(warped, (0, 0), blur)
+    return out
+
+
+def _midline(lungs: np.ndarray, fallback: float) -> float:
+    """Halfway between the two lungs' medial edges."""
+    right_cols = np.nonzero(lungs[0].max(axis=0) > 0.5)[0]
+    left_cols = np.nonzero(lungs[1].max(axis=0) > 0.5)[0]
+    if right_cols.size == 0 or left_cols.size == 0:
+        return fallback
+    return float((right_cols.max() + left_cols.min()) / 2)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+@dataclass
+class Layers:
+    """Density layers of one image; ``combine`` turns them into the final density map."""
+
+    tissue: np.ndarray  # soft tissue thickness, incl. heart and mediastinum
+    air: np.ndarray  # how much aerated lung is seen (0-1)
+    markings: np.ndarray  # lung vessel pattern, seen only where there is air
+    bone: np.ndarray
+    extra: np.ndarray  # finding/device density added last
+
+    def combine(self) -> np.ndarray:
+        return self.tissue + self.bone + self.extra - 0.42 * self.air + 0.12 * self.markings * self.air
+
+
+def grid(anatomy: Anatomy) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0 : anatomy.height, 0 : anatomy.width].astype(np.float32)
+    return xs, ys
+
+
+def smooth_step(x: np.ndarray, edge: float) -> np.ndarray:
+    """0 below -edge, 1 above +edge, smooth in between."""
+    t = np.clip((x + edge) / (2 * edge), 0, 1)
+    return t * t * (3 - 2 * t)
+
+
+def ellipse_mask(xs, ys, cx, cy, rx, ry, edge_px: float) -> np.ndarray:
+    r = np.sqrt(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2)
+    return smooth_step((1 - r) * min(rx, ry), edge_px)
+
+
+def render_layers(anatomy: Anatomy, rng: np.random.Generator) -> Layers:
+    xs, ys = grid(anatomy)
+    heart = heart_mask(anatomy, xs, ys)
+    mediastinum = mediastinum_mask(anatomy, xs, ys)
+    lungs = np.maximum(anatomy.lungs[0], anatomy.lungs[1])
+    air = lungs * (1 - np.maximum(heart, mediastinum))
+    air = air * aeration_profile(anatomy, xs, ys)
+    # the heart is seen only where it hides lung: over the spine it is as dense as the mediastinum
+    tissue = body_tissue(anatomy, xs, ys) + gastric_bubble(anatomy, xs, ys)
+    tissue -= 0.22 * trachea_mask(anatomy, xs, ys)
+    if anatomy.has_breasts:
+        tissue += breast_shadows(anatomy, xs, ys)
+    return Layers(
+        tissue=tissue.astype(np.float32),
+        air=air.astype(np.float32),
+        markings=lung_markings(anatomy, rng, xs, ys),
+        bone=bones(anatomy, rng, xs, ys),
+        extra=np.zeros_like(tissue, dtype=np.float32),
+    )
+
+
+def aeration_profile(anatomy: Anatomy, xs, ys) -> np.ndarray:
+    """Lungs look darkest mid-zone and centrally; apices (overlying tissue) and periphery are greyer."""
+    x0, y0, x1, y1 = anatomy.lung_box
+    v = (ys - y0) / (y1 - y0)
+    u = np.abs(xs - anatomy.midline) / ((x1 - x0) / 2)
+    return np.clip(0.72 + 0.35 * np.sin(np.pi * np.clip(v * 1.1, 0, 1)) - 0.15 * u**4, 0.55, 1).astype(np.float32)
+
+
+def heart_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
+    """Cardiac silhouette: narrow at the great vessels, widest low down, running into the diaphragm."""
+    x_right, x_left = anatomy.heart_extent
+    top, bottom = anatomy.heart_top, anatomy.heart_bottom
+    t = (ys - top) / (bottom - top)
+    profile = np.sqrt(np.clip(1 - ((t - 0.68) / 0.68) ** 2, 0, 1))
+    profile = np.where(t > 0.68, np.maximum(profile, 0.9), profile)  # stays wide down to the diaphragm
+    waist = anatomy.mediastinum_half_width * 0.8
+    right_half = np.maximum((anatomy.midline - x_right) * profile, waist)
+    left_half = np.maximum((x_left - anatomy.midline) * profile, waist)
+    half = np.where(xs < anatomy.midline, right_half, left_half)
+    inside = smooth_step(half - np.abs(xs - anatomy.midline), anatomy.height * 0.004)
+    rows = smooth_step(ys - top, anatomy.height * 0.01) * (1 - smooth_step(ys - (bottom + anatomy.height * 0.04), anatomy.height * 0.01))
+    return (inside * rows).astype(np.float32)
+
+
+def mediastinum_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
+    half = anatomy.mediastinum_half_width
+    top_width = half * (0.75 + 0.25 * np.clip((ys - anatomy.lung_box[1]) / (anatomy.heart_top - anatomy.lung_box[1]), 0, 1))
+    band = smooth_step(top_width - np.abs(xs - anatomy.midline), anatomy.height * 0.004)
+    band *= ys < anatomy.heart_top + anatomy.heart_half_height
+    knob_y = anatomy.heart_top - anatomy.heart_half_height * 0.15
+    knob = ellipse_mask(xs, ys, anatomy.midline + half * 1.05, knob_y, half * 0.45, half * 0.4, anatomy.height * 0.004)
+    return np.maximum(band, knob).astype(np.float32)
+
+
+def trachea_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
+    cx, cy = anatomy.carina
+    hw = anatomy.trachea_half_width
+    canvas = np.zeros((anatomy.height, anatomy.width), np.float32)
+    top = (int(anatomy.midline), 0)
+    cv2.line(canvas, top, (int(cx), int(cy)), 1.0, int(2 * hw), cv2.LINE_AA)
+    length = anatomy.height * 0.07
+    for angle, side in ((np.deg2rad(35), -1), (np.deg2rad(50), 1)):  # right main bronchus is steeper
+        end = (int(cx + side * length * np.sin(angle)), int(cy + length * np.cos(angle)))
+        cv2.line(canvas, (int(cx), int(cy)), end, 0.8, int(1.3 * hw), cv2.LINE_AA)
+    return cv2.GaussianBlur(canvas, (0, 0), hw * 0.3)
+
+
+def body_tissue(anatomy: Anatomy, xs, ys) -> np.ndarray:
+    w, h, mid = anatomy.width, anatomy.height, anatomy.midline
+    shoulder = np.clip(ys / (0.12 * h), 0, 1)
+    half_width = w * (0.17 + 0.33 * np.sqrt(shoulder))
+    inside = smooth_step(half_width - np.abs(xs - mid), w * 0.015)
+    thickness = np.sqrt(np.clip(1 - ((xs - mid) / (half_width + 1)) ** 2, 0, 1))
+    return (0.30 + 0.34 * thickness) * inside
+
+
+def gastric_bubble(anatomy: Anatomy, xs, ys) -> np.ndarray:
+    x = anatomy.midline + anatomy.thoracic_width * 0.22
+    y = anatomy.lung_bottom_at(1, x) + anatomy.height * 0.045
+    r = anatomy.width * 0.045
+    return -0.12 * ellipse_mask(xs, ys, x, y, r, r * 0.7, anatomy.height * 0.006)
+
+
+def breast_shadows(anatomy: Anatomy, xs, ys) -> np.ndarray:
+    out = np.zeros_like(xs)
+    y = anatomy.lung_box[3] - anatomy.height * 0.07
+    for side in (-1, 1):
+        x = anatomy.midline + side * anatomy.thoracic_width * 0.3
+        out += 0.08 * ellipse_mask(xs, ys, x, y, anatomy.width * 0.2, anatomy.height * 0.12, anatomy.height * 0.01)
+    return out
+
+
+def lung_markings(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndarray:
+    """Branching vessels radiating from each hilum, fading towards the periphery."""
+    scale = 0.5
+    canvas = np.zeros((int(anatomy.height * scale), int(anatomy.width * scale)), np.float32)
+    hila = hilum_points(anatomy)
+    for side, (hx, hy) in enumerate(hila):
+        direction = -1 if side == 0 else 1
+        for _ in range(40):
+            angle = rng.uniform(-np.pi * 0.55, np.pi * 0.7)  # 0 = lateral, negative = upwards
+            _branch(canvas, rng, hx * scale, hy * scale, angle, direction, anatomy.width * scale * 0.22, 5.0 * anatomy.height / 1024, 0)
+    canvas = cv2.resize(canvas, (anatomy.width, anatomy.height), interpolation=cv2.INTER_LINEAR)
+    canvas = cv2.GaussianBlur(canvas, (0, 0), max(0.8, anatomy.height / 500))
+    fade = np.zeros_like(xs)
+    for hx, hy in hila:
+        d = np.hypot(xs - hx, (ys - hy) * 0.8) / anatomy.thoracic_width
+        fade = np.maximum(fade, np.clip(1.15 - 2.0 * d, 0.15, 1))
+    hilar = sum(ellipse_mask(xs, ys, hx, hy, anatomy.width * 0.04, anatomy.height * 0.06, anatomy.height * 0.02) for hx, hy in hila)
+    return np.clip(canvas * fade + 1.3 * hilar, 0, 2).astype(np.float32)
+
+
+def _branch(canvas, rng, x, y, angle, direction, length, thickness, depth) -> None:
+    steps = 4
+    for _ in range(steps):
+        angle += rng.normal(0, 0.25)
+        nx = x + direction * np.cos(angle) * length / steps
+        ny = y + np.sin(angle) * length / steps + length / steps * 0.25
+        cv2.line(canvas, (int(x), int(y)), (int(nx), int(ny)), 1.0, max(1, int(round(thickness))), cv2.LINE_AA)
+        x, y = nx, ny
+        thickness *= 0.85
+    if depth < 2:
+        for spread in (-0.35, 0.35):
+            _branch(canvas, rng, x, y, angle + spread + rng.normal(0, 0.1), direction, length * 0.6, thickness, depth + 1)
+
+
+def hilum_points(anatomy: Anatomy) -> list[tuple[float, float]]:
+    """(x, y) of the image-left (patient right) and image-right hila."""
+    y = anatomy.carina[1] + anatomy.height * 0.06
+    off = anatomy.mediastinum_half_width + anatomy.width * 0.035
+    return [(anatomy.midline - off, y + anatomy.height * 0.01), (anatomy.midline + off, y - anatomy.height * 0.01)]
+
+
+def bones(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndarray:
+    canvas = np.zeros((anatomy.height, anatomy.width), np.float32)
+    draw_ribs(canvas, anatomy, rng)
+    draw_clavicles(canvas, anatomy)
+    canvas = cv2.GaussianBlur(canvas, (0, 0), max(1.0, anatomy.height / 350))
+    chest = 1 - smooth_step(ys - (anatomy.lung_box[3] + anatomy.height * 0.02), anatomy.height * 0.03)
+    return canvas * chest + spine(anatomy, xs, ys)
+
+
+def _polyline(canvas, points, value, thickness) -> None:
+    pts = np.round(np.asarray(points) * 4).astype(np.int32)  # 2 fractional bits
+    cv2.polylines(canvas, [pts], False, value, max(1, int(round(thickness))), cv2.LINE_AA, shift=2)
+
+
+def draw_ribs(canvas: np.ndarray, anatomy: Anatomy, rng) -> None:
+    x0, y0, x1, y1 = anatomy.lung_box
+    half = (x1 - x0) / 2 * 1.04
+    thick = anatomy.height * 0.016
+    t = np.linspace(0, 1, 40)
+    for k in range(11):
+        y_spine = y0 - anatomy.height * 0.045 + (k + anatomy.rib_phase * 0.3) * anatomy.rib_spacing
+        for side in (-1, 1):
+            # posterior rib: from the spine laterally, arching up then down at the chest wall
+            px = anatomy.midline + side * (anatomy.width * 0.03 + t * half)
+            py = y_spine - anatomy.height * 0.035 * np.sin(np.pi * t * 0.8) + anatomy.height * 0.06 * t**3
+            _polyline(canvas, np.stack([px, py], 1), 0.075, thick)
+            # anterior rib: from the lateral end, sloping down towards the sternum, fainter
+            ax = anatomy.midline + side * (half - t * half * 0.7)
+            ay = py[-1] + anatomy.height * 0.11 * t - anatomy.height * 0.02 * np.sin(np.pi * t)
+            _polyline(canvas, np.stack([ax, ay], 1), 0.035, thick * 0.9)
+
+
+def draw_clavicles(canvas: np.ndarray, anatomy: Anatomy) -> None:
+    t = np.linspace(0, 1, 40)
+    y_medial = anatomy.lung_box[1] + anatomy.height * 0.04
+    for side in (-1, 1):
+        x = anatomy.midline + side * (anatomy.width * 0.045 + t * anatomy.width * 0.34)
+        y = y_medial - anatomy.height * 0.07 * t + anatomy.height * 0.012 * np.sin(2 * np.pi * t)
+        _polyline(canvas, np.stack([x, y], 1), 0.12, anatomy.height * 0.022)
+
+
+def spine(anatomy: Anatomy, xs, ys) -> np.ndarray:
+    half = anatomy.width * 0.04
+    column = smooth_step(half - np.abs(xs - anatomy.midline), anatomy.width * 0.006)
+    endplates = 0.5 + 0.5 * np.cos(2 * np.pi * ys / (anatomy.height * 0.038))
+    return (column * (0.035 + 0.02 * endplates)).astype(np.float32)
+
+
+def finish(density: np.ndarray, rng: np.random.Generator, height: int) -> np.ndarray:
+    """Exposure, detector blur and quantum noise; returns intensities in 0-1 (1 = white)."""
+    gain = rng.uniform(0.95, 1.2)
+    bias = rng.uniform(-0.06, 0.04)
+    gamma = rng.uniform(0.85, 1.15)
+    image = np.clip(density * gain + bias, 0, 1) ** gamma
+    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.3) * height / 1024)
+    noise = rng.normal(0, rng.uniform(0.008, 0.02), size=image.shape).astype(np.float32)
+    image = image + cv2.GaussianBlur(noise, (0, 0), 0.7) * np.sqrt(np.clip(image, 0.05, 1))
+    return np.clip(image, 0, 1).astype(np.float32)

@@ -17,15 +17,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from annotations_db.service import (
-    AccessDenied,
-    BoxDecision,
-    ReviewError,
-    ReviewService,
-    SentenceDecision,
-    SessionState,
-    WorklistItem,
-)
+from annotations_db.service import AccessDenied, ReviewError, ReviewService, SessionState, WorklistItem
 
 WORKLIST_STATUSES = ("unread", "in_progress", "signed")
 SENTENCE_DECISIONS = ("accepted", "edited", "deleted")
@@ -120,53 +112,20 @@ def open_study(service: ReviewService, reader: str, study_id: int,
 
 def workstation_value(state: SessionState, image: dict[str, Any]) -> dict[str, Any]:
     """The component value of docs/workstation_contract.md, with the reader's decisions restored."""
-    draft = state.draft or {}
-    sentence_decisions = {d.sentence_id: d for d in state.sentences}
-    box_decisions = {d.box_id: d for d in state.boxes}
-    sentences = [_sentence_value(s, sentence_decisions.get(s["id"])) for s in draft.get("sentences", [])]
-    sentences += [_added_sentence_value(d) for d in state.sentences if d.decision == "added"]
-    boxes = [_draft_box_value(s, box_decisions.get(s["id"])) for s in draft.get("sentences", [])
-             if s.get("observation_box")]
-    boxes += [_added_box_value(d) for d in state.boxes if d.decision == "added"]
-    return {
-        "session_id": state.session_id,
-        "study_key": state.study.study_uid,
-        "readonly": state.status != "open",
-        "image": image,
-        "sentences": sentences,
-        "boxes": boxes,
-        "findings": list(draft.get("findings", [])),
-        "warnings": list(draft.get("warnings", [])),
-        "model": draft.get("model"),
-    }
+    from .workstation import workstation_value as component_value
 
-
-def _sentence_value(sentence: dict[str, Any], decision: SentenceDecision | None) -> dict[str, Any]:
-    value = {key: sentence.get(key) for key in
-             ("id", "section", "region", "label", "text", "confidence", "observation_box", "trajectory")}
-    value["status"] = decision.decision if decision else "pending"
-    value["final_text"] = decision.final_text if decision and decision.final_text is not None else sentence["text"]
-    return value
-
-
-def _added_sentence_value(decision: SentenceDecision) -> dict[str, Any]:
-    return {"id": decision.sentence_id, "section": "findings", "region": None, "label": None,
-            "text": decision.final_text or "", "confidence": None, "observation_box": None, "trajectory": [],
-            "status": "added", "final_text": decision.final_text or ""}
-
-
-def _draft_box_value(sentence: dict[str, Any], decision: BoxDecision | None) -> dict[str, Any]:
-    box = dict(sentence["observation_box"])
-    if decision is not None and decision.x_min is not None:
-        box = {"x_min": decision.x_min, "y_min": decision.y_min, "x_max": decision.x_max, "y_max": decision.y_max}
-    return {"id": sentence["id"], "sentence_id": sentence["id"], "label": sentence.get("label"), **box,
-            "status": decision.decision if decision else "pending"}
-
-
-def _added_box_value(decision: BoxDecision) -> dict[str, Any]:
-    return {"id": decision.box_id, "sentence_id": decision.linked_sentence_id, "label": None,
-            "x_min": decision.x_min, "y_min": decision.y_min, "x_max": decision.x_max, "y_max": decision.y_max,
-            "status": "added"}
+    sentence_state = {d.sentence_id: {"status": d.decision, "final_text": d.final_text}
+                      for d in state.sentences if d.decision != "added"}
+    box_state = {d.box_id: {"status": d.decision, "x_min": d.x_min, "y_min": d.y_min, "x_max": d.x_max,
+                            "y_max": d.y_max} for d in state.boxes if d.decision != "added"}
+    added_sentences = [{"id": d.sentence_id, "text": d.final_text or "", "final_text": d.final_text or ""}
+                       for d in state.sentences if d.decision == "added"]
+    added_boxes = [{"id": d.box_id, "sentence_id": d.linked_sentence_id, "label": None, "x_min": d.x_min,
+                    "y_min": d.y_min, "x_max": d.x_max, "y_max": d.y_max, "status": "added"}
+                   for d in state.boxes if d.decision == "added" and d.x_min is not None]
+    return component_value(state.draft or {}, image, session_id=state.session_id, study_key=state.study.study_uid,
+                           readonly=state.status != "open", sentence_state=sentence_state, box_state=box_state,
+                           added_sentences=added_sentences, added_boxes=added_boxes)
 
 
 # --- server functions (browser -> Python) ------------------------------------------
@@ -283,6 +242,8 @@ def decide_box(service: ReviewService, reader: str, session_id: Any, box_id: Any
     coords = _box(box)
     if decision in ("moved", "resized", "added") and coords is None:
         raise BadInput(f"a {decision} box needs its coordinates")
+    if decision == "added":
+        box_id = None  # the browser's id for a drawn box is local; the server assigns b<n>
     result = service.decide_box(
         reader, _int(session_id, "session_id"), _opt_text(box_id, "box_id", 40), decision, box=coords,
         linked_sentence_id=_opt_text(linked_sentence_id, "linked_sentence_id", 40),

@@ -97,16 +97,16 @@ def make_server_functions(context: AppContext) -> list[Callable]:
 
 
 def make_workstation(server_functions: list[Callable]) -> gr.HTML:
-    from .workstation.workstation import Workstation
+    from .workstation import Workstation
 
     return Workstation(server_functions=server_functions, elem_id="gx-workstation")
 
 
 def workstation_assets() -> tuple[str, str]:
     """(css, head) the workstation needs at launch (Gradio 6 takes css/head in launch())."""
-    from .workstation import workstation as ws
+    from .workstation import CSS, HEAD
 
-    return getattr(ws, "CSS", ""), getattr(ws, "HEAD", "")
+    return CSS, HEAD
 
 
 # --- event handlers (Gradio glue around app.handlers) -----------------------------------
@@ -196,6 +196,9 @@ def build_app(context: AppContext) -> gr.Blocks:
         for button in (next_btn, next_case_btn):
             button.click(open_next, [current_study], open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
                          concurrency_id="open_study")
+        # After the sign-off ack the workstation fires signed_off: open the next case, then refresh the list.
+        workstation.signed_off(open_next, [current_study], open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
+                               concurrency_id="open_study").then(refresh, [status_filter], [worklist, summary])
 
         def timing(request: gr.Request):
             return plots.timing_figure(plots.reader_timing_rows(service, request_username(request)))

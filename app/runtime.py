@@ -11,9 +11,7 @@ from typing import Any
 
 from annotations_db.service import ModelVersionInfo, ReviewService
 
-import numpy as np
-
-from .image_payload import PayloadCache, build_payload, dicom_pixel_spacing
+from .image_payload import PayloadCache, load_study_image
 from .inference_worker import InferenceWorker
 from .main import AppContext
 
@@ -68,18 +66,6 @@ def read_image(path: str) -> Any:
     return imaging.load_image(path)
 
 
-def load_payload(path: str) -> dict[str, Any]:
-    """The workstation image dict for a server-side study file.
-
-    gazex_core.imaging applies the DICOM modality/VOI LUT and MONOCHROME1 inversion (as the model sees
-    it) and returns 0-1 grey; we send it as 16-bit values so the browser can still re-window finely.
-    """
-    image = read_image(path)
-    stored = np.rint(np.clip(image.pixels, 0.0, 1.0) * 65535.0).astype(np.uint16)
-    return build_payload(stored, photometric="MONOCHROME2", window=(32767.5, 65535.0),
-                         pixel_spacing_mm=dicom_pixel_spacing(path), original_size=(image.width, image.height))
-
-
 def model_factory(model_path: Path):
     def load() -> Any:
         from gazex_core import GazeX
@@ -99,4 +85,4 @@ def build_context(service: ReviewService, model_path: Path | None, *, review_onl
         worker = InferenceWorker(service, model_factory(path), read_image, version.id)
         if start_worker:
             worker.start()
-    return AppContext(service=service, worker=worker, image_payload=PayloadCache(load_payload))
+    return AppContext(service=service, worker=worker, image_payload=PayloadCache(load_study_image))

@@ -1,42 +1,59 @@
-"""The workstation image payload: lossless 16-bit packing, display size, presets."""
+"""The study image payload: read through gazex_core.imaging, packed by the workstation, cached."""
 
 import base64
 
 import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from app.image_payload import (
-    DISPLAY_MAX,
-    PayloadCache,
-    build_payload,
-    display_size,
-    pack_rgb16_png,
-    unpack_rgb16_png,
-)
+from app.image_payload import PayloadCache, dicom_pixel_spacing, load_study_image
+from app.workstation import unpack_rgb16_png
 
 
-def test_rgb16_png_round_trip_is_lossless():
-    rng = np.random.default_rng(0)
-    values = rng.integers(0, 65536, size=(37, 53), dtype=np.uint16)
-    values[0, 0], values[0, 1] = 0, 65535
-    assert np.array_equal(unpack_rgb16_png(pack_rgb16_png(values)), values)
+def write_dicom(path, pixels, photometric="MONOCHROME2"):
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelSpacing = [0.139, 0.143]
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
 
 
-def test_display_size_keeps_aspect_and_never_upscales():
-    assert display_size(2544, 3056) == (round(2544 * DISPLAY_MAX / 3056), DISPLAY_MAX)
-    assert display_size(300, 200) == (300, 200)
+def test_dicom_is_read_downsampled_and_keeps_original_size(tmp_path):
+    ramp = np.tile(np.linspace(0, 4095, 1500), (2000, 1)).astype(np.uint16)
+    write_dicom(tmp_path / "a.dcm", ramp)
+    image = load_study_image(str(tmp_path / "a.dcm"))
+    assert (image["width"], image["height"]) == (1500, 2000)
+    assert image["disp_height"] == 1024 and image["disp_width"] == 768
+    values = unpack_rgb16_png(base64.b64decode(image["png_b64"]))
+    assert values.shape == (1024, 768)
+    assert values[:, -1].mean() > values[:, 0].mean() + 50000  # left dark, right bright
+    assert image["pixel_spacing_mm"] == pytest.approx([0.139, 0.143])
+    assert image["photometric"] == "MONOCHROME2"
 
 
-def test_payload_reports_original_size_and_downsampled_png():
-    stored = np.tile(np.linspace(0, 4095, 2000, dtype=np.float32), (1500, 1)).astype(np.uint16)
-    payload = build_payload(stored, window=(2048, 4096), pixel_spacing_mm=(0.14, 0.14))
-    assert (payload["width"], payload["height"]) == (2000, 1500)
-    assert (payload["disp_width"], payload["disp_height"]) == (1024, 768)
-    small = unpack_rgb16_png(base64.b64decode(payload["png_b64"]))
-    assert small.shape == (768, 1024)
-    assert abs(int(small[0, -1]) - 4095) <= 3 and int(small[0, 0]) <= 3
-    assert payload["window"] == {"center": 2048.0, "width": 4096.0}
-    lung, bone = payload["presets"]["lung"], payload["presets"]["bone"]
-    assert bone[1] > lung[1] > payload["presets"]["mediastinum"][1]
+def test_monochrome1_is_inverted_before_the_browser_sees_it(tmp_path):
+    ramp = np.tile(np.linspace(0, 4095, 1500), (2000, 1)).astype(np.uint16)
+    write_dicom(tmp_path / "m1.dcm", ramp, photometric="MONOCHROME1")
+    values = unpack_rgb16_png(base64.b64decode(load_study_image(str(tmp_path / "m1.dcm"))["png_b64"]))
+    assert values[:, 0].mean() > values[:, -1].mean() + 50000
+
+
+def test_a_missing_or_broken_file_raises_a_value_error(tmp_path):
+    with pytest.raises(ValueError):
+        load_study_image(str(tmp_path / "nope.dcm"))
+    (tmp_path / "bad.dcm").write_bytes(b"not a dicom at all" * 10)
+    with pytest.raises(ValueError):
+        load_study_image(str(tmp_path / "bad.dcm"))
+    assert dicom_pixel_spacing(str(tmp_path / "bad.dcm")) is None
 
 
 def test_cache_loads_each_path_once():

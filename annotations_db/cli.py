@@ -1,9 +1,111 @@
-"""Subcommands owned by annotations_db: db upgrade, readers."""
+"""Subcommands owned by annotations_db: ``gazex db upgrade | add-reader | readers | export-experiment |
+export-provenance | check``.
+
+Every subcommand takes ``--url`` (default: GAZEX_DATABASE_URL, else the SQLite file under GAZEX_DATA_DIR or
+~/.gazex). The command line has direct access to the database, so it acts as the local administrator.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import sys
+
+PASSWORD_ENV = "GAZEX_READER_PASSWORD"
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    pass  # "gazex db ..." is added by the database work
+    db = subparsers.add_parser("db", help="the review database (migrations, readers, exports)")
+    commands = db.add_subparsers(dest="db_command", required=True)
+    _add(commands, "upgrade", "create or migrate the database to the newest schema", _upgrade)
+    reader = _add(commands, "add-reader", f"create a reader; password from ${PASSWORD_ENV}, stdin or a prompt",
+                  _add_reader)
+    reader.add_argument("username")
+    reader.add_argument("--role", choices=("reader", "admin"), default="reader")
+    reader.add_argument("--display-name", default=None)
+    _add(commands, "readers", "list readers", _list_readers)
+    experiment = _add(commands, "export-experiment", "case x reader x arm CSV of one experiment", _export_experiment)
+    experiment.add_argument("experiment_id", type=int)
+    experiment.add_argument("--out", required=True)
+    provenance = _add(commands, "export-provenance", "sentence provenance log CSV of all signed reviews",
+                      _export_provenance)
+    provenance.add_argument("--out", required=True)
+    _add(commands, "check", "integrity check (SQLite integrity_check + foreign keys)", _check)
+
+
+def _add(commands: argparse._SubParsersAction, name: str, help_text: str, handler) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--url", default=None, help="database URL (default: GAZEX_DATABASE_URL or the SQLite file)")
+    parser.add_argument("--data-dir", default=None, help="directory of the default SQLite file")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _service(args: argparse.Namespace):
+    from .service import ReviewService
+
+    return ReviewService.open(args.url, data_dir=args.data_dir)
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from .engine import resolve_url
+    from .migrations import upgrade
+
+    url = resolve_url(args.url, args.data_dir)
+    revision = upgrade(url)
+    print(f"database at revision {revision}: {_safe(url)}")
+    return 0
+
+
+def _add_reader(args: argparse.Namespace) -> int:
+    service = _service(args)
+    password = _read_password()
+    admins = [r.username for r in service.list_readers() if r.role == "admin"]
+    info = service.create_reader(args.username, password, args.role, acting=admins[0] if admins else None,
+                                 display_name=args.display_name)
+    print(f"created {info.role} {info.username} (id {info.id})")
+    return 0
+
+
+def _read_password() -> str:
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def _list_readers(args: argparse.Namespace) -> int:
+    for reader in _service(args).list_readers():
+        print(f"{reader.id}\t{reader.username}\t{reader.role}\t{reader.display_name or ''}")
+    return 0
+
+
+def _export_experiment(args: argparse.Namespace) -> int:
+    rows = _service(args).export_experiment_csv(args.experiment_id, args.out)
+    print(f"wrote {rows} rows to {args.out}")
+    return 0
+
+
+def _export_provenance(args: argparse.Namespace) -> int:
+    rows = _service(args).export_provenance_csv(args.out)
+    print(f"wrote {rows} rows to {args.out}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .maintenance import integrity_check
+
+    result = integrity_check(_service(args).engine)
+    print(result)
+    return 0 if result == "ok" else 1
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

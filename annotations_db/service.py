@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from . import passwords
 from .engine import WRITE, make_engine, resolve_url
 from .experiments import ExperimentsMixin
+from .export import ExportMixin
 from .finetune import FinetuneMixin
 from .models import (Amendment, Assignment, BoxDecisionRow, Draft, Experiment, Image, InteractionEvent,
                      ModelVersion, ModelVersionEvent, Reader, ReviewSession, SentenceDecisionRow, SignOff, Study,
@@ -48,7 +49,7 @@ TEXT_MAX = 20_000
 EVENT_TYPE_MAX = 64
 
 
-class ReviewService(ExperimentsMixin, FinetuneMixin):
+class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
     """See module docstring. Construct with ``ReviewService.open(url)``."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
@@ -330,6 +331,7 @@ class ReviewService(ExperimentsMixin, FinetuneMixin):
         draft = _draft_for(session, row.study_id, _experiment_model(session, assignment))
         if draft is not None:
             row.draft_id = draft.id
+            session.flush()
 
     def session_state(self, reader: str, session_id: int) -> SessionState:
         with self._read() as session:

@@ -1,0 +1,4 @@
+"""Shared pytest set-up. Each part keeps its fixtures in its own module and registers them here."""
+
+# --- annotations_db: db_url (SQLite file + PostgreSQL), postgres_server_url, service, clock -------------------
+from db_support import clock, db_url, postgres_server_url, service  # noqa: E402,F401

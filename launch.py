@@ -72,14 +72,15 @@ def save_credentials(path: Path, created: list[tuple[str, str, str]]) -> None:
             handle.write(f"{role}\t{username}\t{password}\n")
 
 
-def ensure_demo_studies(service: ReviewService, data_dir: Path, n: int, seed: int) -> list[tuple[int, str, str]]:
+def ensure_demo_studies(service: ReviewService, data_dir: Path, n: int, seed: int,
+                        workers: int | None = None) -> list[tuple[int, str, str]]:
     """Generates the synthetic demo worklist once (training.synth) and registers every study (idempotent)."""
     demo_dir = data_dir / "demo"
     if not (demo_dir / "metadata.csv").exists():
         from training import synth
 
         print(f"Generating {n} synthetic demo studies in {demo_dir} ...", flush=True)
-        synth.generate(n, demo_dir, seed=seed)
+        synth.generate(n, demo_dir, seed=seed, workers=workers, progress=False)
     return register_studies(service, demo_dir)
 
 

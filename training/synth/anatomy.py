@@ -8,6 +8,7 @@ patient's right (radiological convention).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
@@ -156,7 +157,14 @@ class Layers:
 
 
 def grid(anatomy: Anatomy) -> tuple[np.ndarray, np.ndarray]:
-    ys, xs = np.mgrid[0 : anatomy.height, 0 : anatomy.width].astype(np.float32)
+    return _grid(anatomy.height, anatomy.width)
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    xs.flags.writeable = False
+    ys.flags.writeable = False
     return xs, ys
 
 
@@ -167,8 +175,17 @@ def smooth_step(x: np.ndarray, edge: float) -> np.ndarray:
 
 
 def ellipse_mask(xs, ys, cx, cy, rx, ry, edge_px: float) -> np.ndarray:
-    r = np.sqrt(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2)
-    return smooth_step((1 - r) * min(rx, ry), edge_px)
+    """Soft-edged ellipse; computed only inside its bounding box (it is exactly 0 outside)."""
+    out = np.zeros(xs.shape, np.float32)
+    reach = 1 + 2 * edge_px / min(rx, ry)
+    x0, x1 = max(0, int(cx - rx * reach) - 1), min(xs.shape[1], int(cx + rx * reach) + 2)
+    y0, y1 = max(0, int(cy - ry * reach) - 1), min(xs.shape[0], int(cy + ry * reach) + 2)
+    if x0 >= x1 or y0 >= y1:
+        return out
+    sx, sy = xs[y0:y1, x0:x1], ys[y0:y1, x0:x1]
+    r = np.sqrt(((sx - cx) / rx) ** 2 + ((sy - cy) / ry) ** 2)
+    out[y0:y1, x0:x1] = smooth_step((1 - r) * min(rx, ry), edge_px)
+    return out
 
 
 def render_layers(anatomy: Anatomy, rng: np.random.Generator) -> Layers:
@@ -242,7 +259,8 @@ def trachea_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
 def body_tissue(anatomy: Anatomy, xs, ys) -> np.ndarray:
     w, h, mid = anatomy.width, anatomy.height, anatomy.midline
     shoulder = np.clip(ys / (0.12 * h), 0, 1)
-    half_width = w * (0.17 + 0.33 * np.sqrt(shoulder))
+    waist = np.clip((ys - anatomy.lung_box[3]) / (0.25 * h), 0, 1)
+    half_width = w * (0.17 + 0.33 * np.sqrt(shoulder) - 0.05 * waist)
     inside = smooth_step(half_width - np.abs(xs - mid), w * 0.015)
     thickness = np.sqrt(np.clip(1 - ((xs - mid) / (half_width + 1)) ** 2, 0, 1))
     return (0.30 + 0.34 * thickness) * inside
@@ -311,7 +329,20 @@ def bones(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndarray:
     draw_clavicles(canvas, anatomy)
     canvas = cv2.GaussianBlur(canvas, (0, 0), max(1.0, anatomy.height / 350))
     chest = 1 - smooth_step(ys - (anatomy.lung_box[3] + anatomy.height * 0.02), anatomy.height * 0.03)
-    return canvas * chest + spine(anatomy, xs, ys)
+    return canvas * chest + spine(anatomy, xs, ys) + shoulders(anatomy, xs, ys)
+
+
+def shoulders(anatomy: Anatomy, xs, ys) -> np.ndarray:
+    """Humeral heads and the lateral scapular borders at the top corners."""
+    out = np.zeros_like(xs)
+    r = anatomy.width * 0.075
+    for side in (-1, 1):
+        x = anatomy.midline + side * anatomy.width * 0.47
+        y = anatomy.lung_box[1] + anatomy.height * 0.01
+        out += 0.16 * ellipse_mask(xs, ys, x, y, r, r * 1.1, anatomy.height * 0.006)
+        sx = anatomy.midline + side * anatomy.width * 0.36
+        out += 0.05 * ellipse_mask(xs, ys, sx, y + anatomy.height * 0.12, anatomy.width * 0.05, anatomy.height * 0.14, anatomy.height * 0.01)
+    return out
 
 
 def _polyline(canvas, points, value, thickness) -> None:

@@ -274,10 +274,10 @@ def draw_effusion(f, layers, anatomy, rng, xs, ys):
     lung = anatomy.lungs[side]
     x0, y0, x1, y1 = anatomy.side_box(side)
     height = y1 - y0
-    frac = {"small": 0.16, "moderate": 0.3, "large": 0.48}[f.severity] * rng.uniform(0.9, 1.1)
+    frac = {"small": 0.18, "moderate": 0.3, "large": 0.48}[f.severity] * rng.uniform(0.9, 1.1)
     lateral, medial = (x0, x1) if side == 0 else (x1, x0)
     u = np.clip((xs - medial) / (lateral - medial), 0, 1)
-    top = y1 - frac * height - 0.07 * height * u**2  # meniscus climbs the lateral chest wall
+    top = y1 - frac * height - 0.14 * height * u**2  # meniscus climbs the lateral chest wall
     fluid = smooth_step(ys - top, anatomy.height * 0.012) * (lung > 0.05)
     _opacify(layers, 0.97 * fluid)
     layers.extra += 0.03 * fluid * lung
@@ -289,7 +289,7 @@ def draw_pneumothorax(f, layers, anatomy, rng, xs, ys):
     lung_bin = (anatomy.lungs[side] > 0.5).astype(np.uint8)
     depth_to_edge = cv2.distanceTransform(lung_bin, cv2.DIST_L2, 5)
     x0, y0, x1, y1 = anatomy.side_box(side)
-    depth = anatomy.width * {"small": 0.03, "moderate": 0.05, "large": 0.08}[f.severity]
+    depth = anatomy.width * {"small": 0.04, "moderate": 0.06, "large": 0.09}[f.severity]
     if f.location == "apical":
         taper = 1 - smooth_step(ys - (y0 + 0.35 * (y1 - y0)), (y1 - y0) * 0.08)
     else:
@@ -302,7 +302,7 @@ def draw_pneumothorax(f, layers, anatomy, rng, xs, ys):
     line = (np.abs(depth_to_edge - local_depth) < line_width) & (local_depth > 3) & (lung_bin > 0)
     gap_f = cv2.GaussianBlur(gap.astype(np.float32), (0, 0), 1.0)
     layers.markings *= 1 - gap_f  # no lung markings lateral to the pleural line
-    layers.extra -= 0.07 * gap_f
+    layers.extra -= 0.1 * gap_f
     layers.extra += 0.16 * cv2.GaussianBlur(line.astype(np.float32), (0, 0), 0.8)
     _opacify(layers, 0.12 * (lung_bin > 0) * (1 - gap_f))  # the collapsed lung is a little denser
     return np.maximum(gap_f, line.astype(np.float32))

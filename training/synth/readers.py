@@ -40,10 +40,10 @@ class ReaderStyle:
 
 READERS: tuple[ReaderStyle, ...] = (
     ReaderStyle("R1", "fast, short dwells, few fixations", 190, 0.40, 3.0, 1.6, 3.3, 0.9, 0.25, 3, 0.0, 1.0),
-    ReaderStyle("R2", "thorough, many fixations, revisits", 270, 0.45, 7.0, 1.8, 2.4, 1.7, 0.35, 8, 0.0, 0.9),
+    ReaderStyle("R2", "thorough, many fixations", 270, 0.45, 6.0, 1.8, 2.6, 1.4, 0.35, 8, 0.0, 0.9),
     ReaderStyle("R3", "checks lines and tubes first", 240, 0.45, 4.5, 1.7, 2.8, 1.2, 0.3, 5, 0.8, 1.0),
     ReaderStyle("R4", "broad scanner, long survey", 220, 0.50, 5.0, 1.5, 2.9, 1.2, 0.5, 12, 0.2, 1.1),
-    ReaderStyle("R5", "slow, long dwells", 340, 0.45, 4.5, 1.9, 2.1, 2.0, 0.3, 5, 0.1, 0.8),
+    ReaderStyle("R5", "slow, long dwells", 340, 0.45, 4.0, 1.9, 2.3, 1.6, 0.3, 5, 0.1, 0.8),
 )
 READER_BY_ID = {r.reader_id: r for r in READERS}
 

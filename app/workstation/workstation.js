@@ -211,7 +211,10 @@
         let res;
         try {
           res = await withTimeout(fn(translate(it.args)), 20000);
-          if (res && typeof res === "object" && res.ok === false && res.retry) throw new Error(res.error || "refused");
+          // Gradio's client swallows HTTP errors (a raising server function or a lost connection) and resolves
+          // with undefined: only an object is an acknowledgement; anything else is retried.
+          if (!res || typeof res !== "object") throw new Error("no acknowledgement (server error or connection lost)");
+          if (res.ok === false && res.retry) throw new Error(res.error || "refused");
         } catch (e) {
           it.tries += 1;
           const delay = Math.min(10000, 400 * Math.pow(2, it.tries - 1));
@@ -1108,7 +1111,7 @@
   });
   scrubEl.addEventListener("input", () => { noteInput(); if (S.playing) pause(false); setFrame(+scrubEl.value); });
   scrubEl.addEventListener("change", () => event("scrub", { frame: S.frame }));
-  speedEl.addEventListener("change", () => { noteInput(); setSpeed(speedEl.value, true); });
+  speedEl.addEventListener("change", () => { noteInput(); setSpeed(speedEl.value, true); root.focus({ preventScroll: true }); });
   askInput.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); doAction("ask"); } });
 
   function doAction(act, sid) {
@@ -1207,7 +1210,8 @@
     event("ask", { question: q.slice(0, 200) });
     try {
       const res = await withTimeout(fn({ session_id: S.sessionId, question: q, client_ts: nowTs() }), 90000);
-      if (res && res.ok === false) { askAnswer.textContent = "✗ " + (res.error || "no answer"); return; }
+      if (!res || typeof res !== "object") { askAnswer.textContent = "✗ no answer (server error or connection lost) — try again"; return; }
+      if (res.ok === false) { askAnswer.textContent = "✗ " + (res.error || "no answer"); return; }
       askAnswer.textContent = (res && res.answer) || "(no answer)";
       S.answerBox = res && res.box ? res.box : null;
       markDirty();
@@ -1217,7 +1221,9 @@
   }
 
   // ------------------------------------------------------------------ keyboard
-  const isTyping = (t) => t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" || t.tagName === "SELECT" || t.isContentEditable);
+  const TEXT_INPUTS = ["", "text", "search", "number", "email", "password", "url", "tel"];
+  const isTyping = (t) => !!t && (t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable ||
+    (t.tagName === "INPUT" && TEXT_INPUTS.includes((t.getAttribute("type") || "").toLowerCase())));
   function onKey(e) {
     if (S.destroyed || !element.isConnected || element.offsetParent === null) return;
     const t = e.target;

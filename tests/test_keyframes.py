@@ -100,6 +100,16 @@ def test_one_spot_gives_one_clue():
     assert kf.clues[0].box_px.iou(kf.observation_box_px) > 0.9
 
 
+def test_one_spot_on_a_small_low_resolution_image_still_gives_a_clue():
+    # 212x256 image at 7 px/deg (the synthetic set's scale): sigma is ~3 grid cells, the blob is compact.
+    spot = (140.0, 55.0)
+    fixations = [Fixation(spot[0] + dx / 3, spot[1] + dy / 3, 9.0 + i * 0.4, 9.3 + i * 0.4) for i, (dx, dy) in enumerate(JITTER)]
+    rec = GazeRecording("r1", fixations=fixations, sentences=[SENTENCE], pixels_per_degree=(7.0, 7.0))
+    (kf,) = sentence_keyframes(rec, 212, 256)
+    assert len(kf.clues) == 1
+    assert _contains(kf.clues[0].box_px, spot)
+
+
 def test_bad_image_size_is_rejected():
     with pytest.raises(ValueError, match="not positive"):
         sentence_keyframes(_recording(SPOT_UL, SPOT_LR), 0, H)

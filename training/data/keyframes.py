@@ -363,6 +363,10 @@ def _cluster_pixels(
     # GazeX's eps is in standardised units; on a coarse grid 0.3 std of a single small blob can be
     # less than one cell, which would leave every pixel without neighbours. Keep eps >= min_eps_cells.
     eps = max(config.eps, config.min_eps_cells / float(std.min()))
+    # A core pixel needs min_samples pixels within eps; never ask for more than half the grid cells
+    # inside the eps disk, or a compact blob (small image, low pixels-per-degree) would be all noise.
+    radius_cells = eps * float(std.min())
+    min_samples = min(min_samples, max(config.min_samples_floor, round(0.5 * math.pi * radius_cells**2)))
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         return DBSCAN(eps=eps, min_samples=min_samples).fit_predict(features)
 

@@ -27,6 +27,7 @@ ERROR_CATEGORIES = ("finding", "location", "severity", "style", "other")
 EVENT_TYPE_MAX = 40
 TEXT_MAX = 4000
 QUESTION_MAX = 500
+ASK_TIMEOUT_S = 60.0  # a question waits at most this long for the shared model thread
 WORKLIST_COLUMNS = ["#", "Study", "Status", "Draft", "Arm", "study_id"]
 
 
@@ -263,7 +264,7 @@ def sign_off(service: ReviewService, reader: str, session_id: Any, decision: Any
 
 
 def ask(service: ReviewService, worker: Any, reader: str, session_id: Any, question: Any,
-        timeout_s: float = 60.0) -> dict[str, Any]:
+        client_ts: Any = None) -> dict[str, Any]:
     """Answers a free-text question about the session's image with the shared model (queued on its thread)."""
     question = _opt_text(question, "question", QUESTION_MAX)
     if not question or not question.strip():
@@ -273,8 +274,9 @@ def ask(service: ReviewService, worker: Any, reader: str, session_id: Any, quest
         raise AccessDenied("questions to the model are off in this reading arm")
     if worker is None:
         raise ReviewError("no model is loaded on this server (review-only mode)")
-    answer = worker.ask(state.study.image_path, question.strip(), timeout_s=timeout_s)
-    service.record_event(reader, state.session_id, "ask", {"question": question.strip(), **answer}, None)
+    answer = worker.ask(state.study.image_path, question.strip(), timeout_s=ASK_TIMEOUT_S)
+    service.record_event(reader, state.session_id, "ask_answer", {"question": question.strip(), **answer},
+                         _opt_float(client_ts, "client_ts"))
     return {"ok": True, **answer}
 
 

@@ -40,7 +40,7 @@ class ReaderStyle:
 
 READERS: tuple[ReaderStyle, ...] = (
     ReaderStyle("R1", "fast, short dwells, few fixations", 190, 0.40, 3.0, 1.6, 3.3, 0.9, 0.25, 3, 0.0, 1.0),
-    ReaderStyle("R2", "thorough, many fixations", 270, 0.45, 6.0, 1.8, 2.6, 1.4, 0.35, 8, 0.0, 0.9),
+    ReaderStyle("R2", "thorough, many fixations", 270, 0.45, 7.0, 1.8, 2.6, 1.2, 0.35, 8, 0.0, 0.9),
     ReaderStyle("R3", "checks lines and tubes first", 240, 0.45, 4.5, 1.7, 2.8, 1.2, 0.3, 5, 0.8, 1.0),
     ReaderStyle("R4", "broad scanner, long survey", 220, 0.50, 5.0, 1.5, 2.9, 1.2, 0.5, 12, 0.2, 1.1),
     ReaderStyle("R5", "slow, long dwells", 340, 0.45, 4.0, 1.9, 2.3, 1.6, 0.3, 5, 0.1, 0.8),
@@ -114,7 +114,7 @@ def simulate_reading(
         factor = style.abnormal_factor if abnormal else 1.0
         targets = targets_for(sentence, findings, boxes)
         look_until = clock.t + style.look_before_s * factor * rng.uniform(0.7, 1.3)
-        count = max(2, int(rng.poisson(style.fixations_per_region * factor * 0.5)))
+        count = max(2, int(rng.poisson(style.fixations_per_region * factor * 0.8)))
         clock.look(fixations, targets, count, factor, until=look_until)
         start = clock.t + rng.uniform(0.05, 0.3)
         sentence_words = dictate(sentence.text, start, style, rng)

@@ -1,0 +1,21 @@
+"""Shared helpers for the synthetic-generator tests: small datasets generated once per test session."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+from training.synth import generate
+
+SIZE = 256
+
+
+@functools.lru_cache(maxsize=None)
+def dataset(n: int = 12, seed: int = 7, workers: int = 1, raw_gaze: bool = False) -> Path:
+    out = Path(tempfile.mkdtemp(prefix=f"gazex-synth-{seed}-{workers}-"))
+    return generate(n, out, seed=seed, size=SIZE, workers=workers, raw_gaze=raw_gaze, progress=False)
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

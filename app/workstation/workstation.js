@@ -354,6 +354,7 @@
   function rebuildImage() {
     const img = S.img;
     if (!img) return;
+    const t0 = performance.now();
     const c = S.win.center, w = S.win.width;
     // DICOM PS3.3 C.11.2.1.2 linear VOI function, output 0-255; MONOCHROME1 inverted after the VOI.
     const lo = c - 0.5 - (w - 1) / 2, hi = c - 0.5 + (w - 1) / 2;
@@ -374,6 +375,7 @@
     for (let i = 0; i < d.length; i++) out[i] = lut32[d[i]];
     S.imgCtx.putImageData(S.imgData, 0, 0);
     S.wlDirty = false;
+    S.lastWindowMs = performance.now() - t0;
   }
 
   // ------------------------------------------------------------------ view transform
@@ -1322,6 +1324,8 @@
     painted: () => S.painted && !!S.img,
     openToPaintMs: () => (S.paintedAt && S.img ? S.paintedAt - S.openedAt : null),
     rafFrames: () => S.rafFrames,
+    lastWindowMs: () => S.lastWindowMs || null,
+    paintedAt: () => S.paintedAt || null,
     pending: () => S.queue.length,
     acks: () => S.acks.map((a) => ({ fn: a.fn, seq: a.seq, latency_ms: a.latency_ms, args: Object.assign({}, a.args) })),
     failures: () => S.failures.slice(),

@@ -1211,7 +1211,7 @@
     askAnswer.textContent = "Asking…";
     event("ask", { question: q.slice(0, 200) });
     try {
-      const res = await withTimeout(fn({ session_id: S.sessionId, question: q, client_ts: nowTs() }), 90000);
+      const res = await withTimeout(fn({ session_id: S.sessionId, question: q }), 90000);
       if (!res || typeof res !== "object") { askAnswer.textContent = "✗ no answer (server error or connection lost) — try again"; return; }
       if (res.ok === false) { askAnswer.textContent = "✗ " + (res.error || "no answer"); return; }
       askAnswer.textContent = (res && res.answer) || "(no answer)";

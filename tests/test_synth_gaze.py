@@ -142,3 +142,13 @@ def test_raw_gaze_is_1000_hz_and_passes_through_fixations():
         mid = (float(f0["timestamp_start_fixation"]) + float(f0["timestamp_end_fixation"])) / 2
         sample = gaze[int(np.argmin(np.abs(t - mid)))]
         assert abs(int(sample["x_position"]) - int(f0["x_position"])) < 10
+
+
+def test_dictation_splits_back_into_the_report_sentences(studies):
+    from training.data.keyframes import split_sentences
+
+    for s in studies:
+        for r in s.readings:
+            timed = split_sentences(r.words)
+            assert [t.text for t in timed] == [x.text for x in s.report.sentences]
+            assert all(abs(t.start_s - a) < 1e-6 and abs(t.end_s - b) < 1e-6 for t, (a, b) in zip(timed, r.sentence_times))

@@ -120,7 +120,7 @@ def simulate_reading(
         sentence_words = dictate(sentence.text, start, style, rng)
         end = sentence_words[-1][2]
         words += sentence_words
-        sentence_times.append((start, end))
+        sentence_times.append((sentence_words[0][1], end))
         clock.look(fixations, targets, max(1, int(rng.poisson(style.fixations_per_region * factor * 0.5))), factor, until=end)
         clock.t = max(clock.t, end) + rng.uniform(0.1, 0.5)
     array = np.array(fixations, dtype=np.float64)
@@ -166,7 +166,7 @@ class _Clock:
 
 def dictate(text: str, start: float, style: ReaderStyle, rng) -> list[tuple[str, float, float]]:
     """Word timings of one dictated sentence (punctuation is dictated as its own word, as in REFLACX)."""
-    tokens = re.findall(r"[\w'/\-]+|[.,]", text)
+    tokens = re.findall(r"\d+(?:\.\d+)?|[\w'/\-]+|[.,]", text)  # "4.5" stays one word: "." ends a sentence
     t = start
     out = []
     for token in tokens:

@@ -140,6 +140,7 @@ def iu_sentences() -> tuple[str, ...]:
                 if node.get("Label") in ("FINDINGS", "IMPRESSION") and node.text:
                     for sentence in _SENTENCE_SPLIT.split(node.text.strip()):
                         sentence = re.sub(r"\s+", " ", sentence).strip().rstrip(".") + "."
-                        if "XXXX" not in sentence and not re.match(r"^\d", sentence) and 8 < len(sentence) < 160:
+                        glued = re.search(r"[A-Za-z]\.[A-Za-z]", sentence)  # two sentences missing a space
+                        if "XXXX" not in sentence and not glued and not re.match(r"^\d", sentence) and 8 < len(sentence) < 160:
                             sentences.add(sentence)
     return tuple(sorted(sentences))

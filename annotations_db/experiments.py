@@ -150,12 +150,17 @@ class ExperimentsMixin:
             if experiment_id is not None:
                 raise NotFound(f"study {study_id} is not assigned to {me.username} in experiment {experiment_id}")
             return None
+        finished = None
         for assignment in candidates:
             row = session.scalar(select(ReviewSession).where(ReviewSession.assignment_id == assignment.id))
-            if row is None or row.status == "open":
-                self._check_period_open(session, assignment)
-                return assignment
-        return candidates[-1]
+            if row is not None and row.status != "open":
+                finished = assignment
+                continue
+            if finished is not None and not self._period_is_open(session, assignment):
+                return finished  # during the washout the finished read stays viewable (read-only)
+            self._check_period_open(session, assignment)
+            return assignment
+        return finished
 
     def _period_opens_at(self, session: Session, assignment: Assignment) -> datetime | None:
         """When the assignment's period opens for its reader; None while the previous period is unfinished."""

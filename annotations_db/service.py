@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -357,31 +357,26 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         if payload is not None and not isinstance(payload, dict):
             raise InvalidInput("payload must be a JSON object")
         client_ts = _check_client_ts(client_ts)
-        with self._write() as session:
-            seq = self._claim_seq(session, reader, session_id)
-            now = self._now()
-            session.add(InteractionEvent(session_id=session_id, seq=seq, event_type=event_type,
-                                         payload=dict(payload or {}), client_ts=client_ts, server_ts=now))
-            session.flush()
-            return EventAck(seq=seq, server_ts=now)
+        with self._engine.connect() as connection:
+            connection = connection.execution_options(**{WRITE: True})
+            with connection.begin():
+                seq = connection.execute(_CLAIM_EVENT_SEQ, {"sid": session_id, "reader": reader}).scalar()
+                if seq is None:
+                    _explain_event_refusal(connection, reader, session_id)
+                now = self._now()
+                connection.execute(_INSERT_EVENT, {"session_id": session_id, "seq": seq, "event_type": event_type,
+                                                   "payload": dict(payload or {}), "client_ts": client_ts,
+                                                   "server_ts": now})
+        return EventAck(seq=seq, server_ts=now)
 
-    def _claim_seq(self, session: Session, reader: str, session_id: int) -> int:
-        """Fast path for events: one UPDATE ... RETURNING takes the session row lock and the next seq."""
-        reader_id = session.scalar(select(Reader.id).where(Reader.username == reader))
-        if reader_id is None:
-            raise AccessDenied(f"unknown reader {reader!r}")
-        result = session.execute(
-            update(ReviewSession).where(ReviewSession.id == session_id)
-            .values(last_seq=ReviewSession.last_seq + 1)
-            .returning(ReviewSession.last_seq, ReviewSession.reader_id, ReviewSession.status)).first()
-        if result is None:
-            raise NotFound(f"review session {session_id} does not exist")
-        seq, owner_id, status = result
-        if owner_id != reader_id:
-            raise AccessDenied(f"review session {session_id} belongs to another reader")
-        if status != "open":
-            raise InvalidTransition(f"review session {session_id} is {status}; it takes no more events")
-        return seq
+    def session_events(self, reader: str, session_id: int) -> list[dict[str, Any]]:
+        """The session's interaction log in sequence order (same access rule as session_state)."""
+        with self._read() as session:
+            row = self._session_for(session, reader, session_id, write=False)
+            events = session.scalars(select(InteractionEvent).where(InteractionEvent.session_id == row.id)
+                                     .order_by(InteractionEvent.seq))
+            return [{"seq": e.seq, "event_type": e.event_type, "payload": e.payload, "client_ts": e.client_ts,
+                     "server_ts": e.server_ts} for e in events]
 
     def decide_sentence(self, reader: str, session_id: int, sentence_id: str, decision: str, *,
                         final_text: str | None = None, error_category: str | None = None,
@@ -559,6 +554,33 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
             sentences=current_sentences(_rows(session, SentenceDecisionRow, row.id)),
             boxes=current_boxes(_rows(session, BoxDecisionRow, row.id)), last_seq=row.last_seq,
             opened_at=row.opened_at, signoff=_signoff_for_session(session, row.id))
+
+
+# --- the event fast path: two statements on one connection (Core, compiled once) ---------------------------
+
+_SESSIONS, _EVENTS, _READERS = ReviewSession.__table__, InteractionEvent.__table__, Reader.__table__
+_CLAIM_EVENT_SEQ = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("sid"), _SESSIONS.c.status == "open",
+           _SESSIONS.c.reader_id == select(_READERS.c.id).where(_READERS.c.username == bindparam("reader"))
+           .scalar_subquery())
+    .values(last_seq=_SESSIONS.c.last_seq + 1)
+    .returning(_SESSIONS.c.last_seq))
+_INSERT_EVENT = insert(_EVENTS)
+
+
+def _explain_event_refusal(connection: Any, reader: str, session_id: Any) -> None:
+    """The claim matched no row: say why (unknown reader, no such session, another reader's, not open)."""
+    reader_id = connection.execute(select(_READERS.c.id).where(_READERS.c.username == reader)).scalar()
+    if reader_id is None:
+        raise AccessDenied(f"unknown reader {reader!r}")
+    row = connection.execute(select(_SESSIONS.c.reader_id, _SESSIONS.c.status)
+                             .where(_SESSIONS.c.id == session_id)).first()
+    if row is None:
+        raise NotFound(f"review session {session_id!r} does not exist")
+    if row.reader_id != reader_id:
+        raise AccessDenied(f"review session {session_id} belongs to another reader")
+    raise InvalidTransition(f"review session {session_id} is {row.status}; it takes no more events")
 
 
 # --- module helpers (all take an open ORM session) ---------------------------------------------------

@@ -111,3 +111,15 @@ def populate(service, n_studies: int = 3, *, drafts: bool = True):
             service.save_draft(study.id, model.id, bundle(study.study_uid))
         study_ids.append(study.id)
     return study_ids, model.id
+
+
+def gazex_db(argv: list[str]) -> int:
+    """Runs `gazex <argv>` with only annotations_db's subcommands (as training.cli composes them)."""
+    import argparse
+
+    from annotations_db.cli import add_subcommands
+
+    parser = argparse.ArgumentParser(prog="gazex")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.handler(args) or 0)

@@ -359,6 +359,15 @@ def test_idle_and_monochrome1(ws):
     page.mouse.move(300, 300)
     page.mouse.move(320, 310)
     wait_calls(rec, "record_event", event_type="idle_end")
+    # hidden tab (visibilitychange) is counted apart from active and idle time
+    page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+        document.dispatchEvent(new Event('visibilitychange')); }""")
+    page.wait_for_timeout(1300)
+    page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+        document.dispatchEvent(new Event('visibilitychange')); }""")
+    assert state(page, "timing.hidden_ms") >= 1000
+    wait_calls(rec, "record_event", event_type="tab_hidden")
+    wait_calls(rec, "record_event", event_type="tab_visible")
     # MONOCHROME1: stored values inverted, shown inverted after the VOI -> looks like the MONOCHROME2 study
     spine_m2, lung_m2 = page.evaluate("""() => { const g = window.gazexWorkstation; const r = document.querySelector('[data-testid=ws-canvas]').getBoundingClientRect();
         return [[0.5, 0.3], [0.3, 0.45]].map(([x, y]) => { const c = g.toClient(x, y); return g.pixelAt(c.x - r.left, c.y - r.top)[0]; }); }""")

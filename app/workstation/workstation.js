@@ -428,6 +428,7 @@
     if (!S.frames.length) return;
     S.frame = clamp(i, 0, S.frames.length - 1);
     S.frameT = 0;
+    S.trajFocus = "play";
     setActive(S.frames[S.frame].sid);
     updateFrameUi();
     markDirty();
@@ -447,7 +448,7 @@
   function play(record) {
     if (!S.frames.length || S.playing) return;
     if (S.frame < 0 || S.frame >= S.frames.length - 1) setFrame(0);
-    S.playing = true; S.frameT = 0;
+    S.playing = true; S.frameT = 0; S.trajFocus = "play";
     updateToolbar();
     if (record !== false) event("play", { frame: S.frame, speed: S.speed });
   }
@@ -557,10 +558,11 @@
   function radiusFor(dwell) { return 4 + Math.sqrt(Math.max(0, dwell)) / 2.2; }
   function drawTrajectory() {
     let pts, cur;
-    if (S.frame >= 0 && S.frames.length) {
+    const showSelection = S.selectedSentence && !S.playing && (S.trajFocus === "selection" || S.frame < 0);
+    if (S.frame >= 0 && S.frames.length && !showSelection) {
       pts = S.frames.slice(0, S.frame + 1);
       cur = S.frame;
-    } else if (S.selectedSentence) {
+    } else if (showSelection) {
       const s = sentenceById(S.selectedSentence);
       pts = s ? s.trajectory.map((p, i) => ({ sid: s.id, i, x: +p.x, y: +p.y, dwell: +p.dwell_ms || 0, clue: p.clue_box })) : [];
       cur = -1;
@@ -808,9 +810,10 @@
 
   // ------------------------------------------------------------------ selection and decisions
   function selectSentence(id, source) {
-    if (id === S.selectedSentence && source !== "box") return;
+    if (id === S.selectedSentence && source !== "box") { S.trajFocus = "selection"; markDirty(); return; }
     const prev = S.selectedSentence;
     S.selectedSentence = id;
+    S.trajFocus = "selection";
     if (id) touch(id);
     if (source !== "box") {
       const bs = S.boxes.filter((b) => b.sentence_id === id);

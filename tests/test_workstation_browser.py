@@ -296,6 +296,18 @@ def test_help_overlay_and_toggles(ws):
     page.click('[data-testid="ws-help"]')
     assert state(page, "helpOpen") is True
     page.click('[data-testid="ws-help-close"]')
+    # ruler: 0.1 of the 2000 px width at 0.15 mm/px = 30 mm
+    page.keyboard.press("m")
+    a = page.evaluate("window.gazexWorkstation.toClient(0.4, 0.3)")
+    b = page.evaluate("window.gazexWorkstation.toClient(0.5, 0.3)")
+    page.mouse.move(a["x"], a["y"])
+    page.mouse.down()
+    page.mouse.move(b["x"], b["y"], steps=3)
+    page.mouse.up()
+    length = wait_calls(rec, "record_event", event_type="measure")[0]["payload"]["length"]
+    assert length.endswith(" mm") and abs(float(length.split()[0]) - 30.0) < 1.0, length
+    page.keyboard.press("Escape")
+    assert state(page, "mode") is None
     for key, name in (("b", "boxes"), ("c", "clues"), ("t", "traj")):
         page.keyboard.press(key)
         assert state(page, f"show.{name}") is False

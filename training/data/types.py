@@ -29,6 +29,7 @@ class Finding:
     severity: str | None = None  # small / moderate / large
     certainty: float = 1.0
     phrase: str | None = None  # the sentence/phrase that grounds it (MS-CXR style)
+    reader_id: str | None = None  # who drew it, when a dataset has several readers per image (VinDr, REFLACX)
 
 
 @dataclass

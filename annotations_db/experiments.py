@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .models import Assignment, Draft, Experiment, ModelVersion, Reader, ReviewSession, Study
+from .queries import study_infos, worklist_status
 from .records import AccessDenied, InvalidInput, InvalidTransition, NotFound, WorklistItem
 
 DESIGNS = ("crossover", "parallel")
@@ -124,28 +125,30 @@ class ExperimentsMixin:
     # --- used by worklist / open_session --------------------------------
     def _experiment_worklist(self, session: Session, me: Reader, experiment_id: int | None) -> list[WorklistItem] | None:
         """None when the reader has no assignments (routine worklist); else only their open-period assignments."""
-        from .service import _study_info, _worklist_status
-
         assignments = _assignments(session, me.id, experiment_id)
         if not assignments and experiment_id is None:
             return None
-        sessions = {s.assignment_id: s for s in session.scalars(select(ReviewSession).where(
-            ReviewSession.reader_id == me.id, ReviewSession.assignment_id.in_([a.id for a in assignments])))}
-        items = []
+        sessions = _sessions_by_assignment(session, me.id)
+        period_open: dict[tuple[int, int], bool] = {}
+        visible = []
         for assignment in assignments:
-            if not self._period_is_open(session, assignment):
-                continue
-            row = sessions.get(assignment.id)
-            items.append(WorklistItem(
-                study=_study_info(session, session.get(Study, assignment.study_id)), status=_worklist_status(row),
-                position=len(items) + 1, session_id=row.id if row else None, arm=assignment.arm,
-                has_draft=_has_draft(session, assignment)))
-        return items
+            key = (assignment.experiment_id, assignment.period)
+            if key not in period_open:
+                period_open[key] = self._period_is_open(session, assignment)
+            if period_open[key]:
+                visible.append(assignment)
+        infos = study_infos(session, list(session.scalars(select(Study).where(
+            Study.id.in_({a.study_id for a in visible})))))
+        drafted = _drafted_studies(session, {a.experiment_id for a in visible})
+        return [WorklistItem(study=infos[a.study_id], status=worklist_status(sessions.get(a.id)), position=position,
+                             session_id=sessions[a.id].id if a.id in sessions else None, arm=a.arm,
+                             has_draft=a.arm != NO_AI_ARM and (a.experiment_id, a.study_id) in drafted)
+                for position, a in enumerate(visible, start=1)]
 
     def _assignment_to_open(self, session: Session, me: Reader, study_id: int,
                             experiment_id: int | None) -> Assignment | None:
         """The reader's next unfinished assignment of this study (or the last one when all are finished)."""
-        candidates = [a for a in _assignments(session, me.id, experiment_id) if a.study_id == study_id]
+        candidates = _assignments(session, me.id, experiment_id, study_id)
         if not candidates:
             if experiment_id is not None:
                 raise NotFound(f"study {study_id} is not assigned to {me.username} in experiment {experiment_id}")
@@ -189,21 +192,31 @@ class ExperimentsMixin:
             raise InvalidTransition(f"washout: period {assignment.period} opens on {opens_at:%Y-%m-%d %H:%M} UTC")
 
 
-def _assignments(session: Session, reader_id: int, experiment_id: int | None) -> list[Assignment]:
+def _assignments(session: Session, reader_id: int, experiment_id: int | None,
+                 study_id: int | None = None) -> list[Assignment]:
     query = select(Assignment).where(Assignment.reader_id == reader_id)
     if experiment_id is not None:
         query = query.where(Assignment.experiment_id == experiment_id)
+    if study_id is not None:
+        query = query.where(Assignment.study_id == study_id)
     return list(session.scalars(query.order_by(Assignment.experiment_id, Assignment.period, Assignment.position)))
 
 
-def _has_draft(session: Session, assignment: Assignment) -> bool:
-    if assignment.arm == NO_AI_ARM:
-        return False
-    model_id = session.scalar(select(Experiment.model_version_id).where(Experiment.id == assignment.experiment_id))
-    if model_id is None:
-        model_id = session.scalar(select(ModelVersion.id).where(ModelVersion.status == "active"))
-    return session.scalar(select(Draft.id).where(Draft.study_id == assignment.study_id,
-                                                 Draft.model_version_id == model_id)) is not None
+def _sessions_by_assignment(session: Session, reader_id: int) -> dict[int, ReviewSession]:
+    rows = session.scalars(select(ReviewSession).where(ReviewSession.reader_id == reader_id,
+                                                       ReviewSession.assignment_id.is_not(None)))
+    return {row.assignment_id: row for row in rows}
+
+
+def _drafted_studies(session: Session, experiment_ids: set[int]) -> set[tuple[int, int]]:
+    """(experiment id, study id) pairs whose draft from the experiment's model (else the active one) exists."""
+    active = session.scalar(select(ModelVersion.id).where(ModelVersion.status == "active"))
+    drafted = set()
+    for experiment_id in experiment_ids:
+        model_id = session.scalar(select(Experiment.model_version_id).where(Experiment.id == experiment_id)) or active
+        drafted.update((experiment_id, s) for s in session.scalars(
+            select(Draft.study_id).where(Draft.model_version_id == model_id)))
+    return drafted
 
 
 def _admin(session: Session, username: str) -> Reader:

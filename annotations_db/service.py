@@ -33,6 +33,7 @@ from .models import (Amendment, Assignment, BoxDecisionRow, Draft, Experiment, I
 from .provenance import (BOX_DECISIONS, DRAWN_BOX_PREFIX, ERROR_CATEGORIES, HUMAN_SENTENCE_PREFIX, SECTIONS,
                          SENTENCE_DECISIONS, SIGNOFF_DECISIONS, check_box, check_choice, check_duration,
                          current_boxes, current_sentences, draft_box, draft_sentences, edit_distance)
+from .queries import study_info, study_infos, worklist_status
 from .records import (AccessDenied, BoxDecision, EventAck, InvalidInput, InvalidTransition, ModelVersionInfo,
                       NotFound, ReaderInfo, ReviewError, SentenceDecision, SessionState, StudyInfo, WorklistItem)
 
@@ -159,19 +160,19 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
                     session.add(Image(study_id=study.id, file_path=image_path, width=width, height=height,
                                       series_uid=series_uid, sop_instance_uid=sop_instance_uid, meta={}))
                     session.flush()
-                return _study_info(session, study)
+                return study_info(session, study)
         except IntegrityError:  # registered concurrently by another process: return theirs
             with self._read() as session:
-                return _study_info(session, session.scalar(select(Study).where(Study.study_uid == study_uid)))
+                return study_info(session, session.scalar(select(Study).where(Study.study_uid == study_uid)))
 
     def get_study(self, study_id: int) -> StudyInfo:
         with self._read() as session:
-            return _study_info(session, _get(session, Study, study_id, "study"))
+            return study_info(session, _get(session, Study, study_id, "study"))
 
     def find_study(self, study_uid: str) -> StudyInfo | None:
         with self._read() as session:
             study = session.scalar(select(Study).where(Study.study_uid == study_uid))
-            return _study_info(session, study) if study else None
+            return study_info(session, study) if study else None
 
     def register_model_version(self, name: str, version: str, weights_hash: str, *, parent_id: int | None = None,
                                metrics: dict[str, Any] | None = None, status: str = "candidate",
@@ -548,7 +549,7 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         session.refresh(row)
         draft = session.get(Draft, row.draft_id) if row.draft_id else None
         return SessionState(
-            session_id=row.id, study=_study_info(session, session.get(Study, row.study_id)),
+            session_id=row.id, study=study_info(session, session.get(Study, row.study_id)),
             reader=session.get(Reader, row.reader_id).username, status=row.status, arm=row.arm,
             draft=draft.bundle if draft else None, draft_id=draft.id if draft else None,
             sentences=current_sentences(_rows(session, SentenceDecisionRow, row.id)),
@@ -645,13 +646,6 @@ def _reader_info(reader: Reader) -> ReaderInfo:
     return ReaderInfo(id=reader.id, username=reader.username, role=reader.role, display_name=reader.display_name)
 
 
-def _study_info(session: Session, study: Study) -> StudyInfo:
-    image = session.scalar(select(Image).where(Image.study_id == study.id).order_by(Image.id).limit(1))
-    return StudyInfo(id=study.id, study_uid=study.study_uid, image_path=image.file_path if image else "",
-                     width=image.width if image else None, height=image.height if image else None,
-                     meta=dict(study.meta or {}))
-
-
 def _model_info(row: ModelVersion) -> ModelVersionInfo:
     return ModelVersionInfo(id=row.id, name=row.name, version=row.version, parent_id=row.parent_id,
                             weights_hash=row.weights_hash, status=row.status, metrics=dict(row.metrics or {}),
@@ -709,7 +703,8 @@ def _routine_worklist(session: Session, me: Reader) -> list[WorklistItem]:
     studies = list(session.scalars(select(Study).order_by(Study.id)))
     sessions = _latest_routine_sessions(session, me.id)
     drafted = _studies_with_active_draft(session)
-    return [WorklistItem(study=_study_info(session, study), status=_worklist_status(sessions.get(study.id)),
+    infos = study_infos(session, studies)
+    return [WorklistItem(study=infos[study.id], status=worklist_status(sessions.get(study.id)),
                          position=position, session_id=sessions[study.id].id if study.id in sessions else None,
                          arm=None, has_draft=study.id in drafted)
             for position, study in enumerate(studies, start=1)]
@@ -729,12 +724,6 @@ def _studies_with_active_draft(session: Session, model_version_id: int | None = 
     if model_version_id is None:
         model_version_id = session.scalar(select(ModelVersion.id).where(ModelVersion.status == "active"))
     return set(session.scalars(select(Draft.study_id).where(Draft.model_version_id == model_version_id)))
-
-
-def _worklist_status(row: ReviewSession | None) -> str:
-    if row is None:
-        return "unread"
-    return {"open": "in_progress", "signed": "signed", "closed": "closed"}[row.status]
 
 
 def _rows(session: Session, model: type, session_id: int) -> list[Any]:

@@ -170,8 +170,13 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 def smooth_step(x: np.ndarray, edge: float) -> np.ndarray:
     """0 below -edge, 1 above +edge, smooth in between."""
-    t = np.clip((x + edge) / (2 * edge), 0, 1)
-    return t * t * (3 - 2 * t)
+    t = x + edge  # in place from here on: same arithmetic, fewer full-frame temporaries
+    t /= 2 * edge
+    np.clip(t, 0, 1, out=t)
+    shape = 3 - 2 * t
+    t2 = t * t
+    t2 *= shape
+    return t2
 
 
 def ellipse_mask(xs, ys, cx, cy, rx, ry, edge_px: float) -> np.ndarray:
@@ -221,6 +226,7 @@ def heart_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
     """Cardiac silhouette: narrow at the great vessels, widest low down, running into the diaphragm."""
     x_right, x_left = anatomy.heart_extent
     top, bottom = anatomy.heart_top, anatomy.heart_bottom
+    ys = ys[:, :1]  # the row profile depends on y only; broadcast against xs below
     t = (ys - top) / (bottom - top)
     profile = np.sqrt(np.clip(1 - ((t - 0.68) / 0.68) ** 2, 0, 1))
     profile = np.where(t > 0.68, np.maximum(profile, 0.9), profile)  # stays wide down to the diaphragm
@@ -235,9 +241,10 @@ def heart_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
 
 def mediastinum_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
     half = anatomy.mediastinum_half_width
-    top_width = half * (0.75 + 0.25 * np.clip((ys - anatomy.lung_box[1]) / (anatomy.heart_top - anatomy.lung_box[1]), 0, 1))
+    column = ys[:, :1]  # the width depends on y only
+    top_width = half * (0.75 + 0.25 * np.clip((column - anatomy.lung_box[1]) / (anatomy.heart_top - anatomy.lung_box[1]), 0, 1))
     band = smooth_step(top_width - np.abs(xs - anatomy.midline), anatomy.height * 0.004)
-    band *= ys < anatomy.heart_top + anatomy.heart_half_height
+    band *= column < anatomy.heart_top + anatomy.heart_half_height
     knob_y = anatomy.heart_top - anatomy.heart_half_height * 0.15
     knob = ellipse_mask(xs, ys, anatomy.midline + half * 1.05, knob_y, half * 0.45, half * 0.4, anatomy.height * 0.004)
     return np.maximum(band, knob).astype(np.float32)

@@ -39,19 +39,20 @@ class GazeXConfig(PretrainedConfig):
     def __init__(
         self,
         vocab_size: int = 1024,
-        image_size: int = 192,
-        stem_channels: tuple[int, ...] = (32, 64, 128),
-        d_model: int = 192,
-        n_heads: int = 6,
+        image_size: int = 128,
+        stem_channels: tuple[int, ...] = (16, 32, 64),
+        d_model: int = 128,
+        n_heads: int = 4,
         n_encoder_layers: int = 2,
-        n_decoder_layers: int = 4,
+        n_decoder_layers: int = 3,
         mlp_ratio: int = 4,
-        max_positions: int = 512,
+        max_positions: int = 320,
         n_labels: int = len(CHEXPERT_LABELS),
         label_names: list[str] | None = None,
         dropout: float = 0.1,
         finding_loss_weight: float = 1.0,
         use_gaze: bool = True,
+        finding_thresholds: list[float] | None = None,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -71,6 +72,8 @@ class GazeXConfig(PretrainedConfig):
         self.dropout = dropout
         self.finding_loss_weight = finding_loss_weight
         self.use_gaze = use_gaze  # False = the gaze ablation (no trajectory tokens, no ordering task)
+        # per-label decision thresholds on the finding head (calibrated on validation after training)
+        self.finding_thresholds = list(finding_thresholds) if finding_thresholds else [0.5] * n_labels
         kwargs.setdefault("tie_word_embeddings", True)
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
 

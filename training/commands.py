@@ -13,3 +13,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     from training.synth.cli import add_synth_command
 
     add_synth_command(subparsers)
+
+    from training.model_cli import add_model_commands
+
+    add_model_commands(subparsers)

@@ -11,9 +11,12 @@ Two steps, so that epochs are cheap:
    (a random reader each time, so the model sees every reader's trajectory).
 
 Observation-box target (documented choice): a sentence that states a finding with a ground-truth box
-gets that box (annotations.csv, matched by label and side); every other sentence gets the reader's gaze
-holistic observation box (the GazeX "observation" frame) when gaze is used, or ``<nobox>`` in the gaze
-ablation. Trajectory targets are the reader's DBSCAN clues, the ``MAX_CLUES`` longest dwells in time order.
+gets that box (annotations.csv, matched by label and side); every other sentence (normal statements,
+negatives, findings without a box) gets ``<nobox>``. We do not use the reader's gaze holistic box there:
+it is where the reader looked, not where a finding is, it would add ~25 tokens to every report (CPU
+budget), and it keeps the box target identical between the main model and the gaze ablation. The
+holistic box is kept in the records (``obs``) and ``blocks(..., gaze_obs_boxes=True)`` can put it back.
+Trajectory targets are the reader's DBSCAN clues, the ``MAX_CLUES`` longest dwells in time order.
 """
 
 from __future__ import annotations
@@ -178,7 +181,7 @@ def _match_sentence(text: str, sentences: list[dict]) -> int | None:
 # ------------------------------------------------------------------ blocks for one reader
 
 
-def blocks(record: dict, reader: int | None, use_gaze: bool) -> list[SentenceBlock]:
+def blocks(record: dict, reader: int | None, use_gaze: bool, gaze_obs_boxes: bool = False) -> list[SentenceBlock]:
     """The report's sentence blocks with one reader's trajectories (or none)."""
     out = []
     reading = record["readings"][reader] if (use_gaze and reader is not None and record["readings"]) else None
@@ -186,7 +189,7 @@ def blocks(record: dict, reader: int | None, use_gaze: bool) -> list[SentenceBlo
         g = reading["sentences"][j] if reading is not None else None
         clues = select_clues([Clue(*c) for c in g["clues"]]) if g else []
         box = _box(s["gt_box"])
-        if box is None and g is not None and g.get("obs") is not None:
+        if box is None and gaze_obs_boxes and g is not None and g.get("obs") is not None:
             box = _box(g["obs"])
         out.append(SentenceBlock(section=s["section"], region=s["region"], clues=clues, box=box,
                                  label=s["label"], text=s["text"]))

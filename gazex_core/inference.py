@@ -1,0 +1,362 @@
+"""GazeX inference: ``analyze`` (report + evidence), ``ask`` (VQA), ``ground`` (sentence -> trajectory + box).
+
+    from gazex_core import GazeX, analyze, ask, ground
+    gx = GazeX()                      # the shipped checkpoint (gazex_core/weights/gazex-tiny); load once
+    bundle = gx.analyze("study.dcm")  # EvidenceBundle (schema gazex.evidence/1)
+    ans = gx.ask("study.dcm", "Is there a left pleural effusion?")   # Answer(text, box, confidence, ...)
+    g = gx.ground("study.dcm", "Small left pleural effusion.")       # Grounding(region, label, trajectory, box, ...)
+
+Images may be a DICOM path, a PNG/JPEG path or a numpy array (see :mod:`gazex_core.imaging`); bad input
+raises :class:`~gazex_core.imaging.ImageInputError` with a one-line message. A ``GazeX`` instance is safe
+to share between threads (one lock around the model; each call is well under a second on CPU).
+
+Classifier-guided decoding (documented in docs/model.md): while drafting, a sentence's label token is
+restricted to ``<lab_none>`` and the labels the finding head calls present (per-label calibrated
+thresholds); if the decoder tries to end the findings while a present label has no sentence yet, a
+findings sentence is started for it with its ABCDEF region and label forced (the text, trajectory and box
+are still decoded freely, conditioned on them). Sentences are then put in ABCDEF order. Closed
+presence questions ("Is there a pleural effusion?") are answered from the finding head; sided ones
+("Is there a left ...?") answer "no" when the finding head calls the finding absent and otherwise take
+the decoder's answer.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
+from .imaging import ImageInputError, ImageSource, LoadedImage, load_image, resize_square
+from .model import GazeXModel
+from .sequence import (
+    EOS,
+    LABEL_TOKENS,
+    SentenceBlock,
+    ground_prompt,
+    label_token,
+    parse_answer,
+    parse_evidence,
+    parse_report,
+    prompt,
+    region_token,
+    section_token,
+    vqa_prompt,
+)
+from .tokenizer import GazeXTokenizer
+from .vocab import CHEXPERT_LABELS, LABEL_REGION, REGIONS, SECTIONS, region_index
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "gazex-tiny"
+MODEL_NAME = "gazex-tiny"
+LOW_CONFIDENCE = 0.5
+
+_PRESENCE_PHRASES = {
+    "Cardiomegaly": ("cardiomegaly", "enlarged heart"),
+    "Enlarged Cardiomediastinum": ("enlarged cardiomediastinum", "widened mediastinum", "mediastinal widening"),
+    "Pleural Effusion": ("pleural effusion", "effusion"),
+    "Pneumothorax": ("pneumothorax",),
+    "Consolidation": ("consolidation",),
+    "Atelectasis": ("atelectasis",),
+    "Lung Lesion": ("lung lesion", "nodule", "mass"),
+    "Edema": ("pulmonary edema", "edema"),
+    "Support Devices": ("support device", "device", "line", "tube", "pacemaker"),
+    "Lung Opacity": ("opacity",),
+    "Pneumonia": ("pneumonia",),
+    "Fracture": ("fracture",),
+    "Pleural Other": ("pleural thickening",),
+}
+
+
+@dataclass
+class Answer:
+    text: str
+    box: Box | None = None  # normalised 0-1
+    confidence: float = 1.0
+    guided: bool = False  # True when the finding head decided (or overruled) the answer
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "box": self.box.to_dict() if self.box else None, "confidence": self.confidence,
+                "guided": self.guided, "warnings": list(self.warnings)}
+
+
+@dataclass
+class Grounding:
+    sentence: str
+    region: str | None
+    label: str | None
+    trajectory: list[TrajectoryPoint]
+    box: Box | None  # observation box, normalised 0-1
+    confidence: float = 1.0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"sentence": self.sentence, "region": self.region, "label": self.label,
+                "trajectory": [p.to_dict() for p in self.trajectory],
+                "observation_box": self.box.to_dict() if self.box else None, "confidence": self.confidence,
+                "warnings": list(self.warnings)}
+
+
+class GazeX:
+    """A loaded GazeX model. Load once (``GazeX()`` or ``GazeX(path)``), then call from any thread."""
+
+    def __init__(self, model_dir: str | Path | None = None, device: str = "cpu", threads: int | None = None):
+        path = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path}: no GazeX model here (config.json missing)")
+        if threads:
+            torch.set_num_threads(threads)
+        self.path = path
+        self.device = device
+        self.model = GazeXModel.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        self.tok = GazeXTokenizer.from_file(path)
+        self.config = self.model.config
+        self.version = str(getattr(self.config, "model_version", None) or path.name)
+        self._lock = threading.Lock()
+        self._label_ids = {lab: self.tok.id(label_token(lab)) for lab in CHEXPERT_LABELS}
+        self._none_id = self.tok.id(label_token(None))
+        self._label_id_set = {self.tok.id(t) for t in LABEL_TOKENS}
+        self._eos = self.tok.id(EOS)
+        self._sec_ids = {s: self.tok.id(section_token(s)) for s in SECTIONS}
+        self._thresholds = np.array(self.config.finding_thresholds, dtype=np.float32)
+
+    # ------------------------------------------------------------ helpers
+    def _prepare(self, image: ImageSource) -> tuple[LoadedImage, torch.Tensor]:
+        img = load_image(image)
+        small = resize_square(img.pixels, self.config.image_size)
+        return img, torch.from_numpy(small)[None, None].to(self.device)
+
+    def _encode(self, pix: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        memory, logits = self.model.encode(pix)
+        return memory, torch.sigmoid(logits[0]).float().cpu().numpy()
+
+    def _present(self, probs: np.ndarray) -> list[str]:
+        """Labels the finding head calls present (no "No Finding"), most probable first."""
+        labs = [(float(probs[i]), lab) for i, lab in enumerate(CHEXPERT_LABELS)
+                if lab != "No Finding" and probs[i] >= self._thresholds[i]]
+        return [lab for _, lab in sorted(labs, reverse=True)]
+
+    def _generate(self, memory, items: list[str], max_new: int, hook=None) -> tuple[list[int], list[float]]:
+        ids = torch.tensor([self.tok.encode(items)], dtype=torch.long, device=self.device)
+        out, probs = self.model.generate_greedy(memory, ids, max_new_tokens=max_new, logits_hook=hook)
+        return out[0], probs[0]
+
+    # ------------------------------------------------------------ public API
+    @torch.inference_mode()
+    def findings(self, image: ImageSource) -> list[tuple[str, float]]:
+        """Finding-head probabilities for the 14 CheXpert labels, most probable first."""
+        with self._lock:
+            _, pix = self._prepare(image)
+            _, probs = self._encode(pix)
+        return sorted(((lab, float(probs[i])) for i, lab in enumerate(CHEXPERT_LABELS)), key=lambda x: -x[1])
+
+    @torch.inference_mode()
+    def analyze(self, image: ImageSource, guided: bool = True, max_new_tokens: int | None = None) -> EvidenceBundle:
+        """Draft the report: every sentence with its region, trajectory, observation box and label."""
+        t0 = time.perf_counter()
+        img, pix = self._prepare(image)
+        t1 = time.perf_counter()
+        with self._lock:
+            memory, probs = self._encode(pix)
+            t2 = time.perf_counter()
+            present = self._present(probs)
+            hook = _GuidedReport(self, present) if guided else None
+            ids, tprobs = self._generate(memory, prompt("report"), max_new_tokens or self.config.max_positions, hook)
+        t3 = time.perf_counter()
+        blocks, confs = self._blocks_with_confidence(ids, tprobs)
+        warnings = list(img.warnings)
+        if not ids or ids[-1] != self._eos:
+            warnings.append("the draft report was cut off at the length limit")
+        if not blocks:
+            warnings.append("the model drafted no sentences; the image may not be a chest X-ray")
+        sentences = []
+        order = sorted(range(len(blocks)), key=lambda i: (SECTIONS.index(blocks[i].section),
+                                                          region_index(blocks[i].region) if blocks[i].section == "findings" else 0, i))
+        for n, i in enumerate(order):
+            b = blocks[i]
+            conf = confs[i]
+            if b.label and b.label in CHEXPERT_LABELS:
+                conf = float(min(conf, probs[CHEXPERT_LABELS.index(b.label)]) if b.label != "No Finding" else conf)
+            sentences.append(EvidenceSentence(
+                id=f"s{n + 1}", section=b.section, text=b.text or "(no text)", region=b.region, label=b.label,
+                confidence=float(np.clip(conf, 0.0, 1.0)),
+                observation_box=b.box.clipped(1.0, 1.0) if (b.box is not None and b.label) else None,
+                trajectory=[c.to_point() for c in b.clues],
+            ))
+        finding_probs = sorted(((lab, float(probs[i])) for i, lab in enumerate(CHEXPERT_LABELS)), key=lambda x: -x[1])
+        t4 = time.perf_counter()
+        bundle = EvidenceBundle(
+            model_name=MODEL_NAME, model_version=self.version, image_width=img.width, image_height=img.height,
+            sentences=sentences, findings=finding_probs,
+            timing_ms={"read_image": (t1 - t0) * 1e3, "encode": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
+                       "total": (t4 - t0) * 1e3},
+            warnings=warnings,
+        )
+        return bundle.validate()
+
+    def _blocks_with_confidence(self, ids: list[int], tprobs: list[float]) -> tuple[list[SentenceBlock], list[float]]:
+        """Parse the generated report and give each sentence the mean probability of its tokens."""
+        items = self.tok.decode(ids)
+        blocks = parse_report(items)
+        # sentence spans in id space: split at section tokens
+        sec_ids = set(self._sec_ids.values())
+        spans: list[list[float]] = []
+        for tok_id, p in zip(ids, tprobs):
+            if tok_id in sec_ids:
+                spans.append([])
+            if spans:
+                spans[-1].append(p)
+        confs = [float(np.mean(s)) if s else 0.0 for s in spans]
+        confs += [0.0] * (len(blocks) - len(confs))
+        return blocks, confs[: len(blocks)]
+
+    @torch.inference_mode()
+    def ask(self, image: ImageSource, question: str) -> Answer:
+        """Answer a question about the image: text and, for "where" questions, a box."""
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("question is empty")
+        img, pix = self._prepare(image)
+        with self._lock:
+            memory, probs = self._encode(pix)
+            ids, tprobs = self._generate(memory, vqa_prompt(question), 48)
+        text, box = parse_answer(self.tok.decode(ids))
+        conf = float(np.mean(tprobs)) if tprobs else 0.0
+        ans = Answer(text=text, box=box, confidence=conf, warnings=list(img.warnings))
+        self._guide_answer(question, ans, probs)
+        return ans
+
+    def _guide_answer(self, question: str, ans: Answer, probs: np.ndarray) -> None:
+        q = question.lower().strip()
+        m = re.match(r"^(is|are) there (an? |any )?(.+?)\??$", q)
+        if not m:
+            return
+        thing = m.group(3)
+        side = None
+        for s in ("left", "right", "bilateral"):
+            if thing.startswith(s + " "):
+                side, thing = s, thing[len(s) + 1 :]
+        label = _label_of_phrase(thing)
+        if label is None:
+            return
+        i = CHEXPERT_LABELS.index(label)
+        present = bool(probs[i] >= self._thresholds[i])
+        if side is None:
+            ans.text, ans.box, ans.guided = ("yes" if present else "no"), None, True
+            ans.confidence = float(probs[i] if present else 1 - probs[i])
+        elif not present:
+            ans.text, ans.box, ans.guided = "no", None, True
+            ans.confidence = float(1 - probs[i])
+
+    @torch.inference_mode()
+    def ground(self, image: ImageSource, sentence: str) -> Grounding:
+        """Where a sentence's finding is (observation box) and the inspection trajectory that leads to it."""
+        if not isinstance(sentence, str) or not sentence.strip():
+            raise ValueError("sentence is empty")
+        img, pix = self._prepare(image)
+        with self._lock:
+            memory, probs = self._encode(pix)
+            ids, tprobs = self._generate(memory, ground_prompt(sentence), 40)
+        block = parse_evidence(self.tok.decode(ids))
+        return Grounding(sentence=sentence.strip(), region=block.region, label=block.label,
+                         trajectory=[c.to_point() for c in block.clues],
+                         box=block.box.clipped(1.0, 1.0) if block.box is not None else None,
+                         confidence=float(np.mean(tprobs)) if tprobs else 0.0, warnings=list(img.warnings))
+
+
+def _label_of_phrase(thing: str) -> str | None:
+    thing = thing.strip().rstrip("?").strip()
+    for label, phrases in _PRESENCE_PHRASES.items():
+        for ph in phrases:
+            if thing == ph or thing.endswith(" " + ph) or thing == ph + "s":
+                return label
+    return None
+
+
+class _GuidedReport:
+    """Logits hook for classifier-guided report decoding (see module docstring)."""
+
+    def __init__(self, gx: GazeX, present: list[str]):
+        self.gx = gx
+        self.present = present
+        self.allowed_label_ids = [gx._none_id] + [gx._label_ids[lab] for lab in present]
+        if not present:
+            self.allowed_label_ids.append(gx._label_ids["No Finding"])
+        self.section = None
+        self.emitted_findings: set[str] = set()
+        self.forced: list[int] = []  # tokens to force next
+        self.forced_label: str | None = None
+        self.n_seen = 0
+
+    def _observe(self, generated: list[int]) -> None:
+        for tok in generated[self.n_seen :]:
+            for s, sid in self.gx._sec_ids.items():
+                if tok == sid:
+                    self.section = s
+            if tok in self.gx._label_id_set and self.section == "findings":
+                for lab, lid in self.gx._label_ids.items():
+                    if lid == tok:
+                        self.emitted_findings.add(lab)
+        self.n_seen = len(generated)
+
+    def _force(self, logits: torch.Tensor, tok: int) -> torch.Tensor:
+        out = torch.full_like(logits, float("-inf"))
+        out[tok] = 0.0
+        return out
+
+    def __call__(self, row: int, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
+        self._observe(generated)
+        if self.forced:
+            return self._force(logits, self.forced.pop(0))
+        top = int(logits.argmax())
+        gx = self.gx
+        if top in self.gx._label_id_set:
+            if self.forced_label is not None:
+                lab, self.forced_label = self.forced_label, None
+                return self._force(logits, gx._label_ids[lab])
+            mask = torch.full_like(logits, float("-inf"))
+            mask[self.allowed_label_ids] = 0.0
+            return logits + mask
+        missing = [lab for lab in self.present if lab not in self.emitted_findings and lab in LABEL_REGION]
+        if missing and self.section in (None, "findings") and (top == gx._eos or top == gx._sec_ids["impression"]):
+            lab = missing[0]
+            self.emitted_findings.add(lab)  # one forced sentence per label
+            self.forced_label = lab
+            self.forced = [gx.tok.id(region_token(LABEL_REGION[lab]))]
+            return self._force(logits, gx._sec_ids["findings"])
+        return logits
+
+
+# ------------------------------------------------------------ module-level convenience (default model)
+
+_default: GazeX | None = None
+_default_lock = threading.Lock()
+
+
+def default_model() -> GazeX:
+    """The shipped checkpoint, loaded once per process."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = GazeX()
+        return _default
+
+
+def analyze(image: ImageSource) -> EvidenceBundle:
+    return default_model().analyze(image)
+
+
+def ask(image: ImageSource, question: str) -> Answer:
+    return default_model().ask(image, question)
+
+
+def ground(image: ImageSource, sentence: str) -> Grounding:
+    return default_model().ground(image, sentence)
+
+
+__all__ = ["GazeX", "Answer", "Grounding", "ImageInputError", "analyze", "ask", "ground", "default_model",
+           "DEFAULT_MODEL_DIR", "REGIONS"]

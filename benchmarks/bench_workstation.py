@@ -155,7 +155,10 @@ def main() -> None:
             # --- animation frames during input ---
             page.select_option('[data-testid="ws-speed"]', "0.5")
             page.click('[data-testid="ws-play"]')
+            page.evaluate("window.gazexWorkstation.drawTimes.length")
+            n_draw = page.evaluate("window.gazexWorkstation.drawTimes.length")
             results["raf_idle_playing"] = frame_window(page, 3.0)
+            results["draw_ms_per_frame_playing"] = summary(page.evaluate(f"window.gazexWorkstation.drawTimes.slice({n_draw})"))
             if not page.evaluate("window.gazexWorkstation.playing"):
                 page.click('[data-testid="ws-play"]')
 

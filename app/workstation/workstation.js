@@ -156,7 +156,7 @@
     dirty: true, painted: false, openedAt: 0, paintedAt: 0, rafFrames: 0,
     queue: [], pumping: false, acks: [], failures: [], idMap: {}, lastAck: null,
     timing: { active: 0, idle: 0, hidden: 0, last: performance.now(), lastInput: performance.now(), state: "active" },
-    idleMs: IDLE_MS_DEFAULT, destroyed: false, localSeq: 0,
+    idleMs: IDLE_MS_DEFAULT, destroyed: false, localSeq: 0, drawTimes: [],
   };
 
   // ------------------------------------------------------------------ helpers
@@ -307,10 +307,15 @@
 
   async function decodeImage(im) {
     if (im.encoding && im.encoding !== "rgb16") throw new Error("unsupported encoding " + im.encoding);
-    const bin = atob(im.png_b64);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    const blob = new Blob([bytes], { type: "image/png" });
+    let blob;
+    try {
+      blob = await (await fetch("data:image/png;base64," + im.png_b64)).blob();
+    } catch (e) {   // e.g. a Content-Security-Policy without data: in connect-src
+      const bin = atob(im.png_b64);
+      const bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      blob = new Blob([bytes], { type: "image/png" });
+    }
     let bmp;
     try {
       bmp = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
@@ -375,6 +380,7 @@
     for (let i = 0; i < d.length; i++) out[i] = lut32[d[i]];
     S.imgCtx.putImageData(S.imgData, 0, 0);
     S.wlDirty = false;
+    S.winVersion = (S.winVersion || 0) + 1;
     S.lastWindowMs = performance.now() - t0;
   }
 
@@ -481,23 +487,48 @@
   }
 
   // ------------------------------------------------------------------ drawing
+  // The windowed, scaled image is cached at canvas resolution and re-rendered only when the window or the
+  // view changes; a frame is then one 1:1 blit plus the vector overlays.
+  const baseCanvas = document.createElement("canvas");
+  const baseCtx = baseCanvas.getContext("2d");
+  let baseKey = "";
+  function renderBase() {
+    const key = [S.view.scale, S.view.tx, S.view.ty, canvas.width, canvas.height, S.dpr, S.winVersion, S.img && S.img.dw].join(",");
+    if (key === baseKey && !S.wlDirty) return;
+    if (S.wlDirty) rebuildImage();
+    if (baseCanvas.width !== canvas.width || baseCanvas.height !== canvas.height) {
+      baseCanvas.width = canvas.width; baseCanvas.height = canvas.height;
+    }
+    baseCtx.setTransform(1, 0, 0, 1, 0, 0);
+    baseCtx.fillStyle = "#000";
+    baseCtx.fillRect(0, 0, baseCanvas.width, baseCanvas.height);
+    baseCtx.setTransform(S.dpr, 0, 0, S.dpr, 0, 0);
+    baseCtx.imageSmoothingEnabled = S.view.scale < 3;
+    baseCtx.imageSmoothingQuality = "high";
+    baseCtx.drawImage(S.imgCanvas, S.view.tx, S.view.ty, S.img.dw * S.view.scale, S.img.dh * S.view.scale);
+    baseKey = key;
+  }
   function draw() {
+    const t0 = performance.now();
     const dpr = S.dpr;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.fillStyle = "#000";
-    ctx.fillRect(0, 0, canvas.width, canvas.height);
-    if (!S.img) return;
-    if (S.wlDirty) rebuildImage();
+    if (!S.img) {
+      ctx.fillStyle = "#000";
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      return;
+    }
+    renderBase();
+    ctx.drawImage(baseCanvas, 0, 0);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.imageSmoothingEnabled = S.view.scale < 3;
-    ctx.imageSmoothingQuality = "high";
-    ctx.drawImage(S.imgCanvas, S.view.tx, S.view.ty, S.img.dw * S.view.scale, S.img.dh * S.view.scale);
     if (S.show.boxes) drawBoxes();
     if (S.show.traj || S.show.clues) drawTrajectory();
     if (S.answerBox) drawAnswerBox();
     if (S.drag && S.drag.kind === "draw") drawRubber();
     if (S.measure) drawMeasure();
     drawHud();
+    S.lastDrawMs = performance.now() - t0;
+    S.drawTimes.push(S.lastDrawMs);
+    if (S.drawTimes.length > 600) S.drawTimes.splice(0, 300);
     if (!S.painted) {
       S.painted = true;
       S.paintedAt = performance.now();
@@ -660,12 +691,20 @@
   }
   function drawHud() {
     const img = S.img;
-    hud.tl.innerText = `${S.studyKey || ""}\n${img.width}×${img.height}  ${img.photometric}`;
-    hud.tr.innerText = `Zoom ${(S.view.scale * img.dw / img.width * 100).toFixed(0)}%` + (S.invert ? "\nINVERTED" : "");
-    hud.bl.innerText = `W ${Math.round(S.win.width)}  L ${Math.round(S.win.center)}`;
+    // only touch the DOM when a text changes (no layout work per animation frame)
+    setHud("tl", `${S.studyKey || ""}\n${img.width}×${img.height}  ${img.photometric}`);
+    setHud("tr", `Zoom ${(S.view.scale * img.dw / img.width * 100).toFixed(0)}%` + (S.invert ? "\nINVERTED" : ""));
+    setHud("bl", `W ${Math.round(S.win.width)}  L ${Math.round(S.win.center)}`);
     const mode = S.mode === "draw" ? "DRAW BOX — drag on the image" : S.mode === "measure" ? "MEASURE — drag" :
       S.mode === "wl" ? "WINDOW/LEVEL — drag" : "";
-    hud.br.innerHTML = mode ? `<span class="gx-mode">${esc(mode)}</span>` : (S.readonly ? "READ ONLY" : "");
+    setHud("br", mode || (S.readonly ? "READ ONLY" : ""));
+    hud.br.classList.toggle("gx-mode", !!mode);
+  }
+  const hudText = {};
+  function setHud(k, text) {
+    if (hudText[k] === text) return;
+    hudText[k] = text;
+    hud[k].textContent = text;
   }
 
   // ------------------------------------------------------------------ render loop (never blocks input)
@@ -1328,6 +1367,8 @@
     openToPaintMs: () => (S.paintedAt && S.img ? S.paintedAt - S.openedAt : null),
     rafFrames: () => S.rafFrames,
     lastWindowMs: () => S.lastWindowMs || null,
+    lastDrawMs: () => (S.lastDrawMs != null ? S.lastDrawMs : null),
+    drawTimes: () => S.drawTimes.slice(),
     paintedAt: () => S.paintedAt || null,
     pending: () => S.queue.length,
     acks: () => S.acks.map((a) => ({ fn: a.fn, seq: a.seq, latency_ms: a.latency_ms, args: Object.assign({}, a.args) })),

@@ -1,0 +1,112 @@
+"""Benchmark ``gazex synth``: wall time to generate N studies, and where one study's time goes.
+
+    .venv/bin/python benchmarks/bench_synth.py --n 1000 --repeats 3          # the 1,000-study target
+    .venv/bin/python benchmarks/bench_synth.py --n 50 --repeats 3 --stages   # quick, plus per-stage table
+
+Prints median and spread (min-max) over the repeats, with the machine noted. Each repeat writes
+into a fresh temporary directory that is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.synth.generator import generate
+from training.synth.study import DEFAULT_SIZE
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{os.cpu_count()}-core {model}, Python {platform.python_version()}, load avg {load:.1f} at start"
+
+
+def time_generation(n: int, size: int, workers: int, raw_gaze: bool) -> float:
+    out = Path(tempfile.mkdtemp(prefix="bench-synth-"))
+    try:
+        start = time.perf_counter()
+        generate(n, out, seed=0, size=size, workers=workers, raw_gaze=raw_gaze, progress=False)
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def stage_times(n: int, size: int) -> dict[str, list[float]]:
+    """Seconds per study for each stage, in one process."""
+    from training.synth.readers import READER_BY_ID, choose_readers, simulate_reading
+    from training.synth.report import build_report
+    from training.synth.study import STREAM_READERS, STREAM_REPORT, make_study, render_image, sample_study_findings, study_rng
+    from training.synth.writer import write_study
+
+    times: dict[str, list[float]] = {k: [] for k in ("sample", "render", "report", "gaze", "write", "total")}
+    out = Path(tempfile.mkdtemp(prefix="bench-synth-stages-"))
+    make_study(0, 0, size)  # warm caches
+    try:
+        for i in range(1, n + 1):
+            t0 = time.perf_counter()
+            anatomy, findings = sample_study_findings(0, i, size)
+            t1 = time.perf_counter()
+            shaped, _ = render_image(0, i, anatomy, findings)
+            t2 = time.perf_counter()
+            report = build_report(findings, study_rng(0, i, STREAM_REPORT))
+            t3 = time.perf_counter()
+            rng = study_rng(0, i, STREAM_READERS)
+            for reader in choose_readers(rng):
+                simulate_reading(READER_BY_ID[reader], shaped, findings, report, rng)
+            t4 = time.perf_counter()
+            write_study(make_study(0, i, size), out, raw=False)
+            t5 = time.perf_counter()
+            write_time = (t5 - t4) - (t4 - t0)  # make_study repeats the stages above
+            for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, max(write_time, 0.0), t4 - t0 + max(write_time, 0.0))):
+                times[key].append(value)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--raw-gaze", action="store_true")
+    parser.add_argument("--stages", action="store_true", help="also time each stage of one study (20 studies, 1 process)")
+    args = parser.parse_args()
+
+    print(f"machine: {machine()}")
+    runs = [time_generation(args.n, args.size, args.workers, args.raw_gaze) for _ in range(args.repeats)]
+    median = statistics.median(runs)
+    print()
+    print("| studies | size px | workers | raw gaze | repeats | median s | min s | max s | studies/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {args.n} | {args.size} | {args.workers} | {'yes' if args.raw_gaze else 'no'} | {args.repeats} "
+          f"| {median:.1f} | {min(runs):.1f} | {max(runs):.1f} | {args.n / median:.2f} |")
+    if args.stages:
+        stages = stage_times(20, args.size)
+        print()
+        print("| stage (1 process, 20 studies) | median ms | p10 ms | p90 ms |")
+        print("|---|---|---|---|")
+        for key, values in stages.items():
+            v = np.array(values) * 1000
+            print(f"| {key} | {np.median(v):.0f} | {np.percentile(v, 10):.0f} | {np.percentile(v, 90):.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -84,16 +84,26 @@ class DatasetLoader(ABC):
 
 
 def read_csv(
-    path: Path, required: Iterable[str], issues: Issues, *, text: str | None = None, label: str | None = None
+    path: Path,
+    required: Iterable[str],
+    issues: Issues,
+    *,
+    text: str | None = None,
+    label: str | None = None,
+    only: Iterable[str] | None = None,
 ) -> pd.DataFrame | None:
     """A CSV as strings (no NA guessing), or None with an issue when missing/unreadable/lacking columns.
 
-    ``text`` reads from a string instead of ``path`` (members of archives); ``label`` names it in issues.
+    ``text`` reads from a string instead of ``path`` (members of archives); ``label`` names it in
+    issues; ``only`` parses just these columns (big gaze tables).
     """
     name = label or str(path)
+    required = list(required)
+    keep = set(only) | set(required) if only is not None else None
     try:
         source: Any = io.StringIO(text) if text is not None else path
-        frame = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=False)
+        usecols = (lambda c: str(c).strip() in keep) if keep is not None else None
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=False, usecols=usecols)
     except FileNotFoundError:
         issues.add(name, None, "file not found")
         return None

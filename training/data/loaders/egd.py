@@ -157,7 +157,7 @@ def _chexpert_columns(row: dict) -> dict[str, float | None]:
 
 def _gaze_rows(path: Path, required: tuple[str, ...], known: set[str], issues: Issues):
     """Rows of a Gazepoint export that belong to known images, with numeric columns parsed."""
-    frame = read_csv(path, required, issues)
+    frame = read_csv(path, required, issues, only=required)
     if frame is None:
         return None
     ids = frame["DICOM_ID"].str.strip()

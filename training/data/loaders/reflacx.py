@@ -96,7 +96,7 @@ def _outside(x: np.ndarray, y: np.ndarray, width: int | None, height: int | None
 
 def read_fixations(path: Path, width: int | None, height: int | None, issues: Issues) -> tuple[list[Fixation], tuple[float, float]] | None:
     """fixations.csv -> (time-ordered fixations, pixels per degree). None (with an issue) if unusable."""
-    frame = read_csv(path, FIXATION_COLUMNS, issues)
+    frame = read_csv(path, FIXATION_COLUMNS, issues, only=FIXATION_COLUMNS + PPD_COLUMNS)
     if frame is None:
         return None
     values, ok = numeric_columns(frame, FIXATION_COLUMNS, path, issues)
@@ -146,7 +146,7 @@ def _pixels_per_degree(frame, ok: np.ndarray) -> tuple[float, float]:
 
 def read_gaze_samples(path: Path, width: int | None, height: int | None, issues: Issues) -> np.ndarray | None:
     """gaze.csv -> (N, 3) array t_s, x, y. Blank positions are blinks (dropped quietly)."""
-    frame = read_csv(path, GAZE_COLUMNS, issues)
+    frame = read_csv(path, GAZE_COLUMNS, issues, only=GAZE_COLUMNS)
     if frame is None:
         return None
     values, ok = numeric_columns(frame, ["timestamp_sample"], path, issues)

@@ -2,17 +2,21 @@
 
 SQLite: a file ``gazex.sqlite3`` under the data directory (``GAZEX_DATA_DIR`` or ``~/.gazex``), WAL journal,
 foreign keys on, a busy timeout and ``synchronous=NORMAL`` (see ``sqlite_synchronous``). Write
-transactions start with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout instead of failing
-with a stale snapshot.
+transactions start with ``BEGIN IMMEDIATE`` so concurrent writers never fail with a stale snapshot, and take a
+per-database file lock first (``gazex.sqlite3.writelock``, flock): waiting writers are woken the moment the lock
+is free instead of sleep-polling in SQLite's busy handler (which let one writer starve for seconds under load).
 
 PostgreSQL: ``GAZEX_DATABASE_URL`` (or an explicit URL), e.g. ``postgresql+psycopg://user:pw@host/db``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager, Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -76,3 +80,44 @@ def _sqlite_on_begin(connection: Any) -> None:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+class FileWriteLock:
+    """Serialises SQLite writers across threads (threading.Lock) and processes (flock on a side file).
+
+    The file is opened once per process (re-opened after a fork: a shared open file description would share
+    the lock)."""
+
+    def __init__(self, lock_path: Path) -> None:
+        self._path = lock_path
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._thread_lock:
+            fd = self._file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+
+def write_lock(engine: Engine) -> "FileWriteLock | None":
+    """The writer lock of a SQLite file database; None for PostgreSQL (row locks do the job) or :memory:."""
+    database = engine.url.database if is_sqlite(engine) else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return FileWriteLock(Path(f"{database}.writelock"))
+
+
+def holding(lock: "FileWriteLock | None") -> ContextManager[None]:
+    return lock.hold() if lock is not None else nullcontext()

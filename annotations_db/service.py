@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import passwords
-from .engine import WRITE, make_engine, resolve_url
+from .engine import WRITE, holding, make_engine, resolve_url, write_lock
 from .experiments import ExperimentsMixin
 from .export import ExportMixin
 from .finetune import FinetuneMixin
@@ -57,6 +57,7 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         """Wraps an engine whose database is already migrated (use ``open`` normally)."""
         self._engine = engine
         self._clock = clock
+        self._write_lock = write_lock(engine)
 
     # --- construction -------------------------------------------------
     @classmethod
@@ -92,7 +93,7 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
     @contextmanager
     def _write(self) -> Iterator[Session]:
         """One write transaction (BEGIN IMMEDIATE on SQLite); commits on leaving, rolls back on any error."""
-        with self._engine.connect() as connection:
+        with holding(self._write_lock), self._engine.connect() as connection:
             connection = connection.execution_options(**{WRITE: True})
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
                 yield session
@@ -358,7 +359,7 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         if payload is not None and not isinstance(payload, dict):
             raise InvalidInput("payload must be a JSON object")
         client_ts = _check_client_ts(client_ts)
-        with self._engine.connect() as connection:
+        with holding(self._write_lock), self._engine.connect() as connection:
             connection = connection.execution_options(**{WRITE: True})
             with connection.begin():
                 seq = connection.execute(_CLAIM_EVENT_SEQ, {"sid": session_id, "reader": reader}).scalar()

@@ -6,6 +6,7 @@ Concurrent upgraders are serialised: ``BEGIN IMMEDIATE`` on SQLite, an advisory 
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -14,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
-from ..engine import WRITE, make_engine
+from ..engine import WRITE, holding, make_engine, write_lock
 
 HERE = Path(__file__).resolve().parent
 FIRST_REVISION = "0001"
@@ -27,6 +28,7 @@ def alembic_config() -> Config:
     return config
 
 
+@cache
 def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -38,7 +40,7 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade_engine(engine: Engine, revision: str = "head") -> str | None:
     """Upgrades to ``revision`` in one transaction; returns the revision the database is at afterwards."""
-    with engine.connect() as connection:
+    with holding(write_lock(engine)), engine.connect() as connection:
         connection = connection.execution_options(**{WRITE: True})
         with connection.begin():
             if engine.dialect.name == "postgresql":

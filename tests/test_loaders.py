@@ -179,6 +179,23 @@ def test_reflacx_keyframes_run_on_loaded_gaze():
     assert len(frames) == 2 and frames[0].n_points > 0
 
 
+def test_reflacx_check_images_rejects_a_wrongly_sized_image(tmp_path):
+    import shutil
+
+    root = tmp_path / "reflacx"
+    shutil.copytree(F / "reflacx", root)
+    shutil.copytree(root / "main_data/P300R100001", root / "main_data/P300R100006")
+    table = root / "main_data/metadata_phase_3.csv"
+    image_c = f"files/p12/p12000012/s{STUDY_C}/{DICOM_C}.dcm"  # 72x60 on disk
+    row = f"P300R100006,train,False,{image_c},{DICOM_C},12000012,64,80" + ",0" * 14 + ",False,\r\n"
+    table.write_bytes(table.read_bytes() + row.encode())
+    result = ReflacxLoader(root, mimic_root=F / "mimic", check_images=True).load()
+    assert [s.meta["reading_id"] for s in result] == ["P300R100001"]
+    find_issue(result.issues, "metadata_phase_3.csv", 7, "is 72x60 but image_size_x/y say 64x80")
+    unchecked = ReflacxLoader(root, mimic_root=F / "mimic").load()
+    assert len(unchecked) == 2
+
+
 # ----------------------------------------------------------------------------- EGD-CXR
 
 

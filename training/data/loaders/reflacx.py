@@ -273,7 +273,8 @@ class ReflacxLoader(DatasetLoader):
     image_format: None keeps .dcm; "jpg" points at MIMIC-CXR-JPG (same pixel grid).
     raw_gaze: also read ``gaze_data/<id>/gaze.csv`` (1000 Hz; large).
     certainty_threshold: ellipses / labels count from this certainty (authors: >= 3, "Possibly").
-    check_images: open each image header (needs mimic_root) and skip readings whose image is unreadable.
+    check_images: open each image header (needs mimic_root); skip readings whose image is unreadable
+    or not the size in image_size_x/y (a resized JPG would misplace every gaze point).
     """
 
     root: Path
@@ -321,7 +322,7 @@ class ReflacxLoader(DatasetLoader):
             issues.add(table, line, f"reading folder main_data/{reading_id} not found")
             return None
         image_path = mimic_image_path(self.mimic_root, row["image"], self.image_format)
-        if self.check_images and self.mimic_root is not None and check_image(image_path, str(table), line, issues) is None:
+        if self.check_images and self.mimic_root is not None and not _image_matches(image_path, width, height, table, line, issues):
             return None
         reader_id = (self.reader_ids or {}).get(reading_id, reading_id)
         gaze_dir = Path(self.root) / "gaze_data" / reading_id if self.raw_gaze else None
@@ -346,6 +347,18 @@ class ReflacxLoader(DatasetLoader):
             meta={"reading_id": reading_id, "phase": phase, "other_labels": other,
                   "chest_box_px": read_box_csv(main_dir / "chest_bounding_box.csv", issues)},
         )
+
+
+def _image_matches(image_path: Path, width: int, height: int, table: Path, line: int, issues: Issues) -> bool:
+    """The image header exists, is an image, and has the metadata's size (gaze is in full-size DICOM px)."""
+    size = check_image(image_path, str(table), line, issues)
+    if size is None:
+        return False
+    if size != (width, height):
+        issues.add(table, line, f"image {image_path} is {size[0]}x{size[1]} but image_size_x/y say {width}x{height}; "
+                                "REFLACX coordinates refer to the full-size image (use it, or rescale)")
+        return False
+    return True
 
 
 def reflacx_labels(row: dict, threshold: int) -> tuple[dict[str, float | None], dict[str, int]]:

@@ -410,3 +410,13 @@ def test_missing_dataset_is_an_issue_not_a_traceback(kind, tmp_path):
     assert len(result.issues) >= 1
     assert_one_line(result.issues)
     assert "nowhere" in result.issues[0].file
+
+
+def test_many_bad_rows_are_capped_with_a_summary(tmp_path):
+    rows = [f"img{i:03d},Cardiomegaly,3,R1,abc,1,2,3" for i in range(30)] + ["good,Cardiomegaly,3,R1,1,1,2,3"]
+    (tmp_path / "train.csv").write_text("image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max\n" + "\n".join(rows) + "\n")
+    result = load_dataset("vindr", str(tmp_path))
+    assert [s.study_id for s in result] == ["good"]
+    assert len(result.issues) == 21
+    assert [i.row for i in result.issues[:20]] == list(range(2, 22))
+    assert result.issues[-1].row is None and "10 more row issues" in result.issues[-1].problem

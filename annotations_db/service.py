@@ -344,8 +344,8 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         """Ends an open session without a sign-off (abandoned case); it stays in the record, read-only."""
         with self._write() as session:
             row = self._session_for(session, reader, session_id, write=True)
-            self._next_seq(session, row.id)
-            session.add(InteractionEvent(session_id=row.id, seq=row.last_seq, event_type="session_closed",
+            seq = self._next_seq(session, row.id)
+            session.add(InteractionEvent(session_id=row.id, seq=seq, event_type="session_closed",
                                          payload={"reason": str(reason)[:500]}, server_ts=self._now()))
             row.status, row.closed_at = "closed", self._now()
             session.flush()
@@ -543,8 +543,7 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         seq = session.execute(update(ReviewSession).where(ReviewSession.id == session_id)
                               .values(last_seq=ReviewSession.last_seq + 1)
                               .returning(ReviewSession.last_seq)).scalar_one()
-        session.expire_all()
-        return seq
+        return seq  # the ORM copy of last_seq is stale now; _state refreshes it
 
     def _state(self, session: Session, row: ReviewSession) -> SessionState:
         session.refresh(row)

@@ -10,8 +10,8 @@ time. SQLite is timed with synchronous=NORMAL (the default) and FULL. PostgreSQL
 cluster (initdb + pg_ctl, fsync on) unless GAZEX_TEST_POSTGRES_URL names a server.
 
 Export: an experiment of ``--signoffs`` signed reviews (20 readers x N/20 studies, parallel design; every
-review has one event, one sentence decision and a sign-off; every 5th also an edit, a human-added sentence and
-a box decision) is written through the service, then ``export_experiment_csv`` and ``export_provenance_csv``
+review has one event and a sign-off (undecided sentences count as AI-accepted); every 5th also an accept, an
+edit, a human-added sentence and a box decision) is written through the service, then ``export_experiment_csv`` and ``export_provenance_csv``
 are timed ``--export-repeats`` times.
 Prints a table: median, p90, p99, max (event writes) or median and min-max (exports).
 """
@@ -131,8 +131,8 @@ def populate_signoffs(url: str, n: int) -> tuple[ReviewService, int]:
 def review_one(service: ReviewService, reader: str, study_id: int, i: int) -> None:
     sid = service.open_session(reader, study_id).session_id
     service.record_event(reader, sid, "view", {}, float(i))
-    service.decide_sentence(reader, sid, "s1", "accepted", duration_ms=800.0)
     if i % 5 == 0:
+        service.decide_sentence(reader, sid, "s1", "accepted", duration_ms=800.0)
         service.decide_sentence(reader, sid, "s2", "edited", final_text=f"Edited finding of case {i}.",
                                 error_category="severity", clinically_significant=False)
         service.add_sentence(reader, sid, "Human-added sentence.")

@@ -64,3 +64,18 @@ def test_unwritable_output_dir_is_one_line_error(tmp_path, capsys):
 def test_too_small_size_is_one_line_error(tmp_path, capsys):
     assert main(["synth", "--n", "1", "--out", str(tmp_path), "--size", "64"]) == 1
     assert "--size must be at least" in capsys.readouterr().err
+
+
+def test_missing_torchxrayvision_data_file_is_one_line_error(tmp_path, monkeypatch, capsys):
+    from training.synth import resources
+
+    for cached in (resources.lung_masks, resources.iu_sentences, resources.nih_box_centres):
+        cached.cache_clear()
+    monkeypatch.setattr(resources, "data_dir", lambda: tmp_path / "no-data")
+    try:
+        assert main(["synth", "--n", "1", "--out", str(tmp_path / "out"), "--workers", "1"]) == 1
+    finally:
+        for cached in (resources.lung_masks, resources.iu_sentences, resources.nih_box_centres):
+            cached.cache_clear()
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "torchxrayvision data file" in err and "not found" in err

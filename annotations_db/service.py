@@ -14,6 +14,7 @@ Conventions (the contract the app codes against)
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Callable, Iterator
@@ -48,6 +49,7 @@ NO_AI_ARM = "no_ai"
 USERNAME_MAX = 64
 TEXT_MAX = 20_000
 EVENT_TYPE_MAX = 64
+PAYLOAD_MAX = 64_000
 
 
 class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
@@ -356,8 +358,9 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         """Append-only interaction log (view, play, zoom, window, tab_hidden, idle, keypress, ...)."""
         if not isinstance(event_type, str) or not event_type or len(event_type) > EVENT_TYPE_MAX:
             raise InvalidInput(f"event_type must be non-empty text of at most {EVENT_TYPE_MAX} characters")
-        if payload is not None and not isinstance(payload, dict):
-            raise InvalidInput("payload must be a JSON object")
+        _check_payload(payload)
+        if isinstance(session_id, bool) or not isinstance(session_id, int):
+            raise InvalidInput(f"session_id must be an integer, got {session_id!r}")
         client_ts = _check_client_ts(client_ts)
         with holding(self._write_lock), self._engine.connect() as connection:
             connection = connection.execution_options(**{WRITE: True})
@@ -597,6 +600,17 @@ def _check_text(text: Any, name: str) -> str:
     if not isinstance(text, str) or not text.strip() or len(text) > TEXT_MAX:
         raise InvalidInput(f"{name} must be non-empty text of at most {TEXT_MAX} characters")
     return text
+
+
+def _check_payload(payload: Any) -> None:
+    if payload is not None and not isinstance(payload, dict):
+        raise InvalidInput("payload must be a JSON object")
+    try:
+        size = len(json.dumps(payload or {}, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"payload is not plain JSON: {exc}") from exc
+    if size > PAYLOAD_MAX:
+        raise InvalidInput(f"payload is {size} bytes of JSON; the limit is {PAYLOAD_MAX}")
 
 
 def _check_client_ts(client_ts: Any) -> float | None:

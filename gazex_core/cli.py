@@ -3,7 +3,59 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+
+def _model(args: argparse.Namespace):
+    from gazex_core.inference import GazeX
+
+    return GazeX(args.model, threads=args.threads or None)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    bundle = _model(args).analyze(args.path)
+    if args.json:
+        print(bundle.to_json(indent=2))
+        return 0
+    for s in bundle.sentences:
+        box = s.observation_box
+        where = f" box=({box.x_min:.2f},{box.y_min:.2f},{box.x_max:.2f},{box.y_max:.2f})" if box else ""
+        print(f"[{s.section}/{s.region or '-'}] {s.text}  (label={s.label or '-'}, conf={s.confidence:.2f}, "
+              f"trajectory={len(s.trajectory)} pts{where})")
+    print("findings: " + ", ".join(f"{lab} {p:.2f}" for lab, p in bundle.findings[:5]))
+    for w in bundle.warnings:
+        print(f"warning: {w}")
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    ans = _model(args).ask(args.path, args.question)
+    print(json.dumps(ans.to_dict(), indent=2) if args.json else ans.text + (f"  box={ans.box.to_dict()}" if ans.box else ""))
+    return 0
+
+
+def _ground(args: argparse.Namespace) -> int:
+    g = _model(args).ground(args.path, args.sentence)
+    print(json.dumps(g.to_dict(), indent=2))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="image: DICOM, PNG or JPEG")
+    p.add_argument("--model", default=None, help="model directory (default: the shipped gazex-tiny checkpoint)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    pass  # analyze / ask / ground are added by the model work
+    p = subparsers.add_parser("analyze", help="draft a report with per-sentence evidence (EvidenceBundle)")
+    _common(p)
+    p.set_defaults(handler=_analyze)
+    p = subparsers.add_parser("ask", help="answer a question about an image")
+    _common(p)
+    p.add_argument("question")
+    p.set_defaults(handler=_ask)
+    p = subparsers.add_parser("ground", help="trajectory + observation box for a sentence")
+    _common(p)
+    p.add_argument("sentence")
+    p.set_defaults(handler=_ground)

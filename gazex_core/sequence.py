@@ -181,7 +181,8 @@ def _box_from_bins(b: list[int]) -> Box:
     x1, y1, x2, y2 = b
     x1, x2 = sorted((x1, x2))
     y1, y2 = sorted((y1, y2))
-    # corners decode to the outer edges of their bins, so a 1-bin box is 0.01 wide
+    # min corners decode to their bin's start, max corners to their bin's end (a 1-bin box is 1/N_BINS wide);
+    # every coordinate is within 1/N_BINS of the original
     return Box(x1 / N_BINS, y1 / N_BINS, (x2 + 1) / N_BINS, (y2 + 1) / N_BINS)
 
 

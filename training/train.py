@@ -240,6 +240,7 @@ def train(args: argparse.Namespace) -> Path:
     wall_before = sum(h.get("wall_s", 0) for h in history[-1:])
     bar = tqdm(total=total, initial=step, desc="train", unit="step")
     ema = None
+    start_step, budget_set = step, False
     while step < total:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, args.warmup, args.lr)
@@ -253,6 +254,15 @@ def train(args: argparse.Namespace) -> Path:
         ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
         bar.update(1)
         bar.set_postfix(loss=f"{ema:.3f}", lm=f"{parts['lm']:.3f}", fl=f"{parts['finding']:.3f}")
+        if args.time_budget_min and step == start_step + 20 and not budget_set:
+            # fit the schedule to the wall-time budget, measured on the first 20 steps
+            per_step = (time.time() - t0) / 20
+            fit = start_step + int((args.time_budget_min * 60 - (time.time() - t0)) / (per_step * 1.08))
+            if fit < total:
+                total = max(fit, step + 1)
+                bar.total = total
+                tqdm.write(f"time budget {args.time_budget_min} min at {per_step:.2f} s/step -> {total} steps")
+            budget_set = True
         if step % eval_every == 0 or step == total:
             ev = evaluate_split(model, val_batcher, val_ix, args.batch_size, device) if val_ix else {}
             wall = wall_before + time.time() - t0
@@ -262,8 +272,12 @@ def train(args: argparse.Namespace) -> Path:
             tqdm.write(json.dumps(row))
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
                         "rng": batcher.rng.getstate(), "torch_rng": torch.get_rng_state()}, state_path)
-            if step == total and ev:
+            if ev:
                 model.config.finding_thresholds = calibrate_thresholds(ev["probs"], ev["truth"])
+            if step < total:  # a usable model after every evaluation, in case the run is stopped
+                model.config.training = {"partial": True, "step": step, "history": history}
+                save_model(model, tok, out, fp16=args.fp16)
+                model.to(device).train()
     bar.close()
     model.config.training = {
         "data": str(args.data), "seed": args.seed, "steps": total, "batch_size": args.batch_size, "lr": args.lr,
@@ -282,7 +296,6 @@ def save_model(model: GazeXModel, tok: GazeXTokenizer, out: Path, fp16: bool = T
         import copy
 
         m = copy.deepcopy(model).half()
-        m.config.torch_dtype = "float16"
     m.save_pretrained(out, safe_serialization=True)
     tok.save(out)
 
@@ -316,6 +329,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--workers", type=int, default=1, help="processes for the cache build")
     p.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+    p.add_argument("--time-budget-min", type=float, default=0,
+                   help="shrink the step count (and the cosine schedule) to fit this wall time, measured after 20 steps")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="store weights in fp16")
 

@@ -9,7 +9,6 @@ line 2), so ``sed -n 7p file.csv`` shows the offending row (for files without mu
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from abc import ABC, abstractmethod

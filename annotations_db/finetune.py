@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -94,6 +95,18 @@ class FinetuneMixin:
         if candidate_id is not None:
             run.candidate_model_version_id = candidate_id
         run.heartbeat_at = now
+
+    def fail_stale_finetune_runs(self, max_silence_s: float = 600.0) -> list[int]:
+        """Marks pending/running runs whose last heartbeat is older than max_silence_s as failed (their process
+        died), which frees the one-job slot. Returns the ids it failed."""
+        deadline = self._now() - timedelta(seconds=max_silence_s)
+        with self._write() as session:
+            stale = list(session.scalars(select(FinetuneRun).where(
+                FinetuneRun.status.in_(ACTIVE_RUN_STATUSES), FinetuneRun.heartbeat_at < deadline)))
+            for run in stale:
+                self._apply_run_update(run, "failed", None, None,
+                                       f"no heartbeat for more than {max_silence_s:.0f} s", None)
+            return [run.id for run in stale]
 
     def finetune_runs(self) -> list[dict[str, Any]]:
         with self._read() as session:

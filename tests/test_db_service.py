@@ -272,3 +272,15 @@ def test_signed_reviews_since_returns_corrections_of_that_model_or_later(service
     assert review["sentences"][0]["final_text"] == "Better sentence." and review["draft"]["sentences"]
     v2 = service.register_model_version("gazex", "v2", "h2", parent_id=v1, status="active")
     assert service.signed_reviews_since(v2.id) == []
+
+
+def test_a_run_whose_process_died_is_failed_after_its_heartbeat_stops(service, clock):
+    _, model_id = populate(service, 1)
+    run = service.start_finetune_run(base_model_version_id=model_id, params={})
+    service.update_finetune_run(run, status="running", progress=0.1)
+    clock.advance(minutes=5)
+    assert service.fail_stale_finetune_runs(max_silence_s=600) == []
+    clock.advance(minutes=6)
+    assert service.fail_stale_finetune_runs(max_silence_s=600) == [run]
+    assert service.get_finetune_run(run)["status"] == "failed"
+    assert service.start_finetune_run(base_model_version_id=model_id, params={}) != run

@@ -120,6 +120,7 @@ def build_app(context: AppContext) -> gr.Blocks:
     service = context.service
     with gr.Blocks(title=context.title, fill_width=True) as demo:
         current_study = gr.State(None)
+        current_findings = gr.State([])
         with gr.Row(elem_classes="gx-header"):
             header = gr.Markdown(f"### {context.title}", elem_id="gx-header")
             gr.Button("Log out", link="/logout", size="sm", scale=0, elem_id="gx-logout")
@@ -175,7 +176,11 @@ def build_app(context: AppContext) -> gr.Blocks:
         progress_timer.tick(tick, [status_filter], [progress, progress_timer, worklist, summary],
                             show_progress="hidden")
 
-        open_outputs = [workstation, findings_plot, study_title, current_study, tabs, message]
+        # The workstation value goes first; the Plotly chart (slow to build) follows in a chained event.
+        open_outputs = [workstation, current_findings, study_title, current_study, tabs, message]
+
+        def findings_chart(findings):
+            return plots.findings_figure(findings)
 
         def open_selected(evt: gr.SelectData, request: gr.Request):
             row = evt.row_value or []
@@ -184,7 +189,7 @@ def build_app(context: AppContext) -> gr.Blocks:
             return _open(context, request_username(request), row[-1])
 
         worklist.select(open_selected, None, open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
-                        concurrency_id="open_study")
+                        concurrency_id="open_study").then(findings_chart, [current_findings], [findings_plot])
 
         def open_next(study_id, request: gr.Request):
             reader = request_username(request)
@@ -195,10 +200,11 @@ def build_app(context: AppContext) -> gr.Blocks:
 
         for button in (next_btn, next_case_btn):
             button.click(open_next, [current_study], open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
-                         concurrency_id="open_study")
+                         concurrency_id="open_study").then(findings_chart, [current_findings], [findings_plot])
         # After the sign-off ack the workstation fires signed_off: open the next case, then refresh the list.
         workstation.signed_off(open_next, [current_study], open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
-                               concurrency_id="open_study").then(refresh, [status_filter], [worklist, summary])
+                               concurrency_id="open_study").then(findings_chart, [current_findings], [findings_plot]
+                                                                  ).then(refresh, [status_filter], [worklist, summary])
 
         def timing(request: gr.Request):
             return plots.timing_figure(plots.reader_timing_rows(service, request_username(request)))
@@ -229,7 +235,7 @@ def _open(context: AppContext, reader: str, study_id: Any) -> list[Any]:
         study = state.study
         context.worker.enqueue_drafts([(study.id, study.study_uid, study.image_path)])
     title = _study_title(state)
-    return [value, plots.findings_figure(value["findings"]), title, state.study.id, gr.Tabs(selected="review"),
+    return [value, value["findings"], title, state.study.id, gr.Tabs(selected="review"),
             _message("")]
 
 

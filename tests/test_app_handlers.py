@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from app import handlers, plots
-from app.image_payload import unpack_rgb16_png
+from app.workstation import unpack_rgb16_png
 from conftest_app import ADMIN, OTHER, READER, world  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,242 @@
+"""The app in a real browser: open-to-painted, decision acknowledgement, input during playback.
+
+Usage: nice -n 10 .venv/bin/python benchmarks/bench_app.py [--studies 6] [--decisions 40] [--data-dir DIR]
+
+Real parts: launch.py's demo studies (training.synth DICOMs) in a fresh SQLite file, drafts precomputed
+by the real GazeX model through the app's InferenceWorker (not timed), the app on a free port, and
+Debian's Chromium through Playwright. Measured in the page (performance.now()):
+
+- open: click on a worklist row -> image and overlays painted for that study (cold = first open of the
+  study on this server: DICOM read + PNG encode; warm = reopen, payload cached). Target <= 1.5 s.
+- ack: a sentence/box decision queued in the workstation -> its ack from the server (the workstation's own
+  latency_ms), one at a time. Target p95 <= 200 ms.
+- input during playback: Event Timing API duration (input -> next paint) of real clicks/keys while the
+  trajectory animates, long tasks (> 50 ms) during playback, and rAF frame gaps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WS = "window.gazexWorkstation"
+READER = ("bench_reader", "bench-pass-123")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary(name: str, values: list[float], target: str = "", ok: bool | None = None) -> str:
+    if not values:
+        return f"| {name} | 0 | – | – | – | – | {target} | – |"
+    verdict = "" if ok is None else ("yes" if ok else "NO")
+    return (f"| {name} | {len(values)} | {statistics.median(values):.0f} | {percentile(values, 0.95):.0f} | "
+            f"{min(values):.0f} | {max(values):.0f} | {target} | {verdict} |")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{cpu}, {os.cpu_count()} cores, load {load:.1f} at start, Python {platform.python_version()}"
+
+
+def build_world(data_dir: Path, n: int):
+    import launch
+    from annotations_db.service import ReviewService
+    from app.runtime import build_context
+
+    service = ReviewService.open(None, data_dir=str(data_dir))
+    if not service.list_readers():
+        service.create_reader("bench_admin", "bench-admin-123", "admin")
+        service.create_reader(*READER, "reader", acting="bench_admin")
+    studies = launch.ensure_demo_studies(service, data_dir, n, seed=23, workers=1)
+    context = build_context(service, None)
+    context.worker.enqueue_drafts(studies)
+    started = time.perf_counter()
+    if not context.worker.wait_idle(1800):
+        raise SystemExit(f"drafts did not finish: {context.worker.progress.as_text()}")
+    print(f"drafted {len(studies)} studies in {time.perf_counter() - started:.1f} s "
+          f"({context.worker.progress.as_text()})", flush=True)
+    return service, studies, context
+
+
+ARM_CLICK_JS = """() => { window.__t0 = null;
+  document.addEventListener('pointerdown', () => { window.__t0 = performance.now(); }, {capture: true, once: true}); }"""
+
+WAIT_PAINTED_JS = """async ([uid]) => {
+  return await new Promise((resolve, reject) => {
+    const deadline = performance.now() + 30000;
+    const poll = () => {
+      const ws = window.gazexWorkstation;
+      if (window.__t0 !== null && ws && ws.painted && ws.studyKey === uid)
+        return resolve([performance.now() - window.__t0, ws.openToPaintMs]);
+      if (performance.now() > deadline) return reject(new Error('not painted in 30 s'));
+      requestAnimationFrame(poll);
+    };
+    requestAnimationFrame(poll);
+  });
+}"""
+
+
+def open_study(page, uid: str) -> tuple[float, float]:
+    """Real click on the worklist row; ms from the pointerdown to the frame where the study is painted, and
+    the part of it spent in the workstation (value received -> painted: PNG decode, unpack, window, draw)."""
+    page.get_by_role("tab", name="Worklist").click()
+    cell = page.locator("#gx-worklist span.text", has_text=uid).first
+    cell.wait_for(state="visible", timeout=30_000)
+    page.evaluate(ARM_CLICK_JS)
+    cell.click()
+    return page.evaluate(WAIT_PAINTED_JS, [uid])
+
+
+PLAYBACK_PROBE_JS = """() => {
+  window.__bench = {events: [], longtasks: [], gaps: [], last: null, on: true};
+  new PerformanceObserver((list) => { for (const e of list.getEntries())
+      if (['pointerdown','pointerup','click','keydown','keyup'].includes(e.name)) window.__bench.events.push(e.duration); })
+    .observe({type: 'event', durationThreshold: 16, buffered: false});
+  new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__bench.longtasks.push(e.duration); })
+    .observe({type: 'longtask'});
+  const tick = (t) => { const b = window.__bench; if (!b.on) return;
+    if (b.last !== null) b.gaps.push(t - b.last); b.last = t; requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+}"""
+
+
+def login(page, url: str) -> None:
+    page.goto(url)
+    page.fill("input[type=text]", READER[0])
+    page.fill("input[type=password]", READER[1])
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#gx-worklist span.text", timeout=60_000)
+
+
+def measure_opens(page, studies, rounds: int) -> tuple[list[float], list[float], list[float]]:
+    cold, warm, client = [], [], []
+    for r in range(rounds):
+        for _, uid, _ in studies:
+            total, in_workstation = open_study(page, uid)
+            (cold if r == 0 else warm).append(total)
+            client.append(in_workstation)
+            page.wait_for_timeout(200)
+    return cold, warm, client
+
+
+def measure_acks(page, n: int) -> list[float]:
+    """One decision at a time (accept / edit-free toggles on sentences and boxes), ack latency from the JS."""
+    sentences = page.evaluate(f"{WS}.sentences")
+    boxes = page.evaluate(f"{WS}.boxes")
+    start = len(page.evaluate(f"{WS}.acks"))
+    for k in range(n):
+        if k % 3 == 2 and boxes:
+            page.click(f'[data-testid="ws-sentence-text-{boxes[k % len(boxes)]["sentence_id"]}"]')
+            page.click('[data-testid="ws-box-accept"]')
+        else:
+            sid = sentences[k % len(sentences)]["id"]
+            page.click(f'[data-testid="ws-{"accept" if k % 2 == 0 else "delete"}-{sid}"]')
+        page.wait_for_function(f"{WS}.pending === 0", timeout=15_000)
+    acks = page.evaluate(f"{WS}.acks")[start:]
+    failures = page.evaluate(f"{WS}.failures")
+    if failures:
+        raise SystemExit(f"decisions failed: {failures}")
+    return [a["latency_ms"] for a in acks if a["fn"] in ("decide_sentence", "decide_box")]
+
+
+def measure_playback_input(page, clicks: int) -> dict[str, list[float]]:
+    sentences = [s["id"] for s in page.evaluate(f"{WS}.sentences")]
+    page.evaluate(PLAYBACK_PROBE_JS)
+    page.select_option('[data-testid="ws-speed"]', "1")
+    page.click('[data-testid="ws-play"]')
+    page.wait_for_function(f"{WS}.playing")
+    for k in range(clicks):
+        if not page.evaluate(f"{WS}.playing"):
+            page.click('[data-testid="ws-play"]')
+        page.click(f'[data-testid="ws-sentence-text-{sentences[k % len(sentences)]}"]')
+        page.keyboard.press("ArrowDown")
+        page.wait_for_timeout(120)
+    page.click('[data-testid="ws-pause"]')
+    data = page.evaluate("() => { window.__bench.on = false; return window.__bench; }")
+    return {"events": data["events"], "longtasks": data["longtasks"], "gaps": data["gaps"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--studies", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3, help="open rounds over all studies (first is cold)")
+    parser.add_argument("--decisions", type=int, default=40)
+    parser.add_argument("--clicks", type=int, default=20, help="clicks + keys during playback")
+    parser.add_argument("--data-dir", default=None, help="reuse a data dir (drafts kept between runs)")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from playwright.sync_api import sync_playwright
+
+    from app.main import build_app, launch_app
+
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="gazex_bench_app_"))
+    print(f"machine: {machine()}", flush=True)
+    service, studies, context = build_world(data_dir, args.studies)
+    demo = build_app(context)
+    port = free_port()
+    launch_app(demo, context, port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            login(page, f"http://127.0.0.1:{port}")
+            cold, warm, client = measure_opens(page, studies, args.rounds)
+            acks = measure_acks(page, args.decisions)
+            open_study(page, studies[0][1])
+            playback = measure_playback_input(page, args.clicks)
+            browser.close()
+    finally:
+        demo.close()
+        if context.worker is not None:
+            context.worker.stop()
+    print()
+    print(f"bench_app — {machine()}; Chromium headless, {len(studies)} studies")
+    print("| metric (ms) | n | median | p95 | min | max | target | met |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(summary("open → painted, cold", cold, "≤ 1500", max(cold) <= 1500 if cold else None))
+    print(summary("open → painted, warm", warm, "≤ 1500", max(warm) <= 1500 if warm else None))
+    print(summary("  of which value received → painted", client))
+    print(summary("decision ack", acks, "p95 ≤ 200", percentile(acks, 0.95) <= 200 if acks else None))
+    events = playback["events"]
+    print(summary("input → next paint during playback", events, "p95 ≤ 100",
+                  (percentile(events, 0.95) <= 100) if events else True))
+    print(summary("long tasks during playback", playback["longtasks"], "none", not playback["longtasks"]))
+    print(summary("rAF frame gap during playback", playback["gaps"], "p95 ≤ 50",
+                  percentile(playback["gaps"], 0.95) <= 50 if playback["gaps"] else None))
+    print(f"(input events slower than 16 ms recorded: {len(events)} of {2 * args.clicks * 2}+ pointer/key events)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

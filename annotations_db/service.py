@@ -543,9 +543,7 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         return experiment is None or not experiment.blinded
 
     def _next_seq(self, session: Session, session_id: int) -> int:
-        seq = session.execute(update(ReviewSession).where(ReviewSession.id == session_id)
-                              .values(last_seq=ReviewSession.last_seq + 1)
-                              .returning(ReviewSession.last_seq)).scalar_one()
+        seq = session.connection().execute(_NEXT_SEQ, {"sid": session_id}).scalar_one()
         return seq  # the ORM copy of last_seq is stale now; _state refreshes it
 
     def _state(self, session: Session, row: ReviewSession) -> SessionState:
@@ -571,6 +569,8 @@ _CLAIM_EVENT_SEQ = (
     .values(last_seq=_SESSIONS.c.last_seq + 1)
     .returning(_SESSIONS.c.last_seq))
 _INSERT_EVENT = insert(_EVENTS)
+_NEXT_SEQ = (update(_SESSIONS).where(_SESSIONS.c.id == bindparam("sid"))
+             .values(last_seq=_SESSIONS.c.last_seq + 1).returning(_SESSIONS.c.last_seq))
 
 
 def _explain_event_refusal(connection: Any, reader: str, session_id: Any) -> None:

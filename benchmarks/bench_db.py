@@ -104,7 +104,7 @@ def bundle(i: int) -> dict:
             "image": {"width": 1000, "height": 1000}, "sentences": sentences, "findings": [], "warnings": []}
 
 
-def populate_signoffs(url: str, n: int) -> tuple[ReviewService, int]:
+def populate_signoffs(url: str, n: int, workers: int) -> tuple[ReviewService, int]:
     service = ReviewService.open(url)
     service.create_reader("admin", "admin-password", "admin")
     readers = [f"r{k:02d}" for k in range(READERS)]
@@ -118,14 +118,25 @@ def populate_signoffs(url: str, n: int) -> tuple[ReviewService, int]:
         study_ids.append(study.id)
     experiment = service.create_experiment("export bench", design="parallel", arms=["ai_draft", "ai_draft_b"],
                                            readers=readers, study_ids=study_ids, acting="admin")
-    count = 0
-    for name in readers:
-        for study_id in study_ids:
-            review_one(service, name, study_id, count)
-            count += 1
-            if count % 1000 == 0:
-                print(f"  populated {count}/{n} signed reviews", flush=True)
-    return service, experiment
+    service.close()
+    processes = [FORK.Process(target=review_cases, args=(url, readers[k::workers], study_ids, k))
+                 for k in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    if any(p.exitcode != 0 for p in processes):
+        raise RuntimeError("a populating process failed")
+    return ReviewService.open(url), experiment
+
+
+def review_cases(url: str, readers: list[str], study_ids: list[int], worker: int) -> None:
+    service = ReviewService.open(url)
+    for r, name in enumerate(readers):
+        for j, study_id in enumerate(study_ids):
+            review_one(service, name, study_id, r * len(study_ids) + j)
+        print(f"  worker {worker}: reader {name} done ({len(study_ids)} signed reviews)", flush=True)
+    service.close()
 
 
 def review_one(service: ReviewService, reader: str, study_id: int, i: int) -> None:
@@ -183,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contender-interval-ms", type=float, default=10.0)
     parser.add_argument("--signoffs", type=int, default=10_000)
     parser.add_argument("--export-repeats", type=int, default=3)
+    parser.add_argument("--populate-workers", type=int, default=2, help="processes writing the signed reviews")
     args = parser.parse_args(argv)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared), Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
@@ -199,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             if sync == "FULL" or args.signoffs <= 0:
                 continue  # exports are read-only: timed once per backend
             print(f"{label}: populating {args.signoffs} signed reviews", flush=True)
-            service, experiment_id = populate_signoffs(make_url("export"), args.signoffs)
+            service, experiment_id = populate_signoffs(make_url("export"), args.signoffs, args.populate_workers)
             for name, values in time_exports(service, experiment_id, args.export_repeats).items():
                 export_rows.append(f"| {label} | {name} | {args.signoffs} | {statistics.median(values):.2f} | "
                                    f"{min(values):.2f}-{max(values):.2f} |")

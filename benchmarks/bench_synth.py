@@ -4,7 +4,9 @@
     .venv/bin/python benchmarks/bench_synth.py --n 50 --repeats 3 --stages   # quick, plus per-stage table
 
 Prints median and spread (min-max) over the repeats, with the machine noted. Each repeat writes
-into a fresh temporary directory that is deleted afterwards.
+into a fresh temporary directory that is deleted afterwards. Besides wall time it reports the CPU
+time of the parent and its worker processes (user + sys): on a machine shared with other jobs the
+wall time measures the contention, while CPU s / workers is what the run takes on idle cores.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
@@ -37,12 +40,19 @@ def machine() -> str:
     return f"{os.cpu_count()}-core {model}, Python {platform.python_version()}, load avg {load:.1f} at start"
 
 
-def time_generation(n: int, size: int, workers: int, raw_gaze: bool) -> float:
+def cpu_seconds() -> float:
+    """User + sys CPU time of this process and its finished children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def time_generation(n: int, size: int, workers: int, raw_gaze: bool) -> tuple[float, float]:
+    """(wall s, CPU s) of one generation run; the pool's workers have exited when generate returns."""
     out = Path(tempfile.mkdtemp(prefix="bench-synth-"))
     try:
-        start = time.perf_counter()
+        cpu0, start = cpu_seconds(), time.perf_counter()
         generate(n, out, seed=0, size=size, workers=workers, raw_gaze=raw_gaze, progress=False)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, cpu_seconds() - cpu0
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -91,13 +101,21 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
-    runs = [time_generation(args.n, args.size, args.workers, args.raw_gaze) for _ in range(args.repeats)]
-    median = statistics.median(runs)
+    runs, cpus = [], []
+    for _ in range(args.repeats):
+        wall, cpu = time_generation(args.n, args.size, args.workers, args.raw_gaze)
+        runs.append(wall)
+        cpus.append(cpu)
+        print(f"run: wall {wall:.1f} s, CPU {cpu:.1f} s", flush=True)
+    median, cpu = statistics.median(runs), statistics.median(cpus)
+    print(f"load avg at end: {os.getloadavg()[0]:.1f}")
     print()
-    print("| studies | size px | workers | raw gaze | repeats | median s | min s | max s | studies/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| studies | size px | workers | raw gaze | repeats | wall median s | wall min-max s | studies/s (wall) "
+          "| CPU median s | CPU s / workers (idle-core time) | CPU ms per study |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.n} | {args.size} | {args.workers} | {'yes' if args.raw_gaze else 'no'} | {args.repeats} "
-          f"| {median:.1f} | {min(runs):.1f} | {max(runs):.1f} | {args.n / median:.2f} |")
+          f"| {median:.1f} | {min(runs):.1f}-{max(runs):.1f} | {args.n / median:.2f} "
+          f"| {cpu:.1f} ({min(cpus):.1f}-{max(cpus):.1f}) | {cpu / args.workers:.1f} | {1000 * cpu / args.n:.0f} |")
     if args.stages:
         stages = stage_times(20, args.size)
         print()

@@ -55,7 +55,7 @@ def test_finding_is_visible_in_its_box(kind, device, index):
 
 
 @pytest.mark.parametrize("index", [0, 1])
-def test_pneumothorax_removes_lung_markings_lateral_to_the_line(index):
+def test_pneumothorax_space_is_darker_than_the_lung_it_replaced(index):
     finding, with_finding, without = with_and_without("pneumothorax", None, index)
     x0, y0, x1, y1 = (int(round(v)) for v in finding.box)
     # the collapsed space is darker than the aerated lung that was there (no vessels, more air)

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gazex_core.evidence import Box
 from training.data.keyframes import sentence_keyframes, split_sentences
 from training.data.types import Fixation, GazeRecording
 
@@ -62,8 +63,6 @@ def panel(study: SynthStudy) -> np.ndarray:
         if b is not None:
             x0, y0, x1, y1 = (int(round(v * scale)) for v in (b.x_min, b.y_min, b.x_max, b.y_max))
             cv2.rectangle(canvas, (x0 + inset, y0 + inset), (x1 - inset, y1 - inset), colour, thickness, cv2.LINE_AA)
-
-    from gazex_core.evidence import Box
 
     box(Box(*finding.box), GREEN, 2)
     box(frames.observation_box_px, MAGENTA, 2)

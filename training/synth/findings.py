@@ -15,7 +15,7 @@ import numpy as np
 
 from gazex_core.vocab import SYNTH_FINDING_LABEL
 
-from .anatomy import Anatomy, Layers, ellipse_mask, grid, hilum_points, smooth_step
+from .anatomy import Anatomy, Layers, grid, heart_mask, hilum_points, mediastinum_mask, smooth_step
 from .resources import nih_box_centres
 
 SIDES = ("right", "left")  # patient side for side index 0 (image-left) and 1 (image-right)
@@ -257,14 +257,10 @@ def _opacify(layers: Layers, opacity: np.ndarray) -> None:
 
 
 def draw_cardiomegaly(f, layers, anatomy, rng, xs, ys):
-    from .anatomy import heart_mask
-
     return heart_mask(anatomy, xs, ys) * (ys > anatomy.heart_top + anatomy.heart_half_height * 0.3) * (ys < anatomy.heart_bottom)
 
 
 def draw_mediastinum(f, layers, anatomy, rng, xs, ys):
-    from .anatomy import mediastinum_mask
-
     upper = ys < anatomy.heart_top + anatomy.heart_half_height * 0.3
     return mediastinum_mask(anatomy, xs, ys) * upper * (ys > anatomy.lung_box[1])
 
@@ -372,7 +368,7 @@ def draw_edema(f, layers, anatomy, rng, xs, ys):
     lungs = np.maximum(anatomy.lungs[0], anatomy.lungs[1])
     opacity = np.clip(strength * haze * (1 + 0.2 * noise), 0, 0.9) * lungs
     _opacify(layers, opacity)
-    return opacity / strength * (layers.air >= 0)
+    return opacity / strength
 
 
 def draw_device(f, layers, anatomy, rng, xs, ys):

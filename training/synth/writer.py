@@ -13,7 +13,7 @@ from gazex_core.vocab import CHEXPERT_LABELS
 from .dicom_io import write_dicom
 from .readers import SCREEN, Reading, raw_gaze
 from .report import report_text
-from .study import STREAM_READERS, SynthStudy, study_rng
+from .study import SynthStudy, study_rng
 
 METADATA_COLUMNS = [
     "study_id", "subject_id", "dicom_id", "image_path", "report_path", "split", "width", "height",

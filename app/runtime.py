@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,10 @@ def file_sha256(path: str | Path) -> str:
 
 
 def default_model_path() -> Path:
-    from gazex_core import model as gazex_model
+    """The checkpoint shipped in the package (gazex_core/weights/gazex-tiny)."""
+    from gazex_core.inference import DEFAULT_MODEL_DIR
 
-    return Path(gazex_model.DEFAULT_CHECKPOINT)
+    return Path(DEFAULT_MODEL_DIR)
 
 
 def ensure_model_version(service: ReviewService, model_path: Path, *, make_active: bool = True) -> ModelVersionInfo:
@@ -40,7 +42,7 @@ def ensure_model_version(service: ReviewService, model_path: Path, *, make_activ
     weights_hash = file_sha256(model_path)
     version = next((v for v in service.list_model_versions() if v.weights_hash == weights_hash), None)
     if version is None:
-        version = service.register_model_version("gazex", model_path.stem, weights_hash, path=str(model_path),
+        version = service.register_model_version("gazex", model_path.name, weights_hash, path=str(model_path),
                                                  status="candidate")
     active = service.active_model_version()
     if make_active and (active is None or active.id != version.id):
@@ -66,11 +68,14 @@ def read_image(path: str) -> Any:
     return imaging.load_image(path)
 
 
-def model_factory(model_path: Path):
-    def load() -> Any:
-        from gazex_core import GazeX
+def model_factory(model_path: Path, threads: int | None = None):
+    """Loads GazeX on first use, on the inference thread (the UI is up before the model is)."""
+    threads = threads or int(os.environ.get("GAZEX_INFERENCE_THREADS", "0")) or None
 
-        return GazeX.load(model_path)
+    def load() -> Any:
+        from gazex_core.inference import GazeX
+
+        return GazeX(model_path, threads=threads)
 
     return load
 

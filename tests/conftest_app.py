@@ -1,8 +1,8 @@
 """Shared set-up for the app's tests: a real SQLite file, real synthetic studies, the real model.
 
 Imported by tests/test_app_handlers.py and tests/test_app_e2e.py (not a conftest.py, so that other
-parts' tests are not affected). Drafts are computed once per session by the app's own
-InferenceWorker with whatever GazeX checkpoint is present.
+parts' tests are not affected). Drafts are computed once per module by the app's own
+InferenceWorker with the shipped GazeX checkpoint (or the one GAZEX_MODEL names).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def make_world(tmp_dir: Path, n_studies: int = N_STUDIES) -> AppWorld:
     service.create_reader(*READER, "reader", acting=ADMIN[0])
     service.create_reader(*OTHER, "reader", acting=ADMIN[0])
     studies = launch.ensure_demo_studies(service, tmp_dir, n_studies, seed=11)
-    context = build_context(service, None)
+    model = os.environ.get("GAZEX_MODEL")  # default: the shipped checkpoint (gazex_core/weights/gazex-tiny)
+    context = build_context(service, Path(model) if model else None)
     context.worker.enqueue_drafts(studies)
     assert context.worker.wait_idle(600), context.worker.progress.as_text()
     assert context.worker.progress.failed == 0, context.worker.progress.last_error

@@ -238,7 +238,9 @@
         S.lastAck = ack;
         const what = it.args.decision ? `${it.fn} ${it.args.decision}` : (it.args.event_type ? `event ${it.args.event_type}` : it.fn);
         const left = S.queue.length ? ` · ${S.queue.length} queued` : "";
-        setStatus(`✓ saved ${what}${res && res.seq != null ? " #" + res.seq : ""} (${Math.round(latency)} ms)${left}`, "ok");
+        const refused = S.failures.length ? ` · ✗ ${S.failures.length} not saved (last: ${S.failures[S.failures.length - 1].error || "refused"})` : "";
+        setStatus(`✓ saved ${what}${res && res.seq != null ? " #" + res.seq : ""} (${Math.round(latency)} ms)${left}${refused}`,
+          refused ? "err" : "ok");
         if (it.onAck) { try { it.onAck(res || {}); } catch (e) { console.error(e); } }
       }
     } finally {
@@ -1190,7 +1192,13 @@
       case "boxaccept": decideBox(S.selectedBox && boxById(S.selectedBox), "accepted"); break;
       case "boxreject": { const b = S.selectedBox && boxById(S.selectedBox); if (b && canEdit()) { pushUndo(b); decideBox(b, "rejected"); } break; }
       case "undo": undoBox(); break;
-      case "so-accept": signOff("accept"); break;
+      case "so-accept": {
+        const n = modificationCount();
+        if (n) confirmBox("Sign as drafted?", `You changed ${n} item${n > 1 ? "s" : ""} of the draft; "Sign modified" records them as a modified report.\n\n` + finalReport(),
+          () => signOff("accept"));
+        else signOff("accept");
+        break;
+      }
       case "so-modify": signOff("modify"); break;
       case "so-reject": confirmBox("Reject this draft?", "The draft will be signed as rejected and the next case opens.\n\n" + finalReport(),
         () => signOff("reject")); break;
@@ -1222,6 +1230,10 @@
   }
   function closeConfirm() { confirmEl.hidden = true; S.confirmFn = null; root.focus({ preventScroll: true }); }
 
+  function modificationCount() {
+    return S.sentences.filter((s) => s.status === "edited" || s.status === "deleted" || s.status === "added").length +
+      S.boxes.filter((b) => ["moved", "resized", "rejected", "added"].includes(b.status)).length;
+  }
   function finalReport() {
     const parts = [];
     for (const sec of ["findings", "impression"]) {

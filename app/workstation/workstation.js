@@ -172,6 +172,7 @@
 
   function setStatus(text, kind) {
     statusEl.textContent = text;
+    statusEl.title = text;
     statusEl.className = "gx-status" + (kind ? " gx-" + kind + "-msg" : "");
   }
 

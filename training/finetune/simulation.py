@@ -1,0 +1,185 @@
+"""A simulated reader and a deliberately flawed base model, for the fine-tuning test and benchmark.
+
+* :func:`read_studies` reads a synthetic dataset's ground truth (labels, finding boxes, positive sentences).
+* :func:`pretrain_flawed_model` trains a small GazeX from scratch whose drafts carry one systematic error:
+  every report also states ``FLAW_TEXT`` (an old rib fracture - the synthetic generator never draws one),
+  i.e. a finding over-called on every study.
+* :func:`register_and_draft` registers studies in the review database and saves the model's drafts.
+* :class:`SimulatedReader` reviews drafts through the same ReviewService calls the UI makes: it deletes
+  every sentence stating a finding that is absent from the ground truth for the chosen label (over-call), or
+  moves that label's boxes onto the ground-truth box, accepts the rest, and signs off.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gazex_core.evidence import Box
+from gazex_core.sequence import EOS, SentenceBlock, prompt, serialise_report
+from gazex_core.vocab import CHEXPERT_LABELS
+
+from .modelio import blocks_to_bundle, generate_reports, image_array, pixel_batch
+
+FLAW_LABEL = "Fracture"
+FLAW_TEXT = "There is an old healed left rib fracture."
+FLAW_BOX = Box(0.62, 0.28, 0.82, 0.46)
+NORMAL_TEXT = "No acute cardiopulmonary process."
+
+
+@dataclass
+class SynthStudy:
+    study_uid: str
+    image_path: str
+    width: int
+    height: int
+    labels: set[str]
+    positives: list[SentenceBlock] = field(default_factory=list)  # stated findings with their GT boxes
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_studies(directory: str | Path) -> list[SynthStudy]:
+    root = Path(directory)
+    boxes: dict[tuple[str, str], Box] = {}
+    for a in _rows(root / "annotations.csv"):
+        boxes[(a["study_id"], a["finding_id"])] = Box(*(float(a[k]) for k in ("x_min", "y_min", "x_max", "y_max")))
+    studies = {}
+    for m in _rows(root / "metadata.csv"):
+        labels = {k for k in CHEXPERT_LABELS if m.get(k) == "1"}
+        studies[m["study_id"]] = SynthStudy(m["study_id"], str((root / m["image_path"]).resolve()), int(m["width"]),
+                                            int(m["height"]), labels)
+    for s in _rows(root / "report_sentences.csv"):
+        study = studies.get(s["study_id"])
+        if study is None or s["is_negative"] == "1" or not s["label"] or s["section"] != "findings":
+            continue
+        px = boxes.get((s["study_id"], s.get("finding_id") or ""))
+        box = px.normalised(study.width, study.height) if px is not None else None
+        study.positives.append(SentenceBlock(section="findings", region=s["region"] or None, box=box,
+                                             label=s["label"], text=s["text"].strip()))
+    return list(studies.values())
+
+
+def label_vector(study: SynthStudy) -> list[float]:
+    vec = [float(k in study.labels) for k in CHEXPERT_LABELS]
+    vec[CHEXPERT_LABELS.index("No Finding")] = float(not any(vec))
+    return vec
+
+
+def flawed_report(study: SynthStudy) -> list[SentenceBlock]:
+    """The flawed model's training target: the study's positive findings + the over-called fracture."""
+    blocks = list(study.positives) or [SentenceBlock(section="findings", region="breathing", text=NORMAL_TEXT)]
+    blocks = blocks + [SentenceBlock(section="findings", region="everything_else", box=FLAW_BOX, label=FLAW_LABEL,
+                                     text=FLAW_TEXT)]
+    return blocks
+
+
+def pretrain_flawed_model(studies: list[SynthStudy], out: Path, *, steps: int = 300, image_size: int = 64,
+                          d_model: int = 96, seed: int = 0, batch_size: int = 16) -> Path:
+    """A small GazeX trained from scratch on flawed_report targets (fp16 checkpoint + tokenizer in ``out``)."""
+    from gazex_core.model import GazeXConfig, init_model
+    from gazex_core.tokenizer import train_tokenizer
+    from training.train import save_model
+
+    texts = [b.text for s in studies for b in flawed_report(s)] * 3
+    tok = train_tokenizer(texts, vocab_size=600)
+    cfg = GazeXConfig(vocab_size=tok.vocab_size, image_size=image_size, stem_channels=(16, 32, 64), d_model=d_model,
+                      n_heads=4, n_encoder_layers=1, n_decoder_layers=2, max_positions=192, dropout=0.0,
+                      pad_token_id=tok.pad_id, bos_token_id=tok.id("<bos>"), eos_token_id=tok.id("<eos>"))
+    model = init_model(cfg, seed=seed)
+    pixels = pixel_batch([image_array(s.image_path, image_size) for s in studies])
+    seqs = [tok.encode(prompt("report") + serialise_report(flawed_report(s))) for s in studies]
+    truth = torch.tensor([label_vector(s) for s in studies])
+    n_prompt = len(tok.encode(prompt("report")))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    model.train()
+    for _ in tqdm(range(steps), desc="pretrain flawed base", unit="step"):
+        idx = rng.choice(len(studies), size=min(batch_size, len(studies)), replace=False)
+        n = max(len(seqs[i]) for i in idx)
+        ids = torch.tensor([seqs[i] + [tok.pad_id] * (n - len(seqs[i])) for i in idx])
+        labels = ids.clone()
+        labels[:, :n_prompt] = -100
+        labels[ids == tok.pad_id] = -100
+        loss = model(pixel_values=pixels[idx], input_ids=ids, labels=labels, finding_labels=truth[idx]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    model.config.finding_thresholds = [0.5] * len(CHEXPERT_LABELS)
+    model.config.model_version = "flawed-base"
+    save_model(model, tok, Path(out), fp16=True)
+    return Path(out)
+
+
+def register_and_draft(service, studies: list[SynthStudy], model, tok, model_version_id: int,
+                       version: str = "base") -> dict[str, int]:
+    """Registers the studies and saves the model's drafts; returns study_uid -> study id."""
+    size = model.config.image_size
+    reports = generate_reports(model, tok, [image_array(s.image_path, size) for s in studies])
+    ids = {}
+    for study, blocks in zip(studies, reports):
+        info = service.register_study(study.study_uid, study.image_path, width=study.width, height=study.height)
+        service.save_draft(info.id, model_version_id, blocks_to_bundle(blocks, study.width, study.height,
+                                                                       version=version))
+        ids[study.study_uid] = info.id
+    return ids
+
+
+class SimulatedReader:
+    """Reviews drafts through the ReviewService API, systematically correcting one error.
+
+    strategy "overcall": delete sentences stating ``label`` when the study does not have it;
+    strategy "box": move boxes of sentences stating ``label`` onto the ground-truth box (IoU < min_iou).
+    """
+
+    def __init__(self, service, username: str, label: str = FLAW_LABEL, strategy: str = "overcall",
+                 min_iou: float = 0.5, seed: int = 0):
+        if strategy not in ("overcall", "box"):
+            raise ValueError(f"strategy must be overcall or box, got {strategy!r}")
+        self.service, self.username, self.label, self.strategy, self.min_iou = service, username, label, strategy, min_iou
+        self.rng = random.Random(seed)
+        self.corrections = 0
+
+    def review(self, study_id: int, truth: SynthStudy) -> int:
+        """Reviews one study; returns how many corrections it made."""
+        state = self.service.open_session(self.username, study_id)
+        made = 0
+        for sentence in (state.draft or {}).get("sentences", []):
+            made += self._decide(state.session_id, sentence, truth)
+        final = self.service.session_state(self.username, state.session_id)
+        text = " ".join(s.final_text for s in final.sentences if s.final_text) or "Reviewed."
+        self.service.sign_off(self.username, state.session_id, "modify" if made else "accept", text,
+                              active_ms=float(self.rng.randint(20_000, 90_000)))
+        self.corrections += made
+        return made
+
+    def _decide(self, session_id: int, sentence: dict, truth: SynthStudy) -> int:
+        sid = sentence["id"]
+        if self.strategy == "overcall" and sentence.get("label") == self.label and self.label not in truth.labels:
+            self.service.decide_sentence(self.username, session_id, sid, "deleted", error_category="finding",
+                                         clinically_significant=True, duration_ms=1500.0)
+            return 1
+        if self.strategy == "box" and sentence.get("label") == self.label:
+            target = next((b.box for b in truth.positives if b.label == self.label and b.box is not None), None)
+            drawn = Box.from_dict(sentence.get("observation_box"))
+            if target is not None and (drawn is None or drawn.iou(target) < self.min_iou):
+                self.service.decide_sentence(self.username, session_id, sid, "accepted", duration_ms=800.0)
+                if drawn is None:
+                    self.service.decide_box(self.username, session_id, None, "added", linked_sentence_id=sid,
+                                            box=(target.x_min, target.y_min, target.x_max, target.y_max))
+                else:
+                    self.service.decide_box(self.username, session_id, sid, "moved",
+                                            box=(target.x_min, target.y_min, target.x_max, target.y_max))
+                return 1
+        self.service.decide_sentence(self.username, session_id, sid, "accepted", duration_ms=800.0)
+        return 0

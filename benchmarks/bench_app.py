@@ -136,7 +136,8 @@ def login(page, url: str) -> None:
     page.fill("input[type=text]", READER[0])
     page.fill("input[type=password]", READER[1])
     page.keyboard.press("Enter")
-    page.wait_for_selector("#gx-worklist span.text", timeout=60_000)
+    page.wait_for_function(f"(document.querySelector('#gx-header') || {{}}).innerText?.includes('{READER[0]}')",
+                           timeout=60_000)
 
 
 def measure_opens(page, studies, rounds: int) -> tuple[list[float], list[float], list[float]]:

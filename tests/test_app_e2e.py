@@ -70,7 +70,8 @@ def login(page, url: str, user: tuple[str, str]) -> None:
     page.fill("input[type=text]", user[0])
     page.fill("input[type=password]", user[1])
     page.keyboard.press("Enter")
-    page.wait_for_selector("#gx-worklist span.text", timeout=30_000)
+    page.wait_for_function(f"(document.querySelector('#gx-header') || {{}}).innerText?.includes('signed in as {user[0]}')",
+                           timeout=60_000)
 
 
 def open_from_worklist(page, study_uid: str) -> None:
@@ -253,3 +254,23 @@ def test_ask_answers_in_the_workstation(world, server, page):
     answer = page.locator('[data-testid="ws-ask-answer"]').inner_text()
     assert not answer.startswith("✗"), answer
     shot(page, "08_ask")
+
+
+def test_admin_adds_a_reader_who_can_then_log_in(world, server, browser, page):
+    from conftest_app import ADMIN
+
+    login(page, server, ADMIN)
+    page.get_by_role("tab", name="Admin").click()
+    page.wait_for_selector("#gx-admin-readers span.text")
+    assert "reader1" in page.locator("#gx-admin-readers").inner_text()
+    assert "active" in page.locator("#gx-admin-models").inner_text()
+    page.locator("#gx-admin-new-username input, #gx-admin-new-username textarea").first.fill("newbie")
+    page.locator("#gx-admin-new-password input").first.fill("newbie-pass-1")
+    page.click("#gx-admin-add-reader")
+    page.wait_for_function("document.querySelector('#gx-admin-add-result').innerText.includes('newbie')")
+    assert page.locator("#gx-admin-readers").get_by_text("newbie").count() >= 1
+    shot(page, "09_admin")
+    fresh = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    login(fresh, server, ("newbie", "newbie-pass-1"))
+    assert "newbie" in fresh.locator("#gx-header").inner_text()
+    fresh.context.close()

@@ -33,6 +33,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WS = "window.gazexWorkstation"
 READER = ("bench_reader", "bench-pass-123")
+OTHER_READERS = [(f"bench_reader{k}", f"bench-pass-{k}{k}{k}") for k in (2, 3, 4)]
 
 
 def free_port() -> int:
@@ -77,7 +78,8 @@ def build_world(data_dir: Path, n: int):
     service = ReviewService.open(None, data_dir=str(data_dir))
     if not service.list_readers():
         service.create_reader("bench_admin", "bench-admin-123", "admin")
-        service.create_reader(*READER, "reader", acting="bench_admin")
+        for username, password in [READER, *OTHER_READERS]:
+            service.create_reader(username, password, "reader", acting="bench_admin")
     studies = launch.ensure_demo_studies(service, data_dir, n, seed=23, workers=1)
     context = build_context(service, None)
     context.worker.enqueue_drafts(studies)
@@ -131,13 +133,45 @@ PLAYBACK_PROBE_JS = """() => {
 }"""
 
 
-def login(page, url: str) -> None:
+def login(page, url: str, user: tuple[str, str] = READER) -> None:
     page.goto(url)
-    page.fill("input[type=text]", READER[0])
-    page.fill("input[type=password]", READER[1])
+    page.fill("input[type=text]", user[0])
+    page.fill("input[type=password]", user[1])
     page.keyboard.press("Enter")
-    page.wait_for_function(f"(document.querySelector('#gx-header') || {{}}).innerText?.includes('{READER[0]}')",
+    page.wait_for_function(f"(document.querySelector('#gx-header') || {{}}).innerText?.includes('{user[0]}')",
                            timeout=60_000)
+
+
+CLICKER_JS = """([n, gap]) => { window.__clicker = (async () => {
+  const ids = window.gazexWorkstation.sentences.map(s => s.id);
+  const start = window.gazexWorkstation.acks.length;
+  for (let k = 0; k < n; k++) {
+    const id = ids[k % ids.length];
+    document.querySelector(`[data-testid="ws-${k % 2 ? 'delete' : 'accept'}-${id}"]`).click();
+    await new Promise(r => setTimeout(r, gap));
+  }
+  while (window.gazexWorkstation.pending) await new Promise(r => setTimeout(r, 20));
+  return window.gazexWorkstation.acks.slice(start).filter(a => a.fn === 'decide_sentence').map(a => a.latency_ms);
+})(); }"""
+
+
+def measure_concurrent_acks(browser, url: str, studies, n: int) -> list[float]:
+    """Several readers deciding at the same time, each in their own browser context and session."""
+    pages = []
+    for k, user in enumerate(OTHER_READERS):
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        login(page, url, user)
+        open_study(page, studies[k % len(studies)][1])
+        pages.append(page)
+    for page in pages:
+        page.evaluate(CLICKER_JS, [n, 250])
+    latencies = []
+    for page in pages:
+        latencies += page.evaluate("() => window.__clicker")
+        if page.evaluate(f"{WS}.failures"):
+            raise SystemExit(f"concurrent decisions failed: {page.evaluate(f'{WS}.failures')}")
+        page.context.close()
+    return latencies
 
 
 def measure_opens(page, studies, rounds: int) -> tuple[list[float], list[float], list[float]]:
@@ -216,6 +250,7 @@ def main() -> int:
             acks = measure_acks(page, args.decisions)
             open_study(page, studies[0][1])
             playback = measure_playback_input(page, args.clicks)
+            concurrent = measure_concurrent_acks(browser, f"http://127.0.0.1:{port}", studies, args.decisions // 2)
             browser.close()
     finally:
         demo.close()
@@ -229,6 +264,8 @@ def main() -> int:
     print(summary("open → painted, warm", warm, "≤ 1500", max(warm) <= 1500 if warm else None))
     print(summary("  of which value received → painted", client))
     print(summary("decision ack", acks, "p95 ≤ 200", percentile(acks, 0.95) <= 200 if acks else None))
+    print(summary(f"decision ack, {len(OTHER_READERS)} readers at once", concurrent, "p95 ≤ 200",
+                  percentile(concurrent, 0.95) <= 200 if concurrent else None))
     events = playback["events"]
     print(summary("input → next paint during playback", events, "p95 ≤ 100",
                   (percentile(events, 0.95) <= 100) if events else True))

@@ -165,3 +165,18 @@ def test_findings_figure_shows_every_probability(world):
     draft = world.service.get_draft(world.studies[0][0])[1]
     fig = plots.findings_figure(draft["findings"])
     assert sorted(fig.data[0].y) == sorted(f["label"] for f in draft["findings"])
+
+
+def test_unexpected_failures_propagate_so_the_browser_retries(world, tmp_path):
+    """A refusal is answered ({"ok": False}); a database failure is raised (HTTP 500) so the workstation retries."""
+    from annotations_db.service import ReviewService
+
+    _, state = _open(world, READER[0], 2)
+    broken = ReviewService.open(None, data_dir=str(tmp_path))  # a different, empty database
+    broken.close()
+    (tmp_path / "gazex.sqlite3").unlink()
+    (tmp_path / "gazex.sqlite3").mkdir()  # the database file is gone and cannot be recreated
+    with pytest.raises(Exception) as failure:
+        handlers.call_with_args(handlers.record_event, (broken, READER[0]), [state.session_id, "zoom", {}])
+    assert not isinstance(failure.value, handlers.ReviewError)
+    assert "unable to open database" in str(failure.value)

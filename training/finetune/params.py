@@ -19,7 +19,7 @@ class LoraParams:
     dropout: float = 0.05
     scope: str = "decoder"
     epochs: int = 4
-    lr: float = 2e-3
+    lr: float = 3e-3
     batch_size: int = 8
     dpo_weight: float = 1.0
     dpo_beta: float = 0.5

@@ -13,8 +13,10 @@ to share between threads (one lock around the model; each call is well under a s
 Classifier-guided decoding (documented in docs/model.md): while drafting, a sentence's label token is
 restricted to ``<lab_none>`` and the labels the finding head calls present (per-label calibrated
 thresholds); if the decoder tries to end the findings while a present label has no sentence yet, a
-findings sentence is started for it with its ABCDEF region and label forced (the text, trajectory and box
-are still decoded freely, conditioned on them). Sentences are then put in ABCDEF order. Closed
+findings sentence is started for it with its ABCDEF region, an observation box (``<box>`` instead of
+``<nobox>``) and its label forced (the trajectory, box coordinates and text are still decoded, conditioned
+on them). A finding sentence that still has no box is grounded with the grounding task (its text as the
+prompt) and gets that box. Sentences are then put in ABCDEF order. Closed
 presence questions ("Is there a pleural effusion?") are answered from the finding head; sided ones
 ("Is there a left ...?") answer "no" when the finding head calls the finding absent and otherwise take
 the decoder's answer.
@@ -35,7 +37,9 @@ from .evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
 from .imaging import ImageInputError, ImageSource, LoadedImage, load_image, resize_square
 from .model import GazeXModel
 from .sequence import (
+    BOX,
     EOS,
+    NOBOX,
     LABEL_TOKENS,
     SentenceBlock,
     ground_prompt,
@@ -122,6 +126,9 @@ class GazeX:
         self._none_id = self.tok.id(label_token(None))
         self._label_id_set = {self.tok.id(t) for t in LABEL_TOKENS}
         self._eos = self.tok.id(EOS)
+        self._box_id, self._nobox_id = self.tok.id(BOX), self.tok.id(NOBOX)
+        # labels whose sentences carry a box in training (every synthetic finding has one)
+        self._boxed_labels = set(LABEL_REGION)
         self._sec_ids = {s: self.tok.id(section_token(s)) for s in SECTIONS}
         self._thresholds = np.array(self.config.finding_thresholds, dtype=np.float32)
 
@@ -167,8 +174,12 @@ class GazeX:
             present = self._present(probs)
             hook = _GuidedReport(self, present) if guided else None
             ids, tprobs = self._generate(memory, prompt("report"), max_new_tokens or self.config.max_positions, hook)
+            blocks, confs = self._blocks_with_confidence(ids, tprobs)
+            for b in blocks:  # a finding sentence the decoder left without a box: ground it (grounding task)
+                if b.label and b.label != "No Finding" and b.box is None and b.text:
+                    g_ids, _ = self._generate(memory, ground_prompt(b.text), 40)
+                    b.box = parse_evidence(self.tok.decode(g_ids)).box
         t3 = time.perf_counter()
-        blocks, confs = self._blocks_with_confidence(ids, tprobs)
         warnings = list(img.warnings)
         if not ids or ids[-1] != self._eos:
             warnings.append("the draft report was cut off at the length limit")
@@ -314,6 +325,8 @@ class _GuidedReport:
             return self._force(logits, self.forced.pop(0))
         top = int(logits.argmax())
         gx = self.gx
+        if self.forced_label is not None and top == gx._nobox_id and self.forced_label in gx._boxed_labels:
+            return self._force(logits, gx._box_id)  # a forced finding sentence gets an observation box
         if top in self.gx._label_id_set:
             if self.forced_label is not None:
                 lab, self.forced_label = self.forced_label, None

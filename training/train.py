@@ -251,7 +251,8 @@ def train(args: argparse.Namespace) -> Path:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
+        lv = loss.item()
+        ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         bar.update(1)
         bar.set_postfix(loss=f"{ema:.3f}", lm=f"{parts['lm']:.3f}", fl=f"{parts['finding']:.3f}")
         if args.time_budget_min and step == start_step + 20 and not budget_set:

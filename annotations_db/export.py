@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
+from datetime import datetime
 from typing import Any, Iterable
 
 from sqlalchemy import func, select
@@ -56,19 +57,19 @@ class ExportMixin:
 def _write_csv(path: str, columns: list[str], rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
+        writer = csv.writer(handle)
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow({k: _cell(v) for k, v in row.items()})
+            writer.writerow([_cell(row.get(column)) for column in columns])
             count += 1
     return count
 
 
 def _cell(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
     if value is None:
         return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
     return value
 
 

@@ -12,8 +12,15 @@ def _model(args: argparse.Namespace):
     return GazeX(args.model, threads=args.threads or None)
 
 
+def _image(args: argparse.Namespace):
+    from gazex_core.imaging import load_image
+
+    return load_image(args.path)  # bad input fails here, before the model loads
+
+
 def _analyze(args: argparse.Namespace) -> int:
-    bundle = _model(args).analyze(args.path)
+    image = _image(args)
+    bundle = _model(args).analyze(image)
     if args.json:
         print(bundle.to_json(indent=2))
         return 0
@@ -29,13 +36,15 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    ans = _model(args).ask(args.path, args.question)
+    image = _image(args)
+    ans = _model(args).ask(image, args.question)
     print(json.dumps(ans.to_dict(), indent=2) if args.json else ans.text + (f"  box={ans.box.to_dict()}" if ans.box else ""))
     return 0
 
 
 def _ground(args: argparse.Namespace) -> int:
-    g = _model(args).ground(args.path, args.sentence)
+    image = _image(args)
+    g = _model(args).ground(image, args.sentence)
     print(json.dumps(g.to_dict(), indent=2))
     return 0
 

@@ -117,7 +117,15 @@ class GazeX:
             torch.set_num_threads(threads)
         self.path = path
         self.device = device
-        self.model = GazeXModel.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr (CLI errors stay one line)
+        try:
+            self.model = GazeXModel.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         self.tok = GazeXTokenizer.from_file(path)
         self.config = self.model.config
         self.version = str(getattr(self.config, "model_version", None) or path.name)

@@ -120,3 +120,14 @@ def test_cli_analyze_json_and_one_line_error(data, tmp_path):
     out = subprocess.run([sys.executable, "-m", "training.cli", "ask", str(bad), "Is there a pneumothorax?"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1 and "bad.png" in out.stderr
+
+
+def test_one_instance_serves_several_threads(data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    gx = shipped_model()
+    paths = [dicom_of(data, r["study_id"]) for r in rows(data, "metadata.csv")[:4]]
+    sequential = [gx.analyze(p).report_text() for p in paths]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda p: gx.analyze(p).report_text(), paths))
+    assert parallel == sequential

@@ -148,18 +148,26 @@ def test_review_a_study_end_to_end(world, server, page):
     page.click('[data-testid="ws-pause"]')
     assert page.evaluate(f"{WS}.playing") is False
 
-    # click a sentence with a box: it is selected and its box is highlighted (white corner handles)
-    boxed = next(s for s in draft["sentences"] if s["observation_box"])
+    # click a sentence with a box: it is selected and its box is highlighted (white corner handles).
+    # The last box is drawn last, so no other box is painted over its handles.
+    boxed = [s for s in draft["sentences"] if s["observation_box"]][-1]
     box = boxed["observation_box"]
-    before = canvas_pixel(page, box["x_min"], box["y_min"])
+    corners = [(box[x], box[y]) for x in ("x_min", "x_max") for y in ("y_min", "y_max")]
+    for overlay in ("clues", "traj"):  # clue boxes and the path are drawn over the boxes: hide them to look
+        page.click(f'[data-testid="ws-toggle-{overlay}"]')
+    page.wait_for_timeout(150)
+    before = [canvas_pixel(page, *corner) for corner in corners]
     page.click(f'[data-testid="ws-sentence-text-{boxed["id"]}"]')
     page.wait_for_function(f"{WS}.selectedSentence === {json.dumps(boxed['id'])}")
     assert page.evaluate(f"{WS}.selectedBox") == boxed["id"]
     assert "selected" in page.locator(f'[data-testid="ws-sentence-{boxed["id"]}"]').get_attribute("class")
     page.wait_for_timeout(150)
-    after = canvas_pixel(page, box["x_min"], box["y_min"])
-    assert min(after) >= 235 and after != before, (before, after)
+    after = [canvas_pixel(page, *corner) for corner in corners]
     shot(page, "04_sentence_selected")
+    handles = [a for a, b in zip(after, before) if min(a) >= 235 and a != b]
+    assert len(handles) >= 3, (before, after)  # white resize handles on the box corners (one may sit under a label)
+    for overlay in ("clues", "traj"):
+        page.click(f'[data-testid="ws-toggle-{overlay}"]')
 
     # edit a sentence (with an error category)
     edited = findings[0]["id"] if findings[0]["id"] != boxed["id"] else findings[1]["id"]

@@ -5,8 +5,9 @@ For each signed review (``ReviewService.signed_reviews_since``) of a draft:
 * **final** (the target, "chosen"): the draft's sentences in draft order with the radiologist's decisions
   applied - accepted sentences unchanged, edited sentences with the final text (label re-read from the text
   when the edit changes the finding), deleted sentences dropped, human-added sentences inserted after
-  the findings of the same or an earlier ABCDEF region; boxes accepted, moved/resized to the final coordinates, rejected (-> ``<nobox>``), or drawn
-  and linked to a sentence. Kept sentences keep the model's trajectory (their clues); added ones have none.
+  the findings of the same or an earlier ABCDEF region; boxes accepted, moved/resized to the final
+  coordinates, rejected (-> ``<nobox>``), or drawn and linked to a sentence. Kept sentences keep the
+  model's trajectory (their clues); added ones have none.
 * **draft** (the "rejected" side of the preference pair): the draft exactly as the model wrote it; used
   only when the review changed something.
 * the list of deleted sentences and changed boxes (for the held-out correction metrics).

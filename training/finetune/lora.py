@@ -193,7 +193,7 @@ class LoraTrainer:
                                        self.tok.pad_id)
             ground = -(lg.sum() / ng.sum().clamp(min=1))
             total = total + p.ground_weight * ground
-        return total, {"loss": float(total), "sft": float(sft), "dpo": float(dpo), "ground": float(ground)}
+        return total, {"loss": total.item(), "sft": sft.item(), "dpo": dpo.item(), "ground": ground.item()}
 
 
 def save_adapter(peft_model, out: Path) -> Path:

@@ -25,6 +25,7 @@ from gazex_core.evidence import Box
 from gazex_core.sequence import EOS, SentenceBlock, prompt, serialise_report
 from gazex_core.vocab import CHEXPERT_LABELS
 
+from .corrections import infer_label
 from .modelio import blocks_to_bundle, generate_reports, image_array, pixel_batch
 
 FLAW_LABEL = "Fracture"
@@ -165,11 +166,12 @@ class SimulatedReader:
 
     def _decide(self, session_id: int, sentence: dict, truth: SynthStudy) -> int:
         sid = sentence["id"]
-        if self.strategy == "overcall" and sentence.get("label") == self.label and self.label not in truth.labels:
+        stated = sentence.get("label") or infer_label(sentence.get("text") or "")  # what a reader reads
+        if self.strategy == "overcall" and stated == self.label and self.label not in truth.labels:
             self.service.decide_sentence(self.username, session_id, sid, "deleted", error_category="finding",
                                          clinically_significant=True, duration_ms=1500.0)
             return 1
-        if self.strategy == "box" and sentence.get("label") == self.label:
+        if self.strategy == "box" and stated == self.label:
             target = next((b.box for b in truth.positives if b.label == self.label and b.box is not None), None)
             drawn = Box.from_dict(sentence.get("observation_box"))
             if target is not None and (drawn is None or drawn.iou(target) < self.min_iou):

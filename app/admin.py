@@ -13,7 +13,7 @@ import gradio as gr
 
 from annotations_db.service import ReviewError
 
-from . import handlers
+from . import admin_models, handlers
 
 if TYPE_CHECKING:
     from .main import AppContext
@@ -43,6 +43,7 @@ class AdminParts:
     models: gr.Dataframe
     refresh_button: gr.Button
     drafts: gr.Markdown
+    finetune: Any = None  # admin_models.ModelSectionParts
 
 
 def build_admin_tab(context: "AppContext") -> AdminParts:
@@ -59,9 +60,9 @@ def build_admin_tab(context: "AppContext") -> AdminParts:
         refresh_button = gr.Button("Refresh", size="sm")
         models = gr.Dataframe(headers=MODEL_COLUMNS, interactive=False, elem_id="gx-admin-models")
         drafts = gr.Markdown(elem_id="gx-admin-drafts")
-        gr.Markdown(FINETUNE_PLACEHOLDER, elem_id="gx-admin-finetune-placeholder")
+        finetune = admin_models.build_model_section(context)  # re-fine-tuning (app/admin_models.py)
     return AdminParts(readers, new_username, new_password, new_role, add_button, add_result, models,
-                      refresh_button, drafts)
+                      refresh_button, drafts, finetune)
 
 
 def wire_admin_tab(context: "AppContext", parts: AdminParts, demo: gr.Blocks) -> None:
@@ -85,6 +86,7 @@ def wire_admin_tab(context: "AppContext", parts: AdminParts, demo: gr.Blocks) ->
         return handlers.readers_rows(service, acting), text, ""
 
     demo.load(load_tables, None, [parts.readers, parts.models, parts.drafts])
+    admin_models.wire_model_section(context, parts.finetune, demo)
     parts.refresh_button.click(load_tables, None, [parts.readers, parts.models, parts.drafts])
     parts.add_button.click(add, [parts.new_username, parts.new_password, parts.new_role],
                            [parts.readers, parts.add_result, parts.new_password])

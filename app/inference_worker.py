@@ -109,6 +109,14 @@ class InferenceWorker:
         self._tasks.put((ASK_PRIORITY, next(self._counter), ("ask", image_path, question, future)))
         return future.result(timeout=timeout_s)
 
+    def switch_model(self, model_factory: Callable[[], Any], model_version_id: int | None) -> Future:
+        """Swaps the model on the model thread between two tasks (re-fine-tuning: app/model_switch.py), so a
+        draft is always saved with the version of the model that made it. The future resolves to the new
+        version id, or to the load error (the old model keeps serving)."""
+        future: Future = Future()
+        self._tasks.put((ASK_PRIORITY - 1, next(self._counter), ("switch", model_factory, model_version_id, future)))
+        return future
+
     def wait_idle(self, timeout_s: float) -> bool:
         """True once every queued draft is done (for launch scripts and tests)."""
         deadline = time.monotonic() + timeout_s
@@ -125,6 +133,9 @@ class InferenceWorker:
             _, _, task = self._tasks.get()
             if task is None:
                 break
+            if task[0] == "switch":
+                self._switch(*task[1:])
+                continue
             try:
                 self._ensure_model()
             except Exception as exc:  # noqa: BLE001 - shown in the UI, the server keeps serving reviews
@@ -141,6 +152,16 @@ class InferenceWorker:
         if self._model is None:
             self._model = self._model_factory()
             self.progress.model_loaded = True
+
+    def _switch(self, model_factory: Callable[[], Any], model_version_id: int | None, future: Future) -> None:
+        try:
+            model = model_factory()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller; the old model keeps serving
+            future.set_exception(exc)
+            return
+        self._model_factory, self._model, self._model_version_id = model_factory, model, model_version_id
+        self.progress.model_loaded, self.progress.model_error = True, None
+        future.set_result(model_version_id)
 
     def _fail(self, task: tuple, exc: Exception) -> None:
         if task[0] == "ask":

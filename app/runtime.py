@@ -73,9 +73,10 @@ def model_factory(model_path: Path, threads: int | None = None):
     threads = threads or int(os.environ.get("GAZEX_INFERENCE_THREADS", "0")) or None
 
     def load() -> Any:
+        from gazex_core.adapters import resolve_checkpoint
         from gazex_core.inference import GazeX
 
-        return GazeX(model_path, threads=threads)
+        return GazeX(resolve_checkpoint(model_path), threads=threads)  # a fine-tuned version is base + adapter
 
     return load
 
@@ -90,4 +91,7 @@ def build_context(service: ReviewService, model_path: Path | None, *, review_onl
         worker = InferenceWorker(service, model_factory(path), read_image, version.id)
         if start_worker:
             worker.start()
+            from .model_switch import ModelSwitcher
+
+            ModelSwitcher(service, worker).start()  # follows promote/rollback without a restart
     return AppContext(service=service, worker=worker, image_payload=PayloadCache(load_study_image))

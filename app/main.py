@@ -6,6 +6,7 @@ database-backed login and the deliberate queue settings described in docs/app.md
 """
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -224,6 +225,7 @@ def _no_change(n: int) -> list[Any]:
 
 
 def _open(context: AppContext, reader: str, study_id: Any) -> list[Any]:
+    started = time.perf_counter()
     try:
         value, state = handlers.open_study(context.service, reader, int(study_id), context.image_payload)
     except ReviewError as exc:
@@ -235,6 +237,7 @@ def _open(context: AppContext, reader: str, study_id: Any) -> list[Any]:
         study = state.study
         context.worker.enqueue_drafts([(study.id, study.study_uid, study.image_path)])
     title = _study_title(state)
+    log.info("opened study %s for %s in %.0f ms", state.study.study_uid, reader, 1000 * (time.perf_counter() - started))
     return [value, value["findings"], title, state.study.id, gr.Tabs(selected="review"),
             _message("")]
 

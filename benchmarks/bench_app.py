@@ -1,6 +1,6 @@
 """The app in a real browser: open-to-painted, decision acknowledgement, input during playback.
 
-Usage: nice -n 10 .venv/bin/python benchmarks/bench_app.py [--studies 6] [--decisions 40] [--data-dir DIR]
+Usage: nice -n 10 .venv/bin/python benchmarks/bench_app.py [--studies 6] [--decisions 40] [--model DIR]
 
 Real parts: launch.py's demo studies (training.synth DICOMs) in a fresh SQLite file, drafts precomputed
 by the real GazeX model through the app's InferenceWorker (not timed), the app on a free port, and
@@ -70,7 +70,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, load {load:.1f} at start, Python {platform.python_version()}"
 
 
-def build_world(data_dir: Path, n: int):
+def build_world(data_dir: Path, n: int, model: str | None = None):
     import launch
     from annotations_db.service import ReviewService
     from app.runtime import build_context
@@ -81,7 +81,7 @@ def build_world(data_dir: Path, n: int):
         for username, password in [READER, *OTHER_READERS]:
             service.create_reader(username, password, "reader", acting="bench_admin")
     studies = launch.ensure_demo_studies(service, data_dir, n, seed=23, workers=1)
-    context = build_context(service, None)
+    context = build_context(service, Path(model) if model else None)
     context.worker.enqueue_drafts(studies)
     started = time.perf_counter()
     if not context.worker.wait_idle(1800):
@@ -229,6 +229,8 @@ def main() -> int:
     parser.add_argument("--decisions", type=int, default=40)
     parser.add_argument("--clicks", type=int, default=20, help="clicks + keys during playback")
     parser.add_argument("--data-dir", default=None, help="reuse a data dir (drafts kept between runs)")
+    parser.add_argument("--model", default=os.environ.get("GAZEX_MODEL"),
+                        help="checkpoint directory (default: the shipped gazex_core/weights/gazex-tiny)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from playwright.sync_api import sync_playwright
@@ -236,8 +238,9 @@ def main() -> int:
     from app.main import build_app, launch_app
 
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="gazex_bench_app_"))
-    print(f"machine: {machine()}", flush=True)
-    service, studies, context = build_world(data_dir, args.studies)
+    host = machine()
+    print(f"machine: {host}", flush=True)
+    service, studies, context = build_world(data_dir, args.studies, args.model)
     demo = build_app(context)
     port = free_port()
     launch_app(demo, context, port=port, prevent_thread_lock=True, quiet=True)
@@ -257,7 +260,8 @@ def main() -> int:
         if context.worker is not None:
             context.worker.stop()
     print()
-    print(f"bench_app — {machine()}; Chromium headless, {len(studies)} studies")
+    print(f"bench_app — {host}; load {os.getloadavg()[0]:.1f} at end; Chromium headless, {len(studies)} studies, "
+          f"image payload {len(context.image_payload(studies[0][2])['png_b64']) / 1e6:.2f} MB base64")
     print("| metric (ms) | n | median | p95 | min | max | target | met |")
     print("|---|---|---|---|---|---|---|---|")
     print(summary("open → painted, cold", cold, "≤ 1500", max(cold) <= 1500 if cold else None))

@@ -85,6 +85,8 @@ def test_an_accepted_review_is_an_uncorrected_example(svc):
     ("No pleural effusion or pneumothorax.", None),
     ("There is an old healed left rib fracture.", "Fracture"),
     ("Heart size is normal.", None),
+    ("Trachea midline.", None),  # "midline" is not a line
+    ("Moderately enlarged heart.", "Cardiomegaly"),
     ("Right internal jugular central line tip in the SVC.", "Support Devices"),
 ])
 def test_infer_label(text, label):

@@ -31,23 +31,23 @@ from .modelio import sentence_to_block
 SENTENCE_CORRECTIONS = ("edited", "deleted", "added")
 BOX_CORRECTIONS = ("moved", "resized", "rejected", "added")
 
-# Words that state a CheXpert finding (checked in this order; the first hit names the label).
-LABEL_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Pleural Effusion", ("effusion",)),
-    ("Pneumothorax", ("pneumothorax",)),
-    ("Cardiomegaly", ("cardiomegaly", "heart is enlarged", "heart size is enlarged", "enlarged heart",
-                      "cardiac silhouette is enlarged", "enlarged cardiac")),
-    ("Enlarged Cardiomediastinum", ("mediastinum is widened", "widened mediastinum", "mediastinal widening",
-                                    "enlarged cardiomediastin", "mediastinal contour is enlarged")),
-    ("Edema", ("edema", "oedema")),
-    ("Consolidation", ("consolidation",)),
-    ("Atelectasis", ("atelectasis", "atelectatic")),
-    ("Lung Lesion", ("nodule", "mass", "lesion")),
-    ("Pneumonia", ("pneumonia",)),
-    ("Support Devices", ("tube", "catheter", "line ", "line.", "pacemaker", "device")),
-    ("Fracture", ("fracture",)),
-    ("Lung Opacity", ("opacity", "opacities")),
+# Whole words that state a CheXpert finding (checked in this order; the first hit names the label).
+LABEL_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("Pleural Effusion", r"effusions?"),
+    ("Pneumothorax", r"pneumothora(x|ces)"),
+    ("Cardiomegaly", r"cardiomegaly|heart (size )?is (\w+ )?enlarged|enlarged (heart|cardiac)|cardiac silhouette is (\w+ )?enlarged"),
+    ("Enlarged Cardiomediastinum", r"(mediastinum is widened|widened mediastinum|mediastinal widening"
+                                   r"|enlarged cardiomediastin\w*|mediastinal contours? (is|are) enlarged)"),
+    ("Edema", r"o?edema"),
+    ("Consolidation", r"consolidations?"),
+    ("Atelectasis", r"atelectasis|atelectatic"),
+    ("Lung Lesion", r"nodules?|mass(es)?|lesions?"),
+    ("Pneumonia", r"pneumonia"),
+    ("Support Devices", r"tubes?|catheters?|lines?|pacemakers?|devices?|pacer|wires?"),
+    ("Fracture", r"fractures?"),
+    ("Lung Opacity", r"opacity|opacities"),
 )
+LABEL_REGEX = tuple((label, re.compile(rf"\b({pattern})\b")) for label, pattern in LABEL_PATTERNS)
 NEGATION = re.compile(r"\b(no|without|not|negative for|resolved|free of|clear of)\b")
 
 
@@ -56,8 +56,8 @@ def infer_label(text: str) -> str | None:
     t = " " + text.lower().strip() + " "
     if NEGATION.search(t):
         return None
-    for label, words in LABEL_KEYWORDS:
-        if any(w in t for w in words):
+    for label, regex in LABEL_REGEX:
+        if regex.search(t):
             return label
     return None
 
@@ -66,8 +66,8 @@ def edited_label(original_label: str | None, final_text: str) -> str | None:
     """An edit keeps the draft's label while the text still states it; otherwise the label is re-read."""
     inferred = infer_label(final_text)
     if original_label and original_label != "No Finding" and inferred is None and not NEGATION.search(final_text.lower()):
-        words = dict(LABEL_KEYWORDS).get(original_label, ())
-        if any(w in final_text.lower() for w in words):
+        regex = dict(LABEL_REGEX).get(original_label)
+        if regex is not None and regex.search(final_text.lower()):
             return original_label
     if original_label == "No Finding" and inferred is None:
         return original_label

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 CACHE_SIZE = 32
+DISPLAY_LEVELS = 1023  # 10-bit grey levels across the VOI window: 4x finer than the 8-bit screen, a smaller PNG
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
 
@@ -38,9 +39,9 @@ def load_study_image(path: str) -> dict[str, Any]:
     from .workstation import image_payload
 
     image = imaging.load_image(path)
-    values = np.rint(np.clip(image.pixels, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    values = np.rint(np.clip(image.pixels, 0.0, 1.0) * DISPLAY_LEVELS).astype(np.uint16)
     # gazex_core.imaging already applied the VOI window and MONOCHROME1 inversion: 0-1 is the full window.
-    return image_payload(values, photometric="MONOCHROME2", window=(32767.5, 65535.0),
+    return image_payload(values, photometric="MONOCHROME2", window=(DISPLAY_LEVELS / 2, DISPLAY_LEVELS),
                          pixel_spacing_mm=dicom_pixel_spacing(path))
 
 

@@ -190,7 +190,8 @@ def build_app(context: AppContext) -> gr.Blocks:
             return _open(context, request_username(request), row[-1])
 
         worklist.select(open_selected, None, open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
-                        concurrency_id="open_study").then(findings_chart, [current_findings], [findings_plot])
+                        concurrency_id="open_study").then(
+                            None, js=AFTER_PAINT_JS).then(findings_chart, [current_findings], [findings_plot])
 
         def open_next(study_id, request: gr.Request):
             reader = request_username(request)
@@ -201,7 +202,8 @@ def build_app(context: AppContext) -> gr.Blocks:
 
         for button in (next_btn, next_case_btn):
             button.click(open_next, [current_study], open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
-                         concurrency_id="open_study").then(findings_chart, [current_findings], [findings_plot])
+                         concurrency_id="open_study").then(
+                            None, js=AFTER_PAINT_JS).then(findings_chart, [current_findings], [findings_plot])
         # After the sign-off ack the workstation fires signed_off: open the next case, then refresh the list.
         workstation.signed_off(open_next, [current_study], open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
                                concurrency_id="open_study").then(findings_chart, [current_findings], [findings_plot]
@@ -264,6 +266,16 @@ def _progress_text(context: AppContext) -> str:
         return "Review-only mode: no model loaded on this server."
     return context.worker.progress.as_text()
 
+
+# Plotly rendering competes with the workstation's image decode on the browser's main thread: the chart
+# event waits (at most 3 s) until the workstation has painted the new study.
+AFTER_PAINT_JS = """async () => {
+  const t0 = performance.now();
+  await new Promise((r) => requestAnimationFrame(r));
+  while (performance.now() - t0 < 3000 && !(window.gazexWorkstation && window.gazexWorkstation.painted))
+    await new Promise((r) => setTimeout(r, 30));
+  return [];
+}"""
 
 APP_CSS = """
 .gx-msg:empty { display: none; }

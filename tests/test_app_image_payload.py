@@ -8,7 +8,7 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from app.image_payload import PayloadCache, dicom_pixel_spacing, load_study_image
+from app.image_payload import DISPLAY_LEVELS, PayloadCache, dicom_pixel_spacing, load_study_image
 from app.workstation import unpack_rgb16_png
 
 
@@ -35,7 +35,7 @@ def test_dicom_is_read_downsampled_and_keeps_original_size(tmp_path):
     assert image["disp_height"] == 1024 and image["disp_width"] == 768
     values = unpack_rgb16_png(base64.b64decode(image["png_b64"]))
     assert values.shape == (1024, 768)
-    assert values[:, -1].mean() > values[:, 0].mean() + 50000  # left dark, right bright
+    assert values[:, -1].mean() > values[:, 0].mean() + 0.8 * DISPLAY_LEVELS  # left dark, right bright
     assert image["pixel_spacing_mm"] == pytest.approx([0.139, 0.143])
     assert image["photometric"] == "MONOCHROME2"
 
@@ -44,7 +44,7 @@ def test_monochrome1_is_inverted_before_the_browser_sees_it(tmp_path):
     ramp = np.tile(np.linspace(0, 4095, 1500), (2000, 1)).astype(np.uint16)
     write_dicom(tmp_path / "m1.dcm", ramp, photometric="MONOCHROME1")
     values = unpack_rgb16_png(base64.b64decode(load_study_image(str(tmp_path / "m1.dcm"))["png_b64"]))
-    assert values[:, 0].mean() > values[:, -1].mean() + 50000
+    assert values[:, 0].mean() > values[:, -1].mean() + 0.8 * DISPLAY_LEVELS
 
 
 def test_a_missing_or_broken_file_raises_a_value_error(tmp_path):

@@ -373,7 +373,7 @@ def test_synthetic_hand_written_layout():
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    synth = pytest.importorskip("training.synth")
+    import training.synth as synth
     out = tmp_path_factory.mktemp("synth")
     return synth.generate(2, out, seed=5, size=256, workers=1, raw_gaze=True, progress=False) or out
 

@@ -1,0 +1,21 @@
+"""Experiments: arms, injected errors, questionnaires.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass  # reserved: filled in by the change that introduces it
+
+
+def downgrade() -> None:
+    pass

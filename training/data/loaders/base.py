@@ -9,6 +9,7 @@ line 2), so ``sed -n 7p file.csv`` shows the offending row (for files without mu
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from abc import ABC, abstractmethod
@@ -82,6 +83,11 @@ class DatasetLoader(ABC):
 # ----------------------------------------------------------------------------- CSV reading
 
 
+def column_key(name: str) -> str:
+    """How column names are compared: case and surrounding/inner whitespace do not matter."""
+    return " ".join(str(name).split()).casefold()
+
+
 def read_csv(
     path: Path,
     required: Iterable[str],
@@ -90,36 +96,163 @@ def read_csv(
     text: str | None = None,
     label: str | None = None,
     only: Iterable[str] | None = None,
+    optional: Iterable[str] = (),
+    unique_rows: bool = True,
 ) -> pd.DataFrame | None:
-    """A CSV as strings (no NA guessing), or None with an issue when missing/unreadable/lacking columns.
+    """A CSV as strings (no NA guessing) indexed by **file line**, or None with one issue when the
+    file is missing/unreadable or lacks a required column.
 
+    Column names are matched to ``required``/``optional``/``only`` after normalising case and
+    whitespace (``column_key``) and renamed to the expected spelling. Rows that do not fit the
+    header are issues and dropped, the rest load: a row with more fields than the header (an
+    unquoted delimiter) or fewer; a trailing comma on every data row is ignored with one issue.
+    With ``unique_rows`` a row repeating an earlier row exactly is an issue and dropped.
     ``text`` reads from a string instead of ``path`` (members of archives); ``label`` names it in
-    issues; ``only`` parses just these columns (big gaze tables).
+    issues; ``only`` keeps just these columns (big gaze tables).
     """
     name = label or str(path)
     required = list(required)
-    keep = set(only) | set(required) if only is not None else None
     try:
-        source: Any = io.StringIO(text) if text is not None else path
-        usecols = (lambda c: str(c).strip() in keep) if keep is not None else None
-        frame = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=False, usecols=usecols)
+        content = text if text is not None else _read_text(Path(path))
     except FileNotFoundError:
         issues.add(name, None, "file not found")
         return None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
         issues.add(name, None, f"unreadable CSV: {exc}")
         return None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in required if c not in frame.columns]
+    content = content.lstrip("\ufeff")
+    lines = content.splitlines()
+    if not lines or not lines[0].strip():
+        issues.add(name, None, "unreadable CSV: no header line")
+        return None
+    try:
+        header = next(csv.reader([lines[0]]))
+    except csv.Error as exc:
+        issues.add(name, 1, f"unreadable header: {exc}")
+        return None
+    expected = [*required, *optional, *(only or ())]
+    columns = _canonical_columns(header, expected, name, issues)
+    missing = [c for c in required if c not in columns]
     if missing:
         issues.add(name, None, f"missing column(s) {', '.join(repr(c) for c in missing)}")
         return None
+    keep = None if only is None else set(required) | set(only)
+    positions = [i for i, c in enumerate(columns) if c is not None and (keep is None or c in keep)]
+    frame = _fast_frame(content, lines, header, positions, columns) if '"' not in content else None
+    if frame is None:
+        frame = _checked_frame(content, header, positions, columns, name, issues)
+    if unique_rows and len(frame):
+        frame = _drop_repeated_rows(frame, lines, name, issues)
     return frame
 
 
+def _read_text(path: Path) -> str:
+    if path.suffix == ".gz":
+        import gzip
+
+        with gzip.open(path, "rb") as handle:
+            return handle.read().decode("utf-8")
+    return path.read_bytes().decode("utf-8")
+
+
+def _named_width(header: list[str]) -> int:
+    """Fields up to the last named one (a trailing comma on the header line names no column)."""
+    width = len(header)
+    while width and not header[width - 1].strip():
+        width -= 1
+    return width
+
+
+def _canonical_columns(header: list[str], expected: list[str], name: str, issues: Issues) -> list[str | None]:
+    """Header names renamed to the expected spelling; None for a repeated or unnamed trailing column."""
+    by_key = {column_key(c): c for c in expected}
+    out: list[str | None] = []
+    seen: dict[str, int] = {}
+    for position, raw in enumerate(header):
+        if position >= _named_width(header):
+            out.append(None)
+            continue
+        column = by_key.get(column_key(raw), " ".join(str(raw).split()))
+        if column in seen:
+            issues.add(name, 1, f"column {column!r}: appears twice (fields {seen[column] + 1} and {position + 1}); "
+                                "the second is ignored")
+            out.append(None)
+            continue
+        seen[column] = position
+        out.append(column)
+    return out
+
+
+def _fast_frame(content: str, lines: list[str], header: list[str], positions: list[int],
+                columns: list[str | None]) -> pd.DataFrame | None:
+    """pandas' C parser when every line has the header's field count (no quotes, no blank lines); else None."""
+    delimiters = np.array([line.count(",") for line in lines[1:]], dtype=np.int64)
+    if len(delimiters) and not np.all(delimiters == len(header) - 1):
+        return None
+    try:
+        frame = pd.read_csv(io.StringIO(content), header=None, skiprows=1, usecols=positions, dtype=str,
+                            keep_default_na=False, index_col=False, skip_blank_lines=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return None
+    frame.columns = [columns[i] for i in positions]
+    if len(frame) != len(lines) - 1:
+        return None
+    frame.index = pd.RangeIndex(2, len(frame) + 2)
+    return frame
+
+
+def _checked_frame(content: str, header: list[str], positions: list[int], columns: list[str | None],
+                   name: str, issues: Issues) -> pd.DataFrame:
+    """The exact path: the csv module, row by row, each misfit row an issue naming its line."""
+    width = _named_width(header)
+    rows: list[list[str]] = []
+    row_lines: list[int] = []
+    trailing: list[int] = []
+    reader = csv.reader(io.StringIO(content, newline=""))
+    next(reader, None)
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            issues.add(name, start, f"unreadable row: {exc}")
+            continue
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue  # blank line: no data
+        if len(record) > width and not any(v.strip() for v in record[width:]):
+            if len(header) == width:
+                trailing.append(start)
+            record = record[:width]
+        if len(record) != width:
+            what = "an unquoted delimiter in a value?" if len(record) > width else "fields missing"
+            issues.add(name, start, f"row has {len(record)} fields but the header has {width} ({what}); row skipped")
+            continue
+        rows.append([record[i] for i in positions])
+        row_lines.append(start)
+    if trailing:
+        issues.add_rows(name, trailing, "trailing comma: an empty extra field after the last column, ignored")
+    data = {columns[i]: [r[k] for r in rows] for k, i in enumerate(positions)}
+    return pd.DataFrame(data, index=pd.Index(row_lines, dtype=np.int64), dtype=object).astype(str)
+
+
+def _drop_repeated_rows(frame: pd.DataFrame, lines: list[str], name: str, issues: Issues) -> pd.DataFrame:
+    """Drop rows that repeat an earlier row exactly (same values in every kept column), each an issue."""
+    repeated = frame.duplicated(keep="first").to_numpy()
+    if not repeated.any():
+        return frame
+    first: dict[tuple, int] = {}
+    for line, values in zip(frame.index, frame.itertuples(index=False, name=None)):
+        first.setdefault(values, int(line))
+    for line, values in zip(frame.index[repeated], frame[repeated].itertuples(index=False, name=None)):
+        issues.add(name, int(line), f"row repeats line {first[values]} exactly; ignored")
+    return frame[~repeated]
+
+
 def line_of(index: int) -> int:
-    """File line of the pandas row ``index`` (0-based data row)."""
-    return index + HEADER_LINES + 1
+    """File line of a frame row label (``read_csv`` indexes rows by their file line)."""
+    return int(index)
 
 
 def numeric_columns(
@@ -127,9 +260,8 @@ def numeric_columns(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Parse columns to float. Returns the arrays and a mask of rows where all parsed.
 
-    Lines come from the frame's index (a filtered frame keeps its file rows).
-    A non-empty value that is not a number is an issue naming file, line, column and value; an
-    empty value is an issue unless ``allow_empty`` (then it is NaN and the row stays valid).
+    A non-empty value that is not a finite number is an issue naming file, line, column and value;
+    an empty value is an issue unless ``allow_empty`` (then it is NaN and the row stays valid).
     """
     ok = np.ones(len(frame), dtype=bool)
     values: dict[str, np.ndarray] = {}
@@ -137,14 +269,47 @@ def numeric_columns(
         raw = frame[col].astype(str).str.strip()
         parsed = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
         empty = (raw == "").to_numpy()
-        bad = np.isnan(parsed) & ~empty if allow_empty else np.isnan(parsed)
+        bad = (np.isnan(parsed) & ~empty) if allow_empty else np.isnan(parsed)
         bad |= np.isinf(parsed)
         for i in np.nonzero(bad & ok)[0]:
             value = raw.iloc[i]
-            what = "is empty" if value == "" else f"value {value!r} is not a number"
-            issues.add(file, line_of(int(frame.index[i])), f"column {col!r} {what}")
+            what = "is empty" if value == "" else f"value {value!r} is not a finite number"
+            issues.add(file, int(frame.index[i]), f"column {col!r}: {what}")
         ok &= ~bad
-        values[col] = parsed
+        values[col] = np.where(bad, np.nan, parsed)
+    return values, ok
+
+
+MAX_IMAGE_SIDE = 65535  # DICOM Rows/Columns are 16-bit
+
+
+def image_size_columns(
+    frame: pd.DataFrame, columns: Iterable[str], file: str | Path, issues: Issues
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Image sides: whole numbers 1..65535, else an issue naming the column and value (row not ok)."""
+    values, ok = numeric_columns(frame, columns, file, issues)
+    for col in columns:
+        v = values[col]
+        bad = ok & ((v < 1) | (v > MAX_IMAGE_SIDE) | (np.floor(v) != v))
+        for i in np.nonzero(bad)[0]:
+            issues.add(file, int(frame.index[i]), f"column {col!r}: value {frame[col].iloc[i].strip()!r} "
+                                                  f"is not an image size (a whole number of pixels, 1-{MAX_IMAGE_SIDE})")
+        ok &= ~bad
+    return values, ok
+
+
+def bool_column(frame: pd.DataFrame, column: str, file: str | Path, issues: Issues, *, empty: bool | None = False) -> tuple[np.ndarray, np.ndarray]:
+    """A true/false column: (values, ok). An unparseable value is an issue naming the column (row not ok).
+    ``empty`` is what a blank cell means (None: blank is an issue too)."""
+    values = np.zeros(len(frame), dtype=bool)
+    ok = np.ones(len(frame), dtype=bool)
+    for i, raw in enumerate(frame[column].astype(str)):
+        parsed = parse_bool(raw) if raw.strip() or empty is None else empty
+        if parsed is None:
+            issues.add(file, int(frame.index[i]), f"column {column!r}: value {raw.strip()!r} is not true/false")
+            ok[i] = False
+        else:
+            values[i] = parsed
     return values, ok
 
 
@@ -158,23 +323,77 @@ def make_box(x_min: float, y_min: float, x_max: float, y_max: float) -> Box:
 
 
 def parse_bool(value: Any) -> bool | None:
+    """true/false, 1/0, yes/no, t/f (any case); None when it is none of these (blank included)."""
     text = str(value).strip().lower()
-    if text in ("true", "1", "1.0", "yes", "t"):
+    if text in ("true", "1", "1.0", "yes", "t", "y"):
         return True
-    if text in ("false", "0", "0.0", "no", "f", ""):
+    if text in ("false", "0", "0.0", "no", "f", "n"):
         return False
     return None
 
 
-def parse_label_value(value: Any) -> float | None:
-    """CheXpert cell: 1.0 / 0.0 / -1.0, blank = not mentioned (None). Raises ValueError otherwise."""
+def parse_label_value(value: Any, column: str | None = None) -> float | None:
+    """CheXpert cell: 1.0 / 0.0 / -1.0, blank = not mentioned (None). Raises ValueError naming the column otherwise."""
     text = str(value).strip()
     if text == "":
         return None
-    number = float(text)
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
     if number not in (1.0, 0.0, -1.0):
-        raise ValueError(f"label value {text!r} is not 1, 0, -1 or blank")
+        where = f"column {column!r}: " if column else ""
+        raise ValueError(f"{where}label value {text!r} is not 1, 0, -1 or blank")
     return number
+
+
+def label_columns(row: dict, columns: Iterable[str], file: str | Path, line: int, issues: Issues) -> dict[str, float | None]:
+    """CheXpert cells of one row; a bad cell is an issue naming its column and that label is left out."""
+    labels: dict[str, float | None] = {}
+    for column in columns:
+        try:
+            labels[column] = parse_label_value(row[column], column)
+        except ValueError as exc:
+            issues.add(file, line, f"{exc}; label left unknown")
+    return labels
+
+
+def first_rows(keys: Iterable[str], lines: Iterable[int], file: str | Path, issues: Issues, what: str) -> np.ndarray:
+    """Mask of rows whose key is seen for the first time; a repeat is an issue naming the first line."""
+    first: dict[str, int] = {}
+    mask = []
+    for key, line in zip(keys, lines):
+        if not key:
+            mask.append(True)  # an empty key is its own problem, reported where it is checked
+        elif key in first:
+            issues.add(file, int(line), f"duplicate {what} {key!r} (first on line {first[key]}); row ignored")
+            mask.append(False)
+        else:
+            first[key] = int(line)
+            mask.append(True)
+    return np.array(mask, dtype=bool)
+
+
+MIMIC_ID = re.compile(r"^[sp]?(\d{1,9})(?:\.0*)?$", re.IGNORECASE)
+
+
+def mimic_id(value: Any) -> str | None:
+    """A MIMIC subject/study id as digits: ``50414267``, ``s50414267`` and ``50414267.0`` all give
+    ``"50414267"``; None when the value is not such an id."""
+    match = MIMIC_ID.match(str(value).strip())
+    return match.group(1) if match else None
+
+
+def mimic_id_column(frame: pd.DataFrame, column: str, file: str | Path, issues: Issues) -> tuple[list[str], np.ndarray]:
+    """Normalised ids of a MIMIC id column and a mask of rows where the id is valid (others are issues)."""
+    ids, ok = [], np.ones(len(frame), dtype=bool)
+    for i, raw in enumerate(frame[column].astype(str)):
+        value = mimic_id(raw)
+        if value is None:
+            issues.add(file, int(frame.index[i]), f"column {column!r}: value {raw.strip()!r} is not a MIMIC id (digits)")
+            ok[i] = False
+        ids.append(value or "")
+    return ids, ok
 
 
 # ----------------------------------------------------------------------------- MIMIC paths and ids

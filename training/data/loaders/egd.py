@@ -32,10 +32,11 @@ from training.data.loaders.base import (
     DatasetLoader,
     Issues,
     check_image,
-    line_of,
+    first_rows,
+    label_columns,
+    mimic_id,
     mimic_image_path,
     numeric_columns,
-    parse_label_value,
     read_csv,
     register,
 )
@@ -76,7 +77,7 @@ class EgdCxrLoader(DatasetLoader):
         issues = Issues()
         root = Path(self.root)
         master_path = root / "master_sheet.csv"
-        master = read_csv(master_path, MASTER_COLUMNS, issues)
+        master = read_csv(master_path, MASTER_COLUMNS, issues, optional=PAD_COLUMNS + ("cxr_exam_indication",))
         if master is None:
             return LoadResult([], issues.finish())
         studies = self._studies_from_master(master, master_path, issues)
@@ -107,52 +108,64 @@ class EgdCxrLoader(DatasetLoader):
     def _studies_from_master(self, master: pd.DataFrame, path: Path, issues: Issues) -> list[Study]:
         pads, pads_ok = (numeric_columns(master, PAD_COLUMNS, path, issues)
                          if all(c in master.columns for c in PAD_COLUMNS) else ({}, np.zeros(len(master), bool)))
+        dicom_ids = master["dicom_id"].str.strip().tolist()
+        first = first_rows(dicom_ids, master.index, path, issues, "dicom_id")
+        label_cols = [c for c in master.columns if _chexpert_name(c)]
         studies = []
-        for i, row in enumerate(master.to_dict("records")):
-            dicom_id = str(row["dicom_id"]).strip()
+        for i, (line, row) in enumerate(zip(master.index, master.to_dict("records"))):
+            line = int(line)
+            dicom_id = dicom_ids[i]
             if not dicom_id:
-                issues.add(path, line_of(i), "empty dicom_id")
+                issues.add(path, line, "column 'dicom_id': is empty")
+                continue
+            ids = self._ids(row, path, line, issues)
+            if not first[i] or ids is None:
                 continue
             image_path = mimic_image_path(self.mimic_root, row["path"], self.image_format)
             size = None
             if self.mimic_root is not None:
-                size = check_image(image_path, str(path), line_of(i), issues)
+                size = check_image(image_path, str(path), line, issues)
                 if size is None:
                     continue
-            try:
-                labels = _chexpert_columns(row)
-            except ValueError as exc:
-                issues.add(path, line_of(i), str(exc))
-                continue
+            labels = {_chexpert_name(c): v for c, v in label_columns(row, label_cols, path, line, issues).items()}
             ppd = (40.0, 40.0)
             if size is not None and pads_ok[i]:
                 shown = SCREEN_WIDTH_PX - pads["image_left_pad"][i] - pads["image_right_pad"][i]
                 if shown > 0:
                     ppd = (SCREEN_PX_PER_DEGREE * size[0] / shown,) * 2
             studies.append(Study(
-                study_id=str(row["study_id"]).strip(),
+                study_id=ids[0],
                 source=self.source,
                 image_path=image_path,
                 width=size[0] if size else None,
                 height=size[1] if size else None,
                 image_id=dicom_id,
-                subject_id=str(row["patient_id"]).strip(),
+                subject_id=ids[1],
                 labels=labels,
                 meta={"ppd": ppd, "indication": str(row.get("cxr_exam_indication", "")).strip() or None,
                       "classes": {k: row[k] for k in ("Normal", "CHF", "pneumonia") if k in row}},
             ))
         return studies
 
+    @staticmethod
+    def _ids(row: dict, path: Path, line: int, issues: Issues) -> tuple[str, str] | None:
+        """(study_id, patient_id) as MIMIC digits; a malformed one is an issue and the row is skipped."""
+        out = []
+        for column in ("study_id", "patient_id"):
+            value = mimic_id(row[column])
+            if value is None:
+                issues.add(path, line, f"column {column!r}: value {str(row[column]).strip()!r} is not a MIMIC id (digits)")
+                return None
+            out.append(value)
+        return out[0], out[1]
 
-def _chexpert_columns(row: dict) -> dict[str, float | None]:
-    labels = {}
-    for col, value in row.items():
-        if not str(col).lower().endswith("_chx"):
-            continue
-        key = str(col)[: -len("_chx")].rstrip("_").replace("_", " ").strip().lower()
-        if key in _CHEXPERT_BY_KEY:
-            labels[_CHEXPERT_BY_KEY[key]] = parse_label_value(value)
-    return labels
+
+def _chexpert_name(column: str) -> str | None:
+    """``cardiomegaly__chx`` -> Cardiomegaly; None for other columns."""
+    if not str(column).lower().endswith("_chx"):
+        return None
+    key = str(column)[: -len("_chx")].rstrip("_").replace("_", " ").strip().lower()
+    return _CHEXPERT_BY_KEY.get(key)
 
 
 def _gaze_rows(path: Path, required: tuple[str, ...], known: set[str], issues: Issues):
@@ -177,17 +190,17 @@ def read_egd_fixations(path: Path, known: set[str], issues: Issues) -> dict[str,
     index, ids, v, ok = parsed
     x, y, t, dur = v["X_ORIGINAL"], v["Y_ORIGINAL"], v["Time (in secs)"], v["FPOGD"]
     off = ok & _off_image(x, y)
-    issues.add_rows(path, [line_of(int(index[i])) for i in np.nonzero(off)[0]],
+    issues.add_rows(path, [int(index[i]) for i in np.nonzero(off)[0]],
                     "gaze outside the image (X_ORIGINAL/Y_ORIGINAL = -1), dropped")
     bad_dur = ok & (dur < 0)
     for i in np.nonzero(bad_dur)[0]:
-        issues.add(path, line_of(int(index[i])), f"negative fixation duration FPOGD {dur[i]}")
+        issues.add(path, int(index[i]), f"negative fixation duration FPOGD {dur[i]}")
     keep = ok & ~off & ~bad_dur
     out: dict[str, list[Fixation]] = {}
     last_end: dict[str, float] = {}
     for i in np.nonzero(keep)[0]:
         if t[i] < last_end.get(ids[i], -np.inf):
-            issues.add(path, line_of(int(index[i])),
+            issues.add(path, int(index[i]),
                        f"timestamps out of order: Time {t[i]} s is before the previous row's {last_end[ids[i]]} s")
             continue
         last_end[ids[i]] = t[i]
@@ -202,7 +215,7 @@ def read_egd_samples(path: Path, known: set[str], issues: Issues) -> dict[str, n
     index, ids, v, ok = parsed
     x, y, t = v["X_ORIGINAL"], v["Y_ORIGINAL"], v["Time (in secs)"]
     off = ok & _off_image(x, y)
-    issues.add_rows(path, [line_of(int(index[i])) for i in np.nonzero(off)[0]],
+    issues.add_rows(path, [int(index[i]) for i in np.nonzero(off)[0]],
                     "gaze outside the image (X_ORIGINAL/Y_ORIGINAL = -1), dropped")
     keep = ok & ~off
     out = {}
@@ -211,7 +224,7 @@ def read_egd_samples(path: Path, known: set[str], issues: Issues) -> dict[str, n
         block = np.column_stack([t[rows], x[rows], y[rows]])
         order_ok = np.concatenate([[True], np.diff(block[:, 0]) >= 0])
         if not order_ok.all():
-            bad_lines = [line_of(int(j)) for j in index[rows][~order_ok]]
+            bad_lines = [int(j) for j in index[rows][~order_ok]]
             issues.add_rows(path, bad_lines, "timestamps out of order, dropped")
             block = block[order_ok]
         out[str(dicom_id)] = block
@@ -230,7 +243,7 @@ def read_anatomy_boxes(path: Path, issues: Issues) -> dict[str, dict[str, Box]]:
         try:
             box = make_box(v["x1"][i], v["y1"][i], v["x2"][i], v["y2"][i])  # file order is x1, x2, y1, y2
         except ValueError as exc:
-            issues.add(path, line_of(int(i)), str(exc))
+            issues.add(path, int(frame.index[i]), str(exc))
             continue
         out.setdefault(frame["dicom_id"].iloc[i].strip(), {})[frame["bbox_name"].iloc[i].strip()] = box
     return out

@@ -27,9 +27,11 @@ from training.data.loaders.base import (
     DatasetLoader,
     Issues,
     check_image,
-    line_of,
+    first_rows,
+    image_size_columns,
+    label_columns,
+    mimic_id_column,
     mimic_study_folder,
-    parse_label_value,
     read_csv,
     register,
 )
@@ -60,32 +62,44 @@ class MimicImage:
 
 
 def read_chexpert_labels(path: Path, issues: Issues) -> dict[str, dict[str, float | None]]:
-    """study_id -> {CheXpert label: 1.0 / 0.0 / -1.0 / None}. Bad rows are issues and skipped."""
-    frame = read_csv(path, ["subject_id", "study_id"], issues)
+    """study_id -> {CheXpert label: 1.0 / 0.0 / -1.0 / None}.
+
+    A missing label column is one issue (that label stays unknown for every study); a bad cell is an
+    issue naming its column (that label stays unknown for the study); a bad or repeated study id is
+    an issue and the row is skipped.
+    """
+    frame = read_csv(path, ["subject_id", "study_id"], issues, optional=CHEXPERT_LABELS)
     if frame is None:
         return {}
     present = [c for c in CHEXPERT_LABELS if c in frame.columns]
+    absent = [c for c in CHEXPERT_LABELS if c not in frame.columns]
+    if absent:
+        issues.add(path, 1, f"missing label column(s) {', '.join(repr(c) for c in absent)}; those labels stay unknown")
+    study_ids, ok = mimic_id_column(frame, "study_id", path, issues)
+    ok &= first_rows(study_ids, frame.index, path, issues, "study_id") | ~ok
     labels: dict[str, dict[str, float | None]] = {}
-    for i, values in enumerate(frame.to_dict("records")):
-        try:
-            labels[str(values["study_id"]).strip()] = {c: parse_label_value(values[c]) for c in present}
-        except ValueError as exc:
-            issues.add(path, line_of(i), str(exc))
+    for i, (line, values) in enumerate(zip(frame.index, frame.to_dict("records"))):
+        if ok[i]:
+            labels[study_ids[i]] = label_columns(values, present, path, int(line), issues)
     return labels
 
 
 def read_split(path: Path, issues: Issues) -> dict[str, str]:
     """dicom_id -> train / val / test."""
-    frame = read_csv(path, ["dicom_id", "split"], issues)
+    frame = read_csv(path, ["dicom_id", "split"], issues, optional=["study_id", "subject_id"])
     if frame is None:
         return {}
+    dicom_ids = frame["dicom_id"].str.strip().tolist()
+    first = first_rows(dicom_ids, frame.index, path, issues, "dicom_id")
     out = {}
-    for i, (dicom_id, split) in enumerate(zip(frame["dicom_id"], frame["split"])):
+    for i, (line, split) in enumerate(zip(frame.index, frame["split"])):
         name = SPLIT_NAMES.get(str(split).strip().lower())
-        if name is None:
-            issues.add(path, line_of(i), f"split {split!r} is not train/validate/test")
+        if not first[i]:
             continue
-        out[str(dicom_id).strip()] = name
+        if name is None:
+            issues.add(path, int(line), f"column 'split': value {split!r} is not train/validate/test")
+            continue
+        out[dicom_ids[i]] = name
     return out
 
 
@@ -137,7 +151,7 @@ class MimicCxrLoader(DatasetLoader):
         splits = read_split(Path(split_path), issues) if split_path else {}
         studies = []
         for image in _one_frontal_per_study(images, self.views):
-            study = self._study(root, image, labels, splits, issues)
+            study = self._study(root, image, labels, splits, issues, Path(labels_path) if labels_path else None)
             if study is not None:
                 studies.append(study)
         return LoadResult(studies, issues.finish())
@@ -166,7 +180,8 @@ class MimicCxrLoader(DatasetLoader):
 
     # -- one study ----------------------------------------------------------------------------
 
-    def _study(self, root: Path, image: MimicImage, labels: dict, splits: dict, issues: Issues) -> Study | None:
+    def _study(self, root: Path, image: MimicImage, labels: dict, splits: dict, issues: Issues,
+               labels_table: Path | None = None) -> Study | None:
         folder = mimic_study_folder(image.subject_id, image.study_id)
         image_path = root / folder / f"{image.dicom_id}.{self.image_format}"
         width, height = image.width, image.height
@@ -176,6 +191,8 @@ class MimicCxrLoader(DatasetLoader):
             if size is None:
                 return None
             width, height = size  # the header is authoritative
+        if labels_table is not None and image.study_id not in labels:
+            issues.add(labels_table, None, f"no row for study {image.study_id} (image table line {image.line}); its labels stay unknown")
         report_root = Path(self.reports_root) if self.reports_root else root
         report = read_report(report_root / f"{folder}.txt", issues)
         if report is None and self.require_report:
@@ -196,31 +213,31 @@ class MimicCxrLoader(DatasetLoader):
 
 
 def read_metadata(path: Path, issues: Issues) -> list[MimicImage]:
-    frame = read_csv(path, ["dicom_id", "subject_id", "study_id"], issues)
+    frame = read_csv(path, ["dicom_id", "subject_id", "study_id"], issues, optional=["ViewPosition", "Rows", "Columns"])
     if frame is None:
         return []
     has_size = "Rows" in frame.columns and "Columns" in frame.columns
-    sizes: dict[str, np.ndarray] = {}
-    ok = np.ones(len(frame), dtype=bool)
-    if has_size:
-        for col in ("Rows", "Columns"):
-            sizes[col] = pd.to_numeric(frame[col].str.strip(), errors="coerce").to_numpy(dtype=float)
-            bad = ~np.isfinite(sizes[col]) | (sizes[col] <= 0)
-            for i in np.nonzero(bad & ok)[0]:
-                issues.add(path, line_of(int(i)), f"column {col!r} value {frame[col].iloc[i]!r} is not a positive number")
-            ok &= ~bad
+    sizes, ok = image_size_columns(frame, ("Rows", "Columns"), path, issues) if has_size else ({}, np.ones(len(frame), bool))
+    subjects, subjects_ok = mimic_id_column(frame, "subject_id", path, issues)
+    studies, studies_ok = mimic_id_column(frame, "study_id", path, issues)
+    ok &= subjects_ok & studies_ok
+    dicom_ids = frame["dicom_id"].str.strip().tolist()
+    ok &= first_rows(dicom_ids, frame.index, path, issues, "dicom_id")
     views = frame["ViewPosition"].str.strip() if "ViewPosition" in frame.columns else pd.Series([""] * len(frame))
     out = []
     for i in np.nonzero(ok)[0]:
+        if not dicom_ids[i]:
+            issues.add(path, int(frame.index[i]), "column 'dicom_id': is empty")
+            continue
         out.append(
             MimicImage(
-                dicom_id=frame["dicom_id"].iloc[i].strip(),
-                subject_id=frame["subject_id"].iloc[i].strip(),
-                study_id=frame["study_id"].iloc[i].strip(),
+                dicom_id=dicom_ids[i],
+                subject_id=subjects[i],
+                study_id=studies[i],
                 view=views.iloc[i] or None,
                 width=int(sizes["Columns"][i]) if has_size else None,
                 height=int(sizes["Rows"][i]) if has_size else None,
-                line=line_of(int(i)),
+                line=int(frame.index[i]),
             )
         )
     return out

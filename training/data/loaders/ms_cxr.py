@@ -20,7 +20,7 @@ from gazex_core.vocab import CHEXPERT_LABELS, LABEL_REGION
 from training.data.loaders.base import (
     DatasetLoader,
     Issues,
-    line_of,
+    image_size_columns,
     mimic_ids_from_path,
     mimic_image_path,
     numeric_columns,
@@ -48,10 +48,13 @@ class MsCxrLoader(DatasetLoader):
         path = self._table(Path(self.root), issues)
         if path is None:
             return LoadResult([], issues.finish())
-        frame = read_csv(path, COLUMNS, issues)
+        frame = read_csv(path, COLUMNS, issues, optional=("split",))
         if frame is None:
             return LoadResult([], issues.finish())
-        v, ok = numeric_columns(frame, NUMERIC, path, issues)
+        v, ok = numeric_columns(frame, NUMERIC[:4], path, issues)
+        sizes, sizes_ok = image_size_columns(frame, NUMERIC[4:], path, issues)
+        v.update(sizes)
+        ok &= sizes_ok
         studies: dict[str, Study] = {}
         for i in np.nonzero(ok)[0]:
             row = frame.iloc[i]
@@ -84,15 +87,15 @@ class MsCxrLoader(DatasetLoader):
     def _finding(row, v: dict, i: int, path: Path, issues: Issues) -> Finding | None:
         label = row["category_name"].strip()
         if label not in CHEXPERT_LABELS:
-            issues.add(path, line_of(i), f"category_name {label!r} is not a CheXpert label")
+            issues.add(path, int(row.name), f"category_name {label!r} is not a CheXpert label")
             return None
         x, y, w, h = (float(v[c][i]) for c in ("x", "y", "w", "h"))
         width, height = float(v["image_width"][i]), float(v["image_height"][i])
         if w <= 0 or h <= 0:
-            issues.add(path, line_of(i), f"box w={w}, h={h} is empty")
+            issues.add(path, int(row.name), f"box w={w}, h={h} is empty")
             return None
         if x < 0 or y < 0 or x + w > width + 1 or y + h > height + 1:
-            issues.add(path, line_of(i), f"box x={x}, y={y}, w={w}, h={h} outside the {width:g}x{height:g} image")
+            issues.add(path, int(row.name), f"box x={x}, y={y}, w={w}, h={h} outside the {width:g}x{height:g} image")
             return None
         return Finding(label=label, box_px=Box(x, y, min(x + w, width), min(y + h, height)),
                        phrase=row["label_text"].strip())

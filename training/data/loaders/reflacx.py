@@ -28,15 +28,18 @@ import numpy as np
 from gazex_core.evidence import Box
 from training.data.keyframes import split_sentences
 from training.data.loaders.base import (
-    make_box,
     DatasetLoader,
+    parse_bool,
     Issues,
+    bool_column,
     check_image,
-    line_of,
+    first_rows,
+    image_size_columns,
+    make_box,
+    mimic_id,
     mimic_ids_from_path,
     mimic_image_path,
     numeric_columns,
-    parse_bool,
     read_csv,
     register,
 )
@@ -95,26 +98,33 @@ def _outside(x: np.ndarray, y: np.ndarray, width: int | None, height: int | None
 
 
 def read_fixations(path: Path, width: int | None, height: int | None, issues: Issues) -> tuple[list[Fixation], tuple[float, float]] | None:
-    """fixations.csv -> (time-ordered fixations, pixels per degree). None (with an issue) if unusable."""
+    """fixations.csv -> (time-ordered fixations, pixels per degree). None (with an issue) if unusable or empty."""
     frame = read_csv(path, FIXATION_COLUMNS, issues, only=FIXATION_COLUMNS + PPD_COLUMNS)
     if frame is None:
         return None
+    if len(frame) == 0:
+        issues.add(path, None, "no fixation rows (header only); reading skipped")
+        return None
+    lines = frame.index.to_numpy()
     values, ok = numeric_columns(frame, FIXATION_COLUMNS, path, issues)
     start, end = values["timestamp_start_fixation"], values["timestamp_end_fixation"]
     x, y = values["x_position"], values["y_position"]
     for i in np.nonzero(ok & (end < start))[0]:
-        issues.add(path, line_of(int(i)), f"fixation ends ({end[i]} s) before it starts ({start[i]} s)")
+        issues.add(path, int(lines[i]), f"fixation ends ({end[i]} s) before it starts ({start[i]} s)")
     ok &= ~(end < start)
-    ok &= _in_order(start, ok, path, issues, "fixation start")
+    ok &= _in_order(start, ok, lines, path, issues, "fixation start")
     outside = ok & _outside(x, y, width, height)
-    issues.add_rows(path, [line_of(int(i)) for i in np.nonzero(outside)[0]],
+    issues.add_rows(path, [int(lines[i]) for i in np.nonzero(outside)[0]],
                     f"gaze outside the {width}x{height} image, dropped")
     ok &= ~outside
+    if not ok.any():
+        issues.add(path, None, "no usable fixation left; reading skipped")
+        return None
     fixations = [Fixation(float(x[i]), float(y[i]), float(start[i]), float(end[i])) for i in np.nonzero(ok)[0]]
-    return fixations, _pixels_per_degree(frame, ok)
+    return fixations, _pixels_per_degree(frame, ok, path, issues)
 
 
-def _in_order(t: np.ndarray, ok: np.ndarray, path: Path, issues: Issues, what: str) -> np.ndarray:
+def _in_order(t: np.ndarray, ok: np.ndarray, lines: np.ndarray, path: Path, issues: Issues, what: str) -> np.ndarray:
     """Mask of rows whose time is not before the previous valid row's (out-of-order rows are issues)."""
     keep = np.ones(len(t), dtype=bool)
     last = -np.inf
@@ -124,19 +134,26 @@ def _in_order(t: np.ndarray, ok: np.ndarray, path: Path, issues: Issues, what: s
         return keep
     for i in idx:
         if t[i] < last:
-            issues.add(path, line_of(int(i)), f"timestamps out of order: {what} {t[i]} s is before the previous row's {last} s")
+            issues.add(path, int(lines[i]), f"timestamps out of order: {what} {t[i]} s is before the previous row's {last} s")
             keep[i] = False
         else:
             last = t[i]
     return keep
 
 
-def _pixels_per_degree(frame, ok: np.ndarray) -> tuple[float, float]:
-    if not all(c in frame.columns for c in PPD_COLUMNS) or not ok.any():
+def _pixels_per_degree(frame, ok: np.ndarray, path: Path, issues: Issues) -> tuple[float, float]:
+    """Median angular resolution over the kept rows; a bad value is an issue and left out of the median."""
+    present = [c for c in PPD_COLUMNS if c in frame.columns]
+    if len(present) < len(PPD_COLUMNS):
         return DEFAULT_PPD
+    values, _ = numeric_columns(frame, PPD_COLUMNS, path, issues, allow_empty=True)
     out = []
     for col in PPD_COLUMNS:
-        v = np.asarray(frame[col].str.strip().replace("", "nan").astype(float))[ok] if len(frame) else np.array([])
+        v = values[col][ok]
+        non_positive = ok & (values[col] <= 0)
+        for i in np.nonzero(non_positive)[0]:
+            issues.add(path, int(frame.index[i]), f"column {col!r}: value {frame[col].iloc[i].strip()!r} is not a positive "
+                                                  "resolution; left out of the median")
         v = v[np.isfinite(v) & (v > 0)]
         out.append(float(np.median(v)) if len(v) else None)
     if None in out:
@@ -152,11 +169,12 @@ def read_gaze_samples(path: Path, width: int | None, height: int | None, issues:
     values, ok = numeric_columns(frame, ["timestamp_sample"], path, issues)
     pos, pos_ok = numeric_columns(frame, ["x_position", "y_position"], path, issues, allow_empty=True)
     t, x, y = values["timestamp_sample"], pos["x_position"], pos["y_position"]
+    lines = frame.index.to_numpy()
     ok &= pos_ok
-    ok &= _in_order(t, ok, path, issues, "sample")
+    ok &= _in_order(t, ok, lines, path, issues, "sample")
     blink = np.isnan(x) | np.isnan(y)
     outside = ok & ~blink & _outside(x, y, width, height)
-    issues.add_rows(path, [line_of(int(i)) for i in np.nonzero(outside)[0]],
+    issues.add_rows(path, [int(lines[i]) for i in np.nonzero(outside)[0]],
                     f"gaze outside the {width}x{height} image, dropped")
     keep = ok & ~blink & ~outside
     return np.column_stack([t[keep], x[keep], y[keep]])
@@ -169,10 +187,11 @@ def read_words(path: Path, issues: Issues) -> list[tuple[str, float, float]] | N
         return None
     values, ok = numeric_columns(frame, WORD_COLUMNS[1:], path, issues)
     start, end = values["timestamp_start_word"], values["timestamp_end_word"]
+    lines = frame.index.to_numpy()
     for i in np.nonzero(ok & (end < start))[0]:
-        issues.add(path, line_of(int(i)), f"word ends ({end[i]} s) before it starts ({start[i]} s)")
+        issues.add(path, int(lines[i]), f"word ends ({end[i]} s) before it starts ({start[i]} s)")
     ok &= ~(end < start)
-    ok &= _in_order(start, ok, path, issues, "word start")
+    ok &= _in_order(start, ok, lines, path, issues, "word start")
     words = frame["word"].astype(str).to_numpy()
     return [(str(words[i]).strip(), float(start[i]), float(end[i])) for i in np.nonzero(ok)[0]]
 
@@ -184,13 +203,15 @@ def read_box_csv(path: Path, issues: Issues) -> Box | None:
     frame = read_csv(path, BOX_COLUMNS, issues)
     if frame is None or len(frame) == 0:
         return None
+    if len(frame) > 1:
+        issues.add(path, int(frame.index[1]), f"{len(frame) - 1} extra row(s) after the first; ignored")
     values, ok = numeric_columns(frame.iloc[:1], BOX_COLUMNS, path, issues)
     if not ok[0]:
         return None
     try:
         return make_box(*(float(values[c][0]) for c in BOX_COLUMNS))
     except ValueError as exc:
-        issues.add(path, line_of(0), str(exc))
+        issues.add(path, int(frame.index[0]), str(exc))
         return None
 
 
@@ -198,11 +219,16 @@ def read_ellipses(path: Path, issues: Issues, certainty_threshold: int, reader_i
     """anomaly_location_ellipses.csv -> one Finding per (ellipse, CheXpert label it represents)."""
     if not path.exists():
         return []
-    frame = read_csv(path, BOX_COLUMNS + ("certainty",), issues)
+    frame = read_csv(path, BOX_COLUMNS + ("certainty",), issues, optional=tuple(REFLACX_LABELS))
     if frame is None:
         return []
     values, ok = numeric_columns(frame, BOX_COLUMNS + ("certainty",), path, issues)
-    label_cols = [c for c in frame.columns if c in REFLACX_LABELS]
+    ok &= _certainty_ok(values["certainty"], ok, frame, path, issues)
+    label_cols = [c for c in frame.columns if c in REFLACX_LABELS and REFLACX_LABELS[c][0] is not None]
+    flags = {}
+    for col in label_cols:
+        flags[col], col_ok = bool_column(frame, col, path, issues)
+        ok &= col_ok
     findings = []
     for i in np.nonzero(ok)[0]:
         certainty = int(values["certainty"][i])
@@ -211,15 +237,22 @@ def read_ellipses(path: Path, issues: Issues, certainty_threshold: int, reader_i
         try:
             box = make_box(*(float(values[c][i]) for c in BOX_COLUMNS))
         except ValueError as exc:
-            issues.add(path, line_of(int(i)), str(exc))
+            issues.add(path, int(frame.index[i]), str(exc))
             continue
         for col in label_cols:
             chexpert, kind = REFLACX_LABELS[col]
-            if chexpert is None or not parse_bool(frame[col].iloc[i]):
-                continue
-            findings.append(Finding(label=chexpert, box_px=box, kind=kind,
-                                    certainty=CERTAINTY_PROBABILITY.get(certainty, 1.0), reader_id=reader_id))
+            if flags[col][i]:
+                findings.append(Finding(label=chexpert, box_px=box, kind=kind,
+                                        certainty=CERTAINTY_PROBABILITY.get(certainty, 1.0), reader_id=reader_id))
     return findings
+
+
+def _certainty_ok(certainty: np.ndarray, ok: np.ndarray, frame, path: Path, issues: Issues) -> np.ndarray:
+    """Certainty is a whole number 1-5 (REFLACX's scale); others are issues."""
+    bad = ok & ~np.isin(certainty, list(CERTAINTY_PROBABILITY))
+    for i in np.nonzero(bad)[0]:
+        issues.add(path, int(frame.index[i]), f"column 'certainty': value {frame['certainty'].iloc[i].strip()!r} is not 1-5")
+    return ~bad
 
 
 def read_reading(
@@ -295,25 +328,40 @@ class ReflacxLoader(DatasetLoader):
         if not tables:
             issues.add(main, None, "no metadata_phase_N.csv found")
             return LoadResult([], issues.finish())
-        studies = []
+        studies: list[Study] = []
+        seen: dict[str, str] = {}  # reading id -> where it was first listed
         for phase, table in tables:
-            studies.extend(self._load_phase(phase, table, issues))
+            studies.extend(self._load_phase(phase, table, seen, issues))
         return LoadResult(studies, issues.finish())
 
-    def _load_phase(self, phase: int, table: Path, issues: Issues) -> list[Study]:
-        frame = read_csv(table, METADATA_COLUMNS, issues)
+    def _load_phase(self, phase: int, table: Path, seen: dict[str, str], issues: Issues) -> list[Study]:
+        frame = read_csv(table, METADATA_COLUMNS, issues, optional=(*REFLACX_LABELS, "Support devices", "Other"))
         if frame is None:
             return []
-        sizes, ok = numeric_columns(frame, ["image_size_x", "image_size_y"], table, issues)
+        sizes, ok = image_size_columns(frame, ["image_size_x", "image_size_y"], table, issues)
+        discarded, discarded_ok = bool_column(frame, "eye_tracking_data_discarded", table, issues, empty=None)
+        ok &= discarded_ok
         studies = []
-        for i, row in enumerate(frame.to_dict("records")):
-            if not ok[i] or parse_bool(row["eye_tracking_data_discarded"]):
+        for i, (line, row) in enumerate(zip(frame.index, frame.to_dict("records"))):
+            reading_id = str(row["id"]).strip()
+            if not self._new_reading(reading_id, table, int(line), seen, issues) or not ok[i] or discarded[i]:
                 continue
             study = self._study(phase, row, int(sizes["image_size_x"][i]), int(sizes["image_size_y"][i]),
-                                table, line_of(i), issues)
+                                table, int(line), issues)
             if study is not None:
                 studies.append(study)
         return studies
+
+    @staticmethod
+    def _new_reading(reading_id: str, table: Path, line: int, seen: dict[str, str], issues: Issues) -> bool:
+        if not reading_id:
+            issues.add(table, line, "column 'id': is empty")
+            return False
+        if reading_id in seen:
+            issues.add(table, line, f"column 'id': duplicate reading id {reading_id!r} (first at {seen[reading_id]}); row ignored")
+            return False
+        seen[reading_id] = f"{table.name}:{line}"
+        return True
 
     def _study(self, phase: int, row: dict, width: int, height: int, table: Path, line: int, issues: Issues) -> Study | None:
         reading_id = str(row["id"]).strip()
@@ -330,7 +378,10 @@ class ReflacxLoader(DatasetLoader):
         if recording is None:
             return None
         subject_id, study_id, _ = mimic_ids_from_path(row["image"])
-        labels, other = reflacx_labels(row, self.certainty_threshold)
+        if study_id is None:
+            issues.add(table, line, f"column 'image': value {str(row['image']).strip()!r} is not a MIMIC-CXR image path; "
+                                    "study id taken from the reading id")
+        labels, other = reflacx_labels(row, self.certainty_threshold, table, line, issues)
         return Study(
             study_id=study_id or reading_id,
             source=self.source,
@@ -338,7 +389,7 @@ class ReflacxLoader(DatasetLoader):
             width=width,
             height=height,
             image_id=str(row["dicom_id"]).strip(),
-            subject_id=str(row["subject_id"]).strip() or subject_id,
+            subject_id=self._subject_id(row, subject_id, table, line, issues),
             split=SPLIT_NAMES.get(str(row["split"]).strip().lower()),
             report=dictated_report(main_dir, recording),
             findings=read_ellipses(main_dir / "anomaly_location_ellipses.csv", issues, self.certainty_threshold, reader_id),
@@ -347,6 +398,19 @@ class ReflacxLoader(DatasetLoader):
             meta={"reading_id": reading_id, "phase": phase, "other_labels": other,
                   "chest_box_px": read_box_csv(main_dir / "chest_bounding_box.csv", issues)},
         )
+
+
+    @staticmethod
+    def _subject_id(row: dict, from_path: str | None, table: Path, line: int, issues: Issues) -> str | None:
+        raw = str(row["subject_id"]).strip()
+        if not raw:
+            return from_path
+        normalised = mimic_id(raw)
+        if normalised is None:
+            issues.add(table, line, f"column 'subject_id': value {raw!r} is not a MIMIC id (digits); "
+                                    f"{'taken from the image path' if from_path else 'left unknown'}")
+            return from_path
+        return normalised
 
 
 def _image_matches(image_path: Path, width: int, height: int, table: Path, line: int, issues: Issues) -> bool:
@@ -361,17 +425,25 @@ def _image_matches(image_path: Path, width: int, height: int, table: Path, line:
     return True
 
 
-def reflacx_labels(row: dict, threshold: int) -> tuple[dict[str, float | None], dict[str, int]]:
+def reflacx_labels(row: dict, threshold: int, table: Path | str = "", line: int | None = None,
+                   issues: Issues | None = None) -> tuple[dict[str, float | None], dict[str, int]]:
     """Metadata certainty columns -> CheXpert labels (1.0 if max certainty >= threshold else 0.0)
-    and the labels with no CheXpert counterpart (name -> certainty)."""
+    and the labels with no CheXpert counterpart (name -> certainty).
+
+    A certainty that is not a whole number 0-5 (blank = 0) is an issue naming its column; that
+    label then stays unknown (absent), as does No Finding.
+    """
+    issues = issues if issues is not None else Issues()
     labels: dict[str, float | None] = {}
     other: dict[str, int] = {}
+    unknown: set[str] = set()
     for col, (chexpert, _) in REFLACX_LABELS.items():
         if col not in row:
             continue
-        try:
-            certainty = int(float(str(row[col]).strip() or 0))
-        except ValueError:
+        certainty = _certainty(row[col])
+        if certainty is None:
+            issues.add(table, line, f"column {col!r}: value {str(row[col]).strip()!r} is not a certainty 0-5; label left unknown")
+            unknown.add(chexpert or col)
             continue
         if chexpert is None:
             if certainty:
@@ -379,12 +451,33 @@ def reflacx_labels(row: dict, threshold: int) -> tuple[dict[str, float | None], 
             continue
         value = 1.0 if certainty >= threshold else 0.0
         labels[chexpert] = max(labels.get(chexpert, 0.0) or 0.0, value)
+    for label in unknown:
+        labels.pop(label, None)
     if "Support devices" in row:
-        labels["Support Devices"] = 1.0 if parse_bool(row["Support devices"]) else 0.0
+        devices = parse_bool(row["Support devices"]) if str(row["Support devices"]).strip() else False
+        if devices is None:
+            issues.add(table, line, f"column 'Support devices': value {str(row['Support devices']).strip()!r} is not true/false; "
+                                    "label left unknown")
+        else:
+            labels["Support Devices"] = 1.0 if devices else 0.0
     if labels:
         other_positive = any(c >= threshold for c in other.values())
-        labels["No Finding"] = 0.0 if any(v == 1.0 for v in labels.values()) or other_positive else 1.0
+        if any(v == 1.0 for v in labels.values()) or other_positive:
+            labels["No Finding"] = 0.0
+        elif not unknown:
+            labels["No Finding"] = 1.0
     extra = str(row.get("Other", "") or "").strip()
     if extra:
         other["Other"] = extra  # type: ignore[assignment]
     return labels, other
+
+
+def _certainty(value) -> int | None:
+    text = str(value).strip()
+    if not text:
+        return 0
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return int(number) if number in (0, 1, 2, 3, 4, 5) else None

@@ -18,13 +18,15 @@ import numpy as np
 
 from gazex_core.vocab import CHEXPERT_LABELS, REGIONS, SECTIONS
 from training.data.loaders.base import (
-    make_box,
     DatasetLoader,
     Issues,
+    bool_column,
     check_image,
-    line_of,
+    first_rows,
+    image_size_columns,
+    make_box,
+    mimic_id,
     numeric_columns,
-    parse_bool,
     read_csv,
     register,
 )
@@ -37,6 +39,26 @@ ANNOTATION_COLUMNS = ("study_id", "label", "x_min", "y_min", "x_max", "y_max")
 SENTENCE_COLUMNS = ("study_id", "sentence_index", "section", "text")
 READING_COLUMNS = ("reading_id", "study_id", "reader_id")
 BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
+META_EXTRA = ("pixel_spacing_mm", "photometric", "modality", "is_normal")
+OPTIONAL_FINDING_COLUMNS = ("kind", "laterality", "location", "severity")
+
+
+def study_key(value) -> str:
+    """Study/subject ids as written by ``gazex synth`` are MIMIC digits; ``s50414267`` or ``50414267.0``
+    (a spreadsheet round trip) join with ``50414267``. Other ids are kept as they are."""
+    return mimic_id(value) or str(value).strip()
+
+
+def _label_flags(meta, path: Path, issues: Issues) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The 14 label columns (1/0, true/false) as 1.0/0.0; an unparseable cell is an issue and the row is skipped."""
+    ok = np.ones(len(meta), dtype=bool)
+    labels = {}
+    for column in CHEXPERT_LABELS:
+        if column in meta.columns:
+            flags, column_ok = bool_column(meta, column, path, issues, empty=None)
+            labels[column] = np.where(flags, 1.0, 0.0)
+            ok &= column_ok
+    return labels, ok
 
 
 @register("synthetic", "synth")
@@ -51,20 +73,26 @@ class SyntheticLoader(DatasetLoader):
         issues = Issues()
         root = Path(self.root)
         meta_path = root / "metadata.csv"
-        meta = read_csv(meta_path, METADATA_COLUMNS, issues)
+        meta = read_csv(meta_path, METADATA_COLUMNS, issues, optional=(*CHEXPERT_LABELS, *META_EXTRA))
         if meta is None:
             return LoadResult([], issues.finish())
-        sizes, ok = numeric_columns(meta, ["width", "height"], meta_path, issues)
+        sizes, ok = image_size_columns(meta, ["width", "height"], meta_path, issues)
+        labels, labels_ok = _label_flags(meta, meta_path, issues)
+        ok &= labels_ok
+        study_ids = [study_key(v) for v in meta["study_id"]]
+        ok &= first_rows(study_ids, meta.index, meta_path, issues, "study_id")
         findings = read_annotations(root / "annotations.csv", issues)
         sentences = read_report_sentences(root / "report_sentences.csv", issues)
         readings = read_readings(root / "readings.csv", issues)
         studies = []
-        for i, row in enumerate(meta.to_dict("records")):
+        for i, (line, row) in enumerate(zip(meta.index, meta.to_dict("records"))):
             if not ok[i]:
                 continue
-            study = self._study(row, int(sizes["width"][i]), int(sizes["height"][i]), line_of(i), issues)
+            row["study_id"] = study_ids[i]
+            study = self._study(row, int(sizes["width"][i]), int(sizes["height"][i]), int(line), issues)
             if study is None:
                 continue
+            study.labels = {c: labels[c][i] for c in labels}
             study.findings = findings.get(study.study_id, [])
             study.gaze = self._gaze(readings.get(study.study_id, []), study, issues)
             if study.study_id in sentences:
@@ -83,23 +111,18 @@ class SyntheticLoader(DatasetLoader):
             if size != (width, height):
                 issues.add(root / "metadata.csv", line, f"width/height {width}x{height} differ from the image's {size[0]}x{size[1]}")
                 return None
-        try:
-            labels = {c: (1.0 if parse_bool(row[c]) else 0.0) for c in CHEXPERT_LABELS if c in row}
-        except KeyError:
-            labels = {}
         report_path = str(row["report_path"]).strip()
         return Study(
-            study_id=str(row["study_id"]).strip(),
+            study_id=row["study_id"],
             source=self.source,
             image_path=image_path,
             width=width,
             height=height,
             image_id=str(row["dicom_id"]).strip(),
-            subject_id=str(row["subject_id"]).strip(),
+            subject_id=study_key(row["subject_id"]),
             split=str(row["split"]).strip() or None,
             report=read_report(root / report_path, issues) if report_path else None,
-            labels=labels,
-            meta={k: row[k] for k in ("pixel_spacing_mm", "photometric", "modality", "is_normal") if k in row},
+            meta={k: row[k] for k in META_EXTRA if k in row},
         )
 
     def _gaze(self, readings: list[tuple[str, str]], study: Study, issues: Issues):
@@ -118,37 +141,45 @@ class SyntheticLoader(DatasetLoader):
 
 
 def read_annotations(path: Path, issues: Issues) -> dict[str, list[Finding]]:
-    frame = read_csv(path, ANNOTATION_COLUMNS, issues)
+    frame = read_csv(path, ANNOTATION_COLUMNS, issues, optional=OPTIONAL_FINDING_COLUMNS)
     if frame is None:
         return {}
     boxes, ok = numeric_columns(frame, BOX_COLUMNS, path, issues, allow_empty=True)
     out: dict[str, list[Finding]] = {}
-    for i, row in enumerate(frame.to_dict("records")):
+    for i, (line, row) in enumerate(zip(frame.index, frame.to_dict("records"))):
         if not ok[i]:
             continue
         label = str(row["label"]).strip()
         if label not in CHEXPERT_LABELS:
-            issues.add(path, line_of(i), f"label {label!r} is not a CheXpert label")
+            issues.add(path, int(line), f"column 'label': value {label!r} is not a CheXpert label")
             continue
         coords = [boxes[c][i] for c in BOX_COLUMNS]
+        if 0 < sum(np.isnan(coords)) < len(coords):
+            issues.add(path, int(line), "box is partly empty (give all four coordinates or none); row skipped")
+            continue
         try:
             box = None if any(np.isnan(coords)) else make_box(*(float(c) for c in coords))
         except ValueError as exc:
-            issues.add(path, line_of(i), str(exc))
+            issues.add(path, int(line), str(exc))
             continue
-        out.setdefault(str(row["study_id"]).strip(), []).append(Finding(
+        out.setdefault(study_key(row["study_id"]), []).append(Finding(
             label=label, box_px=box, kind=_opt(row, "kind"), laterality=_opt(row, "laterality"),
             location=_opt(row, "location"), severity=_opt(row, "severity")))
     return out
 
 
 def read_report_sentences(path: Path, issues: Issues) -> dict[str, list[ReportSentence]]:
-    frame = read_csv(path, SENTENCE_COLUMNS, issues)
+    frame = read_csv(path, SENTENCE_COLUMNS, issues, optional=("region", "label", "is_negative"))
     if frame is None:
         return {}
     index, ok = numeric_columns(frame, ["sentence_index"], path, issues)
+    negative, negative_ok = (bool_column(frame, "is_negative", path, issues) if "is_negative" in frame.columns
+                             else (np.zeros(len(frame), bool), np.ones(len(frame), bool)))
+    ok &= negative_ok
+    keys = [f"{study_key(s)} #{n:g}" for s, n in zip(frame["study_id"], index["sentence_index"])]
+    ok &= first_rows(keys, frame.index, path, issues, "sentence (study_id #sentence_index)") | ~ok
     rows: dict[str, list[tuple[float, ReportSentence]]] = {}
-    for i, row in enumerate(frame.to_dict("records")):
+    for i, (line, row) in enumerate(zip(frame.index, frame.to_dict("records"))):
         if not ok[i]:
             continue
         section, region, label = str(row["section"]).strip(), _opt(row, "region"), _opt(row, "label")
@@ -157,11 +188,11 @@ def read_report_sentences(path: Path, issues: Issues) -> dict[str, list[ReportSe
                    else f"label {label!r} is not a CheXpert label" if label is not None and label not in CHEXPERT_LABELS
                    else None)
         if problem:
-            issues.add(path, line_of(i), problem)
+            issues.add(path, int(line), problem)
             continue
         sentence = ReportSentence(text=str(row["text"]).strip(), section=section, region=region, label=label,
-                                  is_negative=bool(parse_bool(row.get("is_negative", ""))))
-        rows.setdefault(str(row["study_id"]).strip(), []).append((index["sentence_index"][i], sentence))
+                                  is_negative=bool(negative[i]))
+        rows.setdefault(study_key(row["study_id"]), []).append((index["sentence_index"][i], sentence))
     return {sid: [s for _, s in sorted(items, key=lambda p: p[0])] for sid, items in rows.items()}
 
 
@@ -171,9 +202,12 @@ def read_readings(path: Path, issues: Issues) -> dict[str, list[tuple[str, str]]
     frame = read_csv(path, READING_COLUMNS, issues)
     if frame is None:
         return {}
+    reading_ids = frame["reading_id"].str.strip().tolist()
+    first = first_rows(reading_ids, frame.index, path, issues, "reading_id")
     out: dict[str, list[tuple[str, str]]] = {}
-    for row in frame.to_dict("records"):
-        out.setdefault(row["study_id"].strip(), []).append((row["reading_id"].strip(), row["reader_id"].strip()))
+    for i, row in enumerate(frame.to_dict("records")):
+        if first[i]:
+            out.setdefault(study_key(row["study_id"]), []).append((reading_ids[i], row["reader_id"].strip()))
     return out
 
 

@@ -21,7 +21,6 @@ from training.data.loaders.base import (
     DatasetLoader,
     Issues,
     check_image,
-    line_of,
     make_box,
     numeric_columns,
     read_csv,
@@ -75,6 +74,7 @@ class VindrCxrLoader(DatasetLoader):
         has_box = np.all([~np.isnan(boxes[c]) for c in BOX_COLUMNS], axis=0)
         image_ids = frame["image_id"].str.strip().to_numpy()
         rad_ids = frame["rad_id"].str.strip().to_numpy()
+        lines = frame.index.to_numpy()
         studies: dict[str, Study] = {}
         unreadable: set[str] = set()
         for i in range(len(frame)):
@@ -82,12 +82,12 @@ class VindrCxrLoader(DatasetLoader):
             if not box_ok[i] or image_id in unreadable:
                 continue
             if names[i] not in VINDR_TO_CHEXPERT and not no_finding[i]:
-                issues.add(path, line_of(i), f"unknown class_name {names[i]!r}")
+                issues.add(path, int(lines[i]), f"unknown class_name {names[i]!r}")
                 continue
             if not no_finding[i] and not has_box[i]:
-                issues.add(path, line_of(i), f"{names[i]!r} row has no box")
+                issues.add(path, int(lines[i]), f"{names[i]!r} row has no box")
                 continue
-            study = studies.get(image_id) or self._new_study(image_id, path, line_of(i), issues)
+            study = studies.get(image_id) or self._new_study(image_id, path, int(lines[i]), issues)
             if study is None:
                 unreadable.add(image_id)
                 continue
@@ -97,10 +97,10 @@ class VindrCxrLoader(DatasetLoader):
             try:
                 box = make_box(*(float(boxes[c][i]) for c in BOX_COLUMNS))
             except ValueError as exc:
-                issues.add(path, line_of(i), str(exc))
+                issues.add(path, int(lines[i]), str(exc))
                 continue
             if study.width and (box.x_max > study.width or box.y_max > study.height or box.x_min < 0 or box.y_min < 0):
-                issues.add(path, line_of(i), f"box {box.to_dict()} outside the {study.width}x{study.height} image")
+                issues.add(path, int(lines[i]), f"box {box.to_dict()} outside the {study.width}x{study.height} image")
                 continue
             self._add_box(study, names[i], box, rad_ids[i])
         for study in studies.values():

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from .models import (Amendment, Assignment, BoxDecisionRow, Draft, Experiment, InteractionEvent, ModelVersion,
                      Reader, ReviewSession, SentenceDecisionRow, SignOff, Study)
-from .provenance import current_boxes, current_sentences, draft_sentences
+from .provenance import ACCEPTED_AT_SIGNOFF, ACCEPTED_DECISIONS, current_boxes, current_sentences, draft_sentences
 from .records import NotFound
 
 EXPERIMENT_COLUMNS = [
@@ -24,7 +24,7 @@ EXPERIMENT_COLUMNS = [
     "idle_ms", "hidden_ms", "signoff_decision", "amended", "draft_sentences", "sentences_accepted",
     "sentences_edited", "sentences_deleted", "sentences_added", "sentences_undecided", "edit_distance_total",
     "significant_errors", "boxes_accepted", "boxes_moved", "boxes_resized", "boxes_rejected", "boxes_added",
-    "decision_rows", "events", "first_event_client_ts", "last_event_client_ts",
+    "sentences_accepted_at_signoff", "boxes_accepted_at_signoff", "decision_rows", "events", "first_event_client_ts", "last_event_client_ts",
 ]
 PROVENANCE_COLUMNS = [
     "session_id", "experiment_id", "arm", "reader", "study_uid", "model_version_id", "model_name", "model_version",
@@ -116,10 +116,11 @@ def _decision_counts(details: dict[str, Any], review: ReviewSession) -> dict[str
     n_draft = details["draft_sizes"].get(review.draft_id, 0)
     draft_decided = sum(1 for d in sentences if d.decision != "added" and not d.sentence_id.startswith("h"))
     boxes = Counter(d.decision for d in current_boxes(box_rows))
-    counts = {f"sentences_{k}": decided.get(k, 0) for k in ("accepted", "edited", "deleted", "added")}
-    counts.update({f"boxes_{k}": boxes.get(k, 0) for k in ("accepted", "moved", "resized", "rejected", "added")})
+    counts = {f"sentences_{k}": decided.get(k, 0) for k in ("accepted", "edited", "deleted", "added", ACCEPTED_AT_SIGNOFF)}
+    counts.update({f"boxes_{k}": boxes.get(k, 0)
+                   for k in ("accepted", "moved", "resized", "rejected", "added", ACCEPTED_AT_SIGNOFF)})
     counts.update(draft_sentences=n_draft, sentences_undecided=max(n_draft - draft_decided, 0),
-                  edit_distance_total=sum(d.edit_distance for d in sentences if d.decision != "accepted"),
+                  edit_distance_total=sum(d.edit_distance for d in sentences if d.decision not in ACCEPTED_DECISIONS),
                   significant_errors=sum(1 for d in sentences if d.clinically_significant),
                   decision_rows=len(sentence_rows) + len(box_rows))
     return counts
@@ -234,7 +235,7 @@ def _label(decision: Any, from_draft: bool) -> str:
         return "human_deleted" if decision.decision == "deleted" else "human_added"
     if decision is None or decision.decision == "accepted":
         return "ai_accepted"
-    return {"edited": "ai_edited", "deleted": "ai_deleted"}[decision.decision]
+    return {"edited": "ai_edited", "deleted": "ai_deleted", ACCEPTED_AT_SIGNOFF: "ai_accepted_at_signoff"}[decision.decision]
 
 
 def _final(decision: Any, sentence: dict[str, Any]) -> str | None:

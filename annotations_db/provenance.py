@@ -11,8 +11,12 @@ from rapidfuzz.distance import Levenshtein
 from .models import BoxDecisionRow, SentenceDecisionRow
 from .records import BoxDecision, InvalidInput, SentenceDecision
 
-SENTENCE_DECISIONS = ("accepted", "edited", "deleted")
-BOX_DECISIONS = ("accepted", "moved", "resized", "rejected", "added")
+# "accepted_at_signoff": the reader signed with the item still pending and chose "accept the rest" -- an explicit
+# acceptance without a look at that item, kept apart from an ordinary accept.
+ACCEPTED_AT_SIGNOFF = "accepted_at_signoff"
+ACCEPTED_DECISIONS = ("accepted", ACCEPTED_AT_SIGNOFF)
+SENTENCE_DECISIONS = ("accepted", "edited", "deleted", ACCEPTED_AT_SIGNOFF)
+BOX_DECISIONS = ("accepted", "moved", "resized", "rejected", "added", ACCEPTED_AT_SIGNOFF)
 SIGNOFF_DECISIONS = ("accept", "modify", "reject")
 ERROR_CATEGORIES = ("finding", "location", "severity", "style", "other")
 SECTIONS = ("findings", "impression")
@@ -102,7 +106,10 @@ def current_boxes(rows: Iterable[BoxDecisionRow]) -> list[BoxDecision]:
 
 
 def provenance_label(decision: SentenceDecision | None) -> str:
-    """AI-accepted / AI-edited / AI-deleted / human-added (an undecided draft sentence signed off is AI-accepted)."""
+    """AI-accepted / AI-accepted at sign-off / AI-edited / AI-deleted / human-added (an undecided draft sentence signed
+    off is AI-accepted)."""
+    if decision is not None and decision.decision == ACCEPTED_AT_SIGNOFF:
+        return "ai_accepted_at_signoff"
     if decision is None or decision.decision == "accepted":
         return "ai_accepted"
     return {"edited": "ai_edited", "deleted": "ai_deleted", "added": "human_added"}[decision.decision]

@@ -31,8 +31,8 @@ from .finetune import FinetuneMixin
 from .models import (Amendment, Assignment, BoxDecisionRow, Draft, Experiment, Image, InteractionEvent,
                      ModelVersion, ModelVersionEvent, Reader, ReviewSession, SentenceDecisionRow, SignOff, Study,
                      utcnow)
-from .provenance import (BOX_DECISIONS, DRAWN_BOX_PREFIX, ERROR_CATEGORIES, HUMAN_SENTENCE_PREFIX, SECTIONS,
-                         SENTENCE_DECISIONS, SIGNOFF_DECISIONS, check_box, check_choice, check_duration,
+from .provenance import (ACCEPTED_DECISIONS, BOX_DECISIONS, DRAWN_BOX_PREFIX, ERROR_CATEGORIES,
+                         HUMAN_SENTENCE_PREFIX, SECTIONS, SENTENCE_DECISIONS, SIGNOFF_DECISIONS, check_box, check_choice, check_duration,
                          current_boxes, current_sentences, draft_box, draft_sentences, edit_distance)
 from .queries import study_info, study_infos, worklist_status
 from .records import (AccessDenied, BoxDecision, EventAck, InvalidInput, InvalidTransition, ModelVersionInfo,
@@ -411,6 +411,8 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         client_ts = _check_client_ts(client_ts)
         with self._write() as session:
             row = self._session_for(session, reader, session_id, write=True)
+            if _replayed(session, SentenceDecisionRow, row.id, client_ts, sentence_id=sentence_id, decision=decision):
+                return _current_sentence(session, row.id, sentence_id)
             original = self._sentence_text(session, row, sentence_id)
             final = _final_text(decision, original, final_text)
             seq = self._next_seq(session, row.id)
@@ -445,6 +447,9 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         client_ts = _check_client_ts(client_ts)
         with self._write() as session:
             row = self._session_for(session, reader, session_id, write=True)
+            again = _replayed(session, SentenceDecisionRow, row.id, client_ts, decision="added", final_text=text)
+            if again is not None:
+                return _current_sentence(session, row.id, again.sentence_id)
             if after_sentence_id is not None:
                 self._sentence_text(session, row, after_sentence_id)
             seq = self._next_seq(session, row.id)
@@ -472,6 +477,10 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
         client_ts = _check_client_ts(client_ts)
         with self._write() as session:
             row = self._session_for(session, reader, session_id, write=True)
+            again = _replayed(session, BoxDecisionRow, row.id, client_ts, decision=decision,
+                              **({"box_id": box_id} if box_id is not None else {}))
+            if again is not None:
+                return _current_box(session, row.id, again.box_id)
             if linked_sentence_id is not None:
                 self._sentence_text(session, row, linked_sentence_id)
             current = None if decision == "added" else self._current_box(session, row, box_id)
@@ -513,6 +522,9 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
                  for name, value in (("active_ms", active_ms), ("idle_ms", idle_ms), ("hidden_ms", hidden_ms))}
         client_ts = _check_client_ts(client_ts)
         with self._write() as session:
+            replay = self._replayed_signoff(session, reader, session_id, decision, client_ts)
+            if replay is not None:
+                return replay
             row = self._session_for(session, reader, session_id, write=True)
             self._next_seq(session, row.id)
             now = self._now()
@@ -522,6 +534,17 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
             row.status, row.closed_at = "signed", now
             session.flush()
             return _signoff_dict(session, signoff)
+
+    def _replayed_signoff(self, session: Session, reader: str, session_id: int, decision: str,
+                          client_ts: float | None) -> dict[str, Any] | None:
+        """The same sign-off sent again (a browser replaying an unacknowledged call) answers the stored one."""
+        if client_ts is None:
+            return None
+        row = self._session_for(session, reader, session_id, write=False)
+        signoff = session.scalar(select(SignOff).where(SignOff.session_id == row.id))
+        if signoff is None or signoff.client_ts != client_ts or signoff.decision != decision:
+            return None
+        return _signoff_dict(session, signoff)
 
     def amend(self, reader: str, session_id: int, final_report: str, reason: str) -> dict[str, Any]:
         """A change after sign-off: a new amendment row; the sign-off itself never changes."""
@@ -653,12 +676,12 @@ def _check_error_fields(decision: str, error_category: str | None, significant: 
         check_choice(error_category, ERROR_CATEGORIES, "error_category")
     if significant is not None and not isinstance(significant, bool):
         raise InvalidInput("clinically_significant must be true, false or None")
-    if decision == "accepted" and (error_category is not None or significant):
+    if decision in ACCEPTED_DECISIONS and (error_category is not None or significant):
         raise InvalidInput("an accepted sentence has no error category or significant error")
 
 
 def _final_text(decision: str, original: str, final_text: str | None) -> str | None:
-    if decision == "accepted":
+    if decision in ACCEPTED_DECISIONS:
         return original
     if decision == "deleted":
         return None
@@ -769,6 +792,18 @@ def _studies_with_active_draft(session: Session, model_version_id: int | None = 
     if model_version_id is None:
         model_version_id = session.scalar(select(ModelVersion.id).where(ModelVersion.status == "active"))
     return set(session.scalars(select(Draft.study_id).where(Draft.model_version_id == model_version_id)))
+
+
+def _replayed(session: Session, model: type, session_id: int, client_ts: float | None, **match: Any) -> Any:
+    """The row an identical earlier call wrote (same session, client timestamp and content), else None.
+
+    The workstation keeps unacknowledged calls in the browser and sends them again after a reload or a server
+    restart; the client timestamp (epoch ms, set once when the reader acted) makes that replay idempotent."""
+    if client_ts is None:
+        return None
+    conditions = [model.session_id == session_id, model.client_ts == client_ts]
+    conditions += [getattr(model, name) == value for name, value in match.items()]
+    return session.scalars(select(model).where(*conditions).order_by(model.id).limit(1)).first()
 
 
 def _rows(session: Session, model: type, session_id: int) -> list[Any]:

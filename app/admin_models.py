@@ -21,6 +21,7 @@ import gradio as gr
 import plotly.graph_objects as go
 from sqlalchemy.engine import make_url
 
+from annotations_db.provenance import ACCEPTED_DECISIONS
 from annotations_db.service import InvalidTransition, ReviewError, ReviewService
 
 from . import handlers
@@ -45,8 +46,8 @@ COMPARED = (("corrections", "deleted_recurrence", "deleted sentences the model s
 
 
 def _is_correction(review: dict[str, Any]) -> bool:
-    return (any(s["decision"] != "accepted" for s in review.get("sentences") or [])
-            or any(b["decision"] != "accepted" for b in review.get("boxes") or []))
+    return (any(s["decision"] not in ACCEPTED_DECISIONS for s in review.get("sentences") or [])
+            or any(b["decision"] not in ACCEPTED_DECISIONS for b in review.get("boxes") or []))
 
 
 def pending_corrections(service: ReviewService) -> dict[str, int]:

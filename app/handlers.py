@@ -17,11 +17,12 @@ import math
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from annotations_db import provenance
 from annotations_db.service import AccessDenied, ReviewError, ReviewService, SessionState, WorklistItem
 
 WORKLIST_STATUSES = ("unread", "in_progress", "signed")
-SENTENCE_DECISIONS = ("accepted", "edited", "deleted")
-BOX_DECISIONS = ("accepted", "moved", "resized", "rejected", "added")
+SENTENCE_DECISIONS = provenance.SENTENCE_DECISIONS
+BOX_DECISIONS = provenance.BOX_DECISIONS
 SIGNOFF_DECISIONS = ("accept", "modify", "reject")
 ERROR_CATEGORIES = ("finding", "location", "severity", "style", "other")
 EVENT_TYPE_MAX = 40

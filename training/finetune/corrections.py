@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from annotations_db.provenance import ACCEPTED_DECISIONS
 from gazex_core.evidence import Box
 from gazex_core.sequence import SentenceBlock
 from gazex_core.vocab import LABEL_REGION, region_index
@@ -159,7 +160,7 @@ def _apply_sentence_decision(ex: CorrectionExample, block: SentenceBlock,
 
 def _apply_box_decision(ex: CorrectionExample, final: SentenceBlock, draft: SentenceBlock,
                         decision: dict[str, Any] | None) -> SentenceBlock:
-    if not decision or decision["decision"] == "accepted":
+    if not decision or decision["decision"] in ACCEPTED_DECISIONS:
         return final
     new_box = None if decision["decision"] == "rejected" else _box(decision)
     ex.box_changes.append(BoxChange(final.text, final.label, draft.box, new_box, decision["decision"]))

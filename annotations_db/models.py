@@ -262,3 +262,38 @@ class FrozenSplit(Base):
     seed: Mapped[int] = mapped_column(Integer)
     val_fraction: Mapped[float] = mapped_column(Float)
     assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- revision 0006 (imported studies: study sets, import runs) ---
+
+
+class StudySet(Base):
+    __tablename__ = "study_sets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StudySetMember(Base):
+    __tablename__ = "study_set_members"
+    __table_args__ = (UniqueConstraint("study_set_id", "study_id", name="uq_study_set_member"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_set_id: Mapped[int] = mapped_column(ForeignKey("study_sets.id"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    source: Mapped[str] = mapped_column(String(32))  # "file" | "dicomweb"
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImportRun(Base):
+    """Counts of one import (reasons as {reason: count}; never file names, which may name patients)."""
+
+    __tablename__ = "import_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_set_id: Mapped[int] = mapped_column(ForeignKey("study_sets.id"))
+    source: Mapped[str] = mapped_column(String(32))
+    imported: Mapped[int] = mapped_column(Integer)
+    skipped: Mapped[int] = mapped_column(Integer)
+    reasons: Mapped[dict[str, Any]] = mapped_column()
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime] = mapped_column(default=utcnow)

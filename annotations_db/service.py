@@ -28,6 +28,7 @@ from .engine import WRITE, holding, make_engine, resolve_url, write_lock
 from .experiments import ExperimentsMixin
 from .export import ExportMixin
 from .finetune import FinetuneMixin
+from .study_sets import StudySetsMixin
 from .models import (Amendment, Assignment, BoxDecisionRow, Draft, Experiment, Image, InteractionEvent,
                      ModelVersion, ModelVersionEvent, Reader, ReviewSession, SentenceDecisionRow, SignOff, Study,
                      utcnow)
@@ -52,7 +53,7 @@ EVENT_TYPE_MAX = 64
 PAYLOAD_MAX = 64_000
 
 
-class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin):
+class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin, StudySetsMixin):
     """See module docstring. Construct with ``ReviewService.open(url)``."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:

@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = (
     "gazex_core.cli",
     "annotations_db.cli",
     "training.commands",
+    "interop.cli",
 )
 
 

@@ -1,0 +1,59 @@
+"""Subcommands owned by interop: ``gazex import``, ``gazex pacs pull|push``, ``gazex export-review``.
+
+Like ``gazex db``, each takes ``--url`` / ``--data-dir`` (default: GAZEX_DATABASE_URL, else the SQLite file under
+GAZEX_DATA_DIR or ~/.gazex); imported files go under the data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_STUDY_SET = "imported"
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    imp = _add(subparsers, "import", "import DICOM/PNG/JPEG files, folders or zips (de-identified) into a study set",
+               _import)
+    imp.add_argument("paths", nargs="+", help="files, folders or .zip archives")
+    imp.add_argument("--study-set", default=DEFAULT_STUDY_SET, help="name of the study set to add them to")
+    imp.add_argument("--linkage-file", default=None,
+                     help="also write original -> new identifiers to this CSV (mode 600); off by default")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add(subparsers: argparse._SubParsersAction, name: str, help_text: str, handler) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--url", default=None, help="database URL (default: GAZEX_DATABASE_URL or the SQLite file)")
+    parser.add_argument("--data-dir", default=None, help="data directory (database file, imported images, key)")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    from annotations_db.engine import default_data_dir
+
+    return Path(args.data_dir) if args.data_dir else default_data_dir()
+
+
+def _service(args: argparse.Namespace):
+    from annotations_db.service import ReviewService
+
+    return ReviewService.open(args.url, data_dir=str(data_dir(args)))
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .importer import import_paths
+
+    service = _service(args)
+    try:
+        report = import_paths(service, args.paths, study_set=args.study_set, data_dir=data_dir(args),
+                              linkage_file=args.linkage_file, progress=not args.quiet)
+    finally:
+        service.close()
+    for line in report.lines():
+        print(line, file=sys.stderr)
+    print(f"{report.summary()}; study set {args.study_set!r}; "
+          f"drafts queued for {len(report.imported)} (computed by the app's background worker when it runs)")
+    return 0 if report.imported or not report.skipped else 1

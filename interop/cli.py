@@ -21,6 +21,17 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--linkage-file", default=None,
                      help="also write original -> new identifiers to this CSV (mode 600); off by default")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    pacs = subparsers.add_parser("pacs", help="a PACS over DICOMweb: pull studies in, push results out")
+    pacs_commands = pacs.add_subparsers(dest="pacs_command", required=True)
+    pull = _add(pacs_commands, "pull", "QIDO-RS query + WADO-RS retrieve into a study set (de-identified)", _pull)
+    pull.add_argument("server", help="DICOMweb base URL, e.g. http://pacs:8042/dicom-web")
+    pull.add_argument("--study-set", default=DEFAULT_STUDY_SET)
+    pull.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                      help="QIDO-RS matching, e.g. ModalitiesInStudy=CR or StudyDate=20240101-20240131")
+    pull.add_argument("--limit", type=int, default=None)
+    push = _add(pacs_commands, "push", "STOW-RS: store DICOM files (e.g. an exported review) on the server", _push)
+    push.add_argument("server")
+    push.add_argument("files", nargs="+")
 
 
 def _add(subparsers: argparse._SubParsersAction, name: str, help_text: str, handler) -> argparse.ArgumentParser:
@@ -57,3 +68,27 @@ def _import(args: argparse.Namespace) -> int:
     print(f"{report.summary()}; study set {args.study_set!r}; "
           f"drafts queued for {len(report.imported)} (computed by the app's background worker when it runs)")
     return 0 if report.imported or not report.skipped else 1
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from .dicomweb import pull
+
+    filters = dict(item.split("=", 1) for item in args.filter if "=" in item)
+    service = _service(args)
+    try:
+        report = pull(service, args.server, study_set=args.study_set, data_dir=data_dir(args), filters=filters,
+                      limit=args.limit, progress=True)
+    finally:
+        service.close()
+    for line in report.lines():
+        print(line, file=sys.stderr)
+    print(f"{report.summary()}; study set {args.study_set!r}")
+    return 0 if report.imported or not report.skipped else 1
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .dicomweb import push
+
+    stored = push(args.server, [Path(f) for f in args.files])
+    print(f"stored {stored} instances on {args.server}")
+    return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -101,3 +102,73 @@ def gazex_interop(argv: list[str]) -> int:
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.handler(args) or 0)
+
+
+# --- a real Orthanc with its DICOMweb plugin on loopback -----------------------------------------------------
+
+ORTHANC_BINARIES = ("/usr/sbin/Orthanc", "/usr/bin/Orthanc")
+DICOMWEB_PLUGINS = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so.1.7")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _first_existing(paths: tuple[str, ...]) -> str | None:
+    import glob
+
+    for pattern in paths:
+        found = sorted(glob.glob(pattern.replace(".so.1.7", ".so*")))
+        if found:
+            return found[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def orthanc_url(tmp_path_factory):
+    """Base DICOMweb URL of a throwaway Orthanc (temporary storage, free ports, loopback clients only)."""
+    import json
+    import subprocess
+    import time
+
+    import requests
+
+    binary, plugin = _first_existing(ORTHANC_BINARIES), _first_existing(DICOMWEB_PLUGINS)
+    if binary is None or plugin is None:
+        pytest.fail("the Orthanc tests need Debian's orthanc and orthanc-dicomweb packages (scripts/test.sh "
+                    "installs them)", pytrace=False)
+    root = tmp_path_factory.mktemp("orthanc")
+    http_port = _free_port()
+    config = {"Name": "gazex-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
+              "HttpPort": http_port, "DicomPort": _free_port(), "RemoteAccessAllowed": False,
+              "AuthenticationEnabled": False, "Plugins": [plugin], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+              "StableAge": 1}
+    (root / "orthanc.json").write_text(json.dumps(config))
+    log = open(root / "orthanc.log", "wb")
+    process = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"Orthanc exited at start ({root / 'orthanc.log'})", pytrace=False)
+            try:
+                if requests.get(f"{base}/dicom-web/studies", timeout=2).status_code == 200:
+                    break
+            except requests.exceptions.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("Orthanc did not answer within 60 s", pytrace=False)
+            time.sleep(0.2)
+        yield f"{base}/dicom-web"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

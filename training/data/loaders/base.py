@@ -205,9 +205,7 @@ def _checked_frame(content: str, header: list[str], positions: list[int], column
                    name: str, issues: Issues) -> pd.DataFrame:
     """The exact path: the csv module, row by row, each misfit row an issue naming its line."""
     width = _named_width(header)
-    rows: list[list[str]] = []
-    row_lines: list[int] = []
-    trailing: list[int] = []
+    records: list[tuple[int, list[str]]] = []
     reader = csv.reader(io.StringIO(content, newline=""))
     next(reader, None)
     while True:
@@ -219,20 +217,25 @@ def _checked_frame(content: str, header: list[str], positions: list[int], column
         except csv.Error as exc:
             issues.add(name, start, f"unreadable row: {exc}")
             continue
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue  # blank line: no data
-        if len(record) > width and not any(v.strip() for v in record[width:]):
-            if len(header) == width:
-                trailing.append(start)
-            record = record[:width]
+        if record and (len(record) > 1 or record[0].strip()):  # a blank line holds no data
+            records.append((start, record))
+    trailing = [line for line, r in records if len(r) > width and not any(v.strip() for v in r[width:])]
+    # A trailing comma is unambiguous only when every data row has it (a spreadsheet export);
+    # on some rows only, an empty last field may as well be a shifted row.
+    accept_trailing = bool(trailing) and len(trailing) == len(records)
+    if accept_trailing and len(header) == width:
+        issues.add_rows(name, trailing, "trailing comma: every data row has an empty field after the last column; ignored")
+    rows: list[list[str]] = []
+    row_lines: list[int] = []
+    for line, record in records:
+        if accept_trailing or len(header) > width:
+            record = record[:width] if not any(v.strip() for v in record[width:]) else record
         if len(record) != width:
             what = "an unquoted delimiter in a value?" if len(record) > width else "fields missing"
-            issues.add(name, start, f"row has {len(record)} fields but the header has {width} ({what}); row skipped")
+            issues.add(name, line, f"row has {len(record)} fields but the header has {width} ({what}); row skipped")
             continue
         rows.append([record[i] for i in positions])
-        row_lines.append(start)
-    if trailing:
-        issues.add_rows(name, trailing, "trailing comma: an empty extra field after the last column, ignored")
+        row_lines.append(line)
     data = {columns[i]: [r[k] for r in rows] for k, i in enumerate(positions)}
     return pd.DataFrame(data, index=pd.Index(row_lines, dtype=np.int64), dtype=object).astype(str)
 

@@ -77,7 +77,7 @@ class EgdCxrLoader(DatasetLoader):
         issues = Issues()
         root = Path(self.root)
         master_path = root / "master_sheet.csv"
-        master = read_csv(master_path, MASTER_COLUMNS, issues, optional=PAD_COLUMNS + ("cxr_exam_indication",))
+        master = read_csv(master_path, MASTER_COLUMNS, issues, optional=PAD_COLUMNS + ("cxr_exam_indication", "Normal", "CHF", "pneumonia"))
         if master is None:
             return LoadResult([], issues.finish())
         studies = self._studies_from_master(master, master_path, issues)

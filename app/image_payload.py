@@ -1,8 +1,9 @@
 """The study image for the workstation, read from the study's server-side file only.
 
-Pixels are decoded by ``gazex_core.imaging`` (the project's one image reader: DICOM modality/VOI LUT,
-MONOCHROME1 inversion, PNG/JPEG), then packed by the workstation's ``image_payload`` into the contract's
-16-bit ``rgb16`` PNG so the browser can still re-window finely. Built payloads are cached (LRU).
+``gazex_core.imaging.load_image`` (the project's one image reader) reads the file; the workstation's
+``image_payload`` packs its stored values (16-bit, the contract's ``rgb16`` PNG) with the DICOM VOI window
+and function, photometric and pixel spacing, so the browser's W/L, presets and "reset to the DICOM VOI"
+work across the whole stored range. Built payloads are cached (LRU).
 """
 
 from __future__ import annotations
@@ -11,25 +12,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable
 
-import numpy as np
-
 CACHE_SIZE = 32
-DISPLAY_LEVELS = 1023  # 10-bit grey levels across the VOI window: 4x finer than the 8-bit screen, a smaller PNG
-DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
-
-
-def dicom_pixel_spacing(path: str) -> list[float] | None:
-    """PixelSpacing (or ImagerPixelSpacing) from a DICOM header, without decoding the pixels."""
-    if not str(path).lower().endswith(DICOM_SUFFIXES):
-        return None
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:  # noqa: BLE001 - a header we cannot read only loses the ruler
-        return None
-    spacing = getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None)
-    return [float(spacing[0]), float(spacing[1])] if spacing else None
 
 
 def load_study_image(path: str) -> dict[str, Any]:
@@ -38,11 +21,7 @@ def load_study_image(path: str) -> dict[str, Any]:
 
     from .workstation import image_payload
 
-    image = imaging.load_image(path)
-    values = np.rint(np.clip(image.pixels, 0.0, 1.0) * DISPLAY_LEVELS).astype(np.uint16)
-    # gazex_core.imaging already applied the VOI window and MONOCHROME1 inversion: 0-1 is the full window.
-    return image_payload(values, photometric="MONOCHROME2", window=(DISPLAY_LEVELS / 2, DISPLAY_LEVELS),
-                         pixel_spacing_mm=dicom_pixel_spacing(path))
+    return image_payload(imaging.load_image(path))
 
 
 class PayloadCache:

@@ -9,7 +9,8 @@ from .vocab import CHEXPERT_LABELS, LABEL_REGION, REGIONS
 _LAZY = {
     "GazeX": "inference", "Answer": "inference", "Grounding": "inference", "analyze": "inference", "ask": "inference",
     "ground": "inference", "default_model": "inference", "DEFAULT_MODEL_DIR": "inference",
-    "ImageInputError": "imaging", "load_image": "imaging",
+    "ImageInputError": "imaging", "OutOfScopeError": "imaging", "load_image": "imaging", "LoadedImage": "imaging",
+    "drafting_scope": "imaging",
     "GazeXModel": "model", "GazeXConfig": "model",
 }
 

@@ -4,14 +4,20 @@ Every drafted sentence carries its evidence: the ordered inspection trajectory
 that led to it and the observation box where the finding is. Coordinates are
 normalised to the original image (0-1, origin top-left).
 
-JSON form (schema ``gazex.evidence/1``)::
+JSON form (schema ``gazex.evidence/2``)::
 
-    {"schema": "gazex.evidence/1", "model": {"name", "version"},
-     "image": {"width", "height"},
+    {"schema": "gazex.evidence/2", "model": {"name", "version"},
+     "image": {"width", "height", "modality", "body_part", "view_position"},
      "sentences": [{"id", "section", "region", "label", "text", "confidence",
                     "observation_box": {"x_min","y_min","x_max","y_max"} | null,
                     "trajectory": [{"x","y","dwell_ms","clue_box"}]}],
-     "findings": [{"label","probability"}], "timing_ms": {...}, "warnings": [...]}
+     "findings": [{"label","probability"}], "timing_ms": {...}, "warnings": [...],
+     "scope_warnings": [...]}
+
+``scope_warnings`` are the header checks of :func:`gazex_core.imaging.drafting_scope` (a body part or view
+position that is not chest / PA / AP); ``warnings`` are everything else (image look, draft cut off...).
+Version 2 added the image's header facts and ``scope_warnings``; version 1 bundles (stored drafts) still
+read, with those empty.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from typing import Any
 
 from .vocab import REGIONS, SECTIONS, check_label
 
-SCHEMA = "gazex.evidence/1"
+SCHEMA = "gazex.evidence/2"
+READABLE_SCHEMAS = ("gazex.evidence/1", SCHEMA)
+HEADER_FIELDS = ("modality", "body_part", "view_position")
 
 
 class EvidenceError(ValueError):
@@ -189,10 +197,17 @@ class EvidenceBundle:
     findings: list[tuple[str, float]] = field(default_factory=list)
     timing_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    scope_warnings: list[str] = field(default_factory=list)
+    image_header: dict[str, str | None] = field(default_factory=dict)  # HEADER_FIELDS; empty without a DICOM header
 
     @property
     def low_confidence(self) -> bool:
-        return bool(self.warnings)
+        return bool(self.warnings or self.scope_warnings)
+
+    @property
+    def all_warnings(self) -> list[str]:
+        """Scope warnings first (what the reader must check about the study), then the others."""
+        return list(self.scope_warnings) + list(self.warnings)
 
     def sentence(self, sentence_id: str) -> EvidenceSentence:
         for s in self.sentences:
@@ -230,11 +245,13 @@ class EvidenceBundle:
         return {
             "schema": SCHEMA,
             "model": {"name": self.model_name, "version": self.model_version},
-            "image": {"width": self.image_width, "height": self.image_height},
+            "image": {"width": self.image_width, "height": self.image_height,
+                      **{k: self.image_header.get(k) for k in HEADER_FIELDS}},
             "sentences": [s.to_dict() for s in self.sentences],
             "findings": [{"label": label, "probability": p} for label, p in self.findings],
             "timing_ms": dict(self.timing_ms),
             "warnings": list(self.warnings),
+            "scope_warnings": list(self.scope_warnings),
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -242,8 +259,8 @@ class EvidenceBundle:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EvidenceBundle":
-        if d.get("schema") != SCHEMA:
-            raise EvidenceError(f"schema {d.get('schema')!r} is not {SCHEMA!r}")
+        if d.get("schema") not in READABLE_SCHEMAS:
+            raise EvidenceError(f"schema {d.get('schema')!r} is not one of {READABLE_SCHEMAS}")
         try:
             return cls(
                 model_name=d["model"]["name"],
@@ -254,6 +271,8 @@ class EvidenceBundle:
                 findings=[(f["label"], float(f["probability"])) for f in d.get("findings", [])],
                 timing_ms={k: float(v) for k, v in d.get("timing_ms", {}).items()},
                 warnings=list(d.get("warnings", [])),
+                scope_warnings=list(d.get("scope_warnings", [])),
+                image_header={k: d["image"].get(k) for k in HEADER_FIELDS if d["image"].get(k) is not None},
             ).validate()
         except (KeyError, TypeError) as exc:
             raise EvidenceError(f"bundle is missing or mistypes field {exc}") from exc

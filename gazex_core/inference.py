@@ -2,13 +2,17 @@
 
     from gazex_core import GazeX, analyze, ask, ground
     gx = GazeX()                      # the shipped checkpoint (gazex_core/weights/gazex-tiny); load once
-    bundle = gx.analyze("study.dcm")  # EvidenceBundle (schema gazex.evidence/1)
+    bundle = gx.analyze("study.dcm")  # EvidenceBundle (schema gazex.evidence/2)
     ans = gx.ask("study.dcm", "Is there a left pleural effusion?")   # Answer(text, box, confidence, ...)
     g = gx.ground("study.dcm", "Small left pleural effusion.")       # Grounding(region, label, trajectory, box, ...)
 
-Images may be a DICOM path, a PNG/JPEG path or a numpy array (see :mod:`gazex_core.imaging`); bad input
-raises :class:`~gazex_core.imaging.ImageInputError` with a one-line message. A ``GazeX`` instance is safe
-to share between threads (one lock around the model; each call is well under a second on CPU).
+Images may be a DICOM, PNG or JPEG (path or bytes) or a numpy array (see :mod:`gazex_core.imaging`); bad
+input raises :class:`~gazex_core.imaging.ImageInputError` with a one-line message. Every entry point checks
+the DICOM header first (:func:`~gazex_core.imaging.drafting_scope`): a modality other than CR / DX (or DR /
+OT with a chest body part) is refused with :class:`~gazex_core.imaging.OutOfScopeError`; a body part or
+view position that is not chest / PA / AP becomes a scope warning (``EvidenceBundle.scope_warnings``).
+A ``GazeX`` instance is safe to share between threads (one lock around the model; each call is well under
+a second on CPU).
 
 Classifier-guided decoding (documented in docs/model.md): while drafting, a sentence's label token is
 restricted to ``<lab_none>`` and the labels the finding head calls present (per-label calibrated
@@ -34,7 +38,7 @@ import numpy as np
 import torch
 
 from .evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
-from .imaging import ImageInputError, ImageSource, LoadedImage, load_image, resize_square
+from .imaging import ImageInputError, ImageSource, LoadedImage, OutOfScopeError, drafting_scope, load_image, resize_square
 from .model import GazeXModel
 from .sequence import (
     BOX,
@@ -141,10 +145,12 @@ class GazeX:
         self._thresholds = np.array(self.config.finding_thresholds, dtype=np.float32)
 
     # ------------------------------------------------------------ helpers
-    def _prepare(self, image: ImageSource) -> tuple[LoadedImage, torch.Tensor]:
+    def _prepare(self, image: ImageSource) -> tuple[LoadedImage, list[str], torch.Tensor]:
+        """Read the image, check its header scope (refuses out-of-scope modalities), make the model input."""
         img = load_image(image)
+        scope = drafting_scope(img)
         small = resize_square(img.pixels, self.config.image_size)
-        return img, torch.from_numpy(small)[None, None].to(self.device)
+        return img, scope, torch.from_numpy(small)[None, None].to(self.device)
 
     def _encode(self, pix: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         memory, logits = self.model.encode(pix)
@@ -166,7 +172,7 @@ class GazeX:
     def findings(self, image: ImageSource) -> list[tuple[str, float]]:
         """Finding-head probabilities for the 14 CheXpert labels, most probable first."""
         with self._lock:
-            _, pix = self._prepare(image)
+            _, _, pix = self._prepare(image)
             _, probs = self._encode(pix)
         return sorted(((lab, float(probs[i])) for i, lab in enumerate(CHEXPERT_LABELS)), key=lambda x: -x[1])
 
@@ -174,7 +180,7 @@ class GazeX:
     def analyze(self, image: ImageSource, guided: bool = True, max_new_tokens: int | None = None) -> EvidenceBundle:
         """Draft the report: every sentence with its region, trajectory, observation box and label."""
         t0 = time.perf_counter()
-        img, pix = self._prepare(image)
+        img, scope, pix = self._prepare(image)
         t1 = time.perf_counter()
         with self._lock:
             memory, probs = self._encode(pix)
@@ -214,7 +220,9 @@ class GazeX:
             sentences=sentences, findings=finding_probs,
             timing_ms={"read_image": (t1 - t0) * 1e3, "encode": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
                        "total": (t4 - t0) * 1e3},
-            warnings=warnings,
+            warnings=warnings, scope_warnings=scope,
+            image_header={"modality": img.modality, "body_part": img.body_part, "view_position": img.view_position}
+            if img.kind == "dicom" else {},
         )
         return bundle.validate()
 
@@ -239,13 +247,13 @@ class GazeX:
         """Answer a question about the image: text and, for "where" questions, a box."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError("question is empty")
-        img, pix = self._prepare(image)
+        img, scope, pix = self._prepare(image)
         with self._lock:
             memory, probs = self._encode(pix)
             ids, tprobs = self._generate(memory, vqa_prompt(question), 48)
         text, box = parse_answer(self.tok.decode(ids))
         conf = float(np.mean(tprobs)) if tprobs else 0.0
-        ans = Answer(text=text, box=box, confidence=conf, warnings=list(img.warnings))
+        ans = Answer(text=text, box=box, confidence=conf, warnings=scope + list(img.warnings))
         self._guide_answer(question, ans, probs)
         return ans
 
@@ -276,7 +284,7 @@ class GazeX:
         """Where a sentence's finding is (observation box) and the inspection trajectory that leads to it."""
         if not isinstance(sentence, str) or not sentence.strip():
             raise ValueError("sentence is empty")
-        img, pix = self._prepare(image)
+        img, scope, pix = self._prepare(image)
         with self._lock:
             memory, probs = self._encode(pix)
             ids, tprobs = self._generate(memory, ground_prompt(sentence), 40)
@@ -284,7 +292,7 @@ class GazeX:
         return Grounding(sentence=sentence.strip(), region=block.region, label=block.label,
                          trajectory=[c.to_point() for c in block.clues],
                          box=block.box.clipped(1.0, 1.0) if block.box is not None else None,
-                         confidence=float(np.mean(tprobs)) if tprobs else 0.0, warnings=list(img.warnings))
+                         confidence=float(np.mean(tprobs)) if tprobs else 0.0, warnings=scope + list(img.warnings))
 
 
 def _label_of_phrase(thing: str) -> str | None:
@@ -379,5 +387,5 @@ def ground(image: ImageSource, sentence: str) -> Grounding:
     return default_model().ground(image, sentence)
 
 
-__all__ = ["GazeX", "Answer", "Grounding", "ImageInputError", "analyze", "ask", "ground", "default_model",
+__all__ = ["GazeX", "Answer", "Grounding", "ImageInputError", "OutOfScopeError", "analyze", "ask", "ground", "default_model",
            "DEFAULT_MODEL_DIR", "REGIONS"]

@@ -8,11 +8,11 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from app.image_payload import DISPLAY_LEVELS, PayloadCache, dicom_pixel_spacing, load_study_image
+from app.image_payload import PayloadCache, load_study_image
 from app.workstation import unpack_rgb16_png
 
 
-def write_dicom(path, pixels, photometric="MONOCHROME2"):
+def write_dicom(path, pixels, photometric="MONOCHROME2", window=(1000, 1000)):
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -23,11 +23,12 @@ def write_dicom(path, pixels, photometric="MONOCHROME2"):
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     ds.PixelSpacing = [0.139, 0.143]
+    ds.WindowCenter, ds.WindowWidth = window
     ds.PixelData = pixels.astype(np.uint16).tobytes()
     ds.save_as(str(path), enforce_file_format=True)
 
 
-def test_dicom_is_read_downsampled_and_keeps_original_size(tmp_path):
+def test_dicom_is_read_downsampled_and_keeps_original_size_and_stored_values(tmp_path):
     ramp = np.tile(np.linspace(0, 4095, 1500), (2000, 1)).astype(np.uint16)
     write_dicom(tmp_path / "a.dcm", ramp)
     image = load_study_image(str(tmp_path / "a.dcm"))
@@ -35,25 +36,28 @@ def test_dicom_is_read_downsampled_and_keeps_original_size(tmp_path):
     assert image["disp_height"] == 1024 and image["disp_width"] == 768
     values = unpack_rgb16_png(base64.b64decode(image["png_b64"]))
     assert values.shape == (1024, 768)
-    assert values[:, -1].mean() > values[:, 0].mean() + 0.8 * DISPLAY_LEVELS  # left dark, right bright
+    # stored values, not the windowed display: the full 12-bit range reaches the browser, beyond the 500-1500 window
+    assert values[:, 0].max() <= 3 and values[:, -1].min() >= 4090
+    assert image["window"] == {"center": 1000.0, "width": 1000.0} and image["voi_function"] == "LINEAR"
     assert image["pixel_spacing_mm"] == pytest.approx([0.139, 0.143])
     assert image["photometric"] == "MONOCHROME2"
 
 
-def test_monochrome1_is_inverted_before_the_browser_sees_it(tmp_path):
+def test_monochrome1_goes_to_the_browser_as_stored_with_its_photometric(tmp_path):
     ramp = np.tile(np.linspace(0, 4095, 1500), (2000, 1)).astype(np.uint16)
     write_dicom(tmp_path / "m1.dcm", ramp, photometric="MONOCHROME1")
-    values = unpack_rgb16_png(base64.b64decode(load_study_image(str(tmp_path / "m1.dcm"))["png_b64"]))
-    assert values[:, 0].mean() > values[:, -1].mean() + 0.8 * DISPLAY_LEVELS
+    image = load_study_image(str(tmp_path / "m1.dcm"))
+    values = unpack_rgb16_png(base64.b64decode(image["png_b64"]))
+    assert values[:, -1].mean() > values[:, 0].mean() + 4000  # stored, not inverted: the browser inverts after the VOI
+    assert image["photometric"] == "MONOCHROME1"
 
 
 def test_a_missing_or_broken_file_raises_a_value_error(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no such file"):
         load_study_image(str(tmp_path / "nope.dcm"))
     (tmp_path / "bad.dcm").write_bytes(b"not a dicom at all" * 10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bad.dcm"):
         load_study_image(str(tmp_path / "bad.dcm"))
-    assert dicom_pixel_spacing(str(tmp_path / "bad.dcm")) is None
 
 
 def test_cache_loads_each_path_once():

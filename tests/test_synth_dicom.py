@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from training.synth.dicom_io import read_intensity
+from gazex_core.imaging import load_image
 from training.synth.study import make_study
 
 from synth_support import SIZE, dataset
@@ -49,7 +49,7 @@ def test_some_images_are_monochrome1():
 def test_monochrome1_is_inverted_so_displayed_lungs_stay_dark():
     root = dataset(n=40, seed=8)
     for row in csv.DictReader(open(root / "metadata.csv")):
-        shown = read_intensity(root / row["image_path"])
+        shown = load_image(root / row["image_path"]).pixels  # the one image pipeline: VOI + MONOCHROME1
         stored = pydicom.dcmread(root / row["image_path"]).pixel_array.astype(np.float32) / 4095
         h, w = shown.shape
         lung = shown[int(h * 0.35) : int(h * 0.5), int(w * 0.2) : int(w * 0.3)].mean()  # patient-right mid lung
@@ -63,7 +63,7 @@ def test_monochrome1_is_inverted_so_displayed_lungs_stay_dark():
 def test_pixels_match_the_rendered_study():
     study = make_study(7, 0, SIZE)
     root = dataset()
-    shown = read_intensity(root / study.ids.image_path)
+    shown = load_image(root / study.ids.image_path).pixels
     assert np.abs(shown - study.image * study.headroom).max() <= 1 / 4095 + 1e-6
 
 

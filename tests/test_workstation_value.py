@@ -96,7 +96,7 @@ def _write_dicom(path, pixels, photometric, center=None, width=None, spacing=(0.
 
 
 def test_dicom_keeps_stored_values_voi_window_and_monochrome1(tmp_path):
-    raw = (np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 3) % 4096
+    raw = (np.arange(128 * 96, dtype=np.uint16).reshape(96, 128) * 3) % 4096  # >= 64 px a side: a readable image
     path = tmp_path / "cr.dcm"
     _write_dicom(path, raw, "MONOCHROME1", center=1500, width=2500)
     p = image_payload(path)

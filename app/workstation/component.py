@@ -125,48 +125,6 @@ def window_presets(stored: np.ndarray) -> dict[str, list[float]]:
     }
 
 
-def _first(v: Any) -> float | None:
-    """First value of a (possibly multi-valued) DICOM number."""
-    if v is None:
-        return None
-    try:
-        return float(v)
-    except TypeError:
-        try:
-            return float(v[0])
-        except (TypeError, ValueError, IndexError):
-            return None
-    except ValueError:
-        return None
-
-
-def read_dicom_stored(path: str | Path) -> dict[str, Any]:
-    """DICOM -> stored values (after the modality LUT, before VOI) + VOI window + photometric + pixel spacing."""
-    import pydicom
-    from pydicom.pixels import apply_modality_lut
-
-    ds = pydicom.dcmread(str(path))
-    arr = ds.pixel_array
-    if arr.ndim == 3:
-        arr = arr[0] if arr.shape[-1] not in (3, 4) else arr[..., 0]
-    arr = apply_modality_lut(arr, ds).astype(np.float64)
-    offset = 0.0
-    if arr.min() < 0:
-        offset = -float(arr.min())
-        arr = arr + offset
-    if arr.max() > 65535:
-        raise ValueError(f"{path}: values above 65535 after the modality LUT")
-    center, width = _first(getattr(ds, "WindowCenter", None)), _first(getattr(ds, "WindowWidth", None))
-    window = (center + offset, width) if center is not None and width is not None and width > 0 else None
-    spacing = getattr(ds, "PixelSpacing", None) or getattr(ds, "ImagerPixelSpacing", None)
-    return {
-        "stored": np.rint(arr).astype(np.uint16),
-        "photometric": str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")),
-        "window": window,
-        "pixel_spacing_mm": [float(spacing[0]), float(spacing[1])] if spacing else None,
-    }
-
-
 def _to_stored(image: np.ndarray) -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim == 3:
@@ -181,29 +139,30 @@ def _to_stored(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(arr.astype(np.float64)), 0, 65535).astype(np.uint16)
 
 
-def image_payload(image: np.ndarray | str | Path, *, photometric: str | None = None,
+def image_payload(image: Any, *, photometric: str | None = None,
                   window: tuple[float, float] | None = None, pixel_spacing_mm: Iterable[float] | None = None,
-                  original_size: tuple[int, int] | None = None, longest: int = DISPLAY_MAX) -> dict[str, Any]:
+                  original_size: tuple[int, int] | None = None, longest: int = DISPLAY_MAX,
+                  voi_function: str | None = None) -> dict[str, Any]:
     """The contract's ``image`` dict.
 
-    ``image``: a 2-D array (uint16 stored values, uint8, or float 0-1) or a file path (DICOM keeps its stored
-    values, VOI window, photometric and pixel spacing; PNG/JPEG are read as they are, 16-bit PNG kept).
+    ``image``: a ``gazex_core.imaging.LoadedImage``, a file path (read by ``gazex_core.imaging.load_image``,
+    the project's one image reader), or a 2-D array (uint16 stored values, uint8, or float 0-1). A read image
+    keeps its stored values, VOI window and function, photometric and pixel spacing.
     The long side is downscaled to ``longest`` for display (INTER_AREA); ``width``/``height`` stay the original
-    size (boxes are normalised to it). ``window`` defaults to the DICOM VOI, else the lung preset.
+    size (boxes are normalised to it). ``window`` defaults to the image's VOI, else the lung preset.
     """
     info: dict[str, Any] = {}
     if isinstance(image, (str, Path)):
-        path = str(image)
-        if path.lower().endswith((".dcm", ".dicom", ".dic")):
-            info = read_dicom_stored(path)
-            stored = info["stored"]
-        else:
-            raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-            if raw is None:
-                raise ValueError(f"cannot read image {path}")
-            if raw.ndim == 3:
-                raw = cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)
-            stored = _to_stored(raw)
+        from gazex_core.imaging import load_image
+
+        image = load_image(image)
+    if hasattr(image, "grey16"):  # a gazex_core LoadedImage
+        grey = image.grey16()
+        stored = grey.values
+        header_voi = grey.voi_kind != "auto"  # no VOI in the file: open at the lung preset, as for arrays
+        info = {"window": (grey.center, grey.width) if header_voi else None, "photometric": grey.photometric,
+                "function": grey.function if header_voi else "LINEAR",
+                "pixel_spacing_mm": list(image.pixel_spacing_mm) if image.pixel_spacing_mm else None}
     else:
         stored = _to_stored(image)
     if stored.ndim != 2:
@@ -226,6 +185,7 @@ def image_payload(image: np.ndarray | str | Path, *, photometric: str | None = N
     if spacing is not None and (width, height) != (w, h):
         # spacing is per original pixel of the array we were given; rescale to the declared original size
         spacing = [float(spacing[0]) * h / height, float(spacing[1]) * w / width]
+    function = voi_function or info.get("function") or "LINEAR"
     return {
         "png_b64": base64.b64encode(pack_rgb16_png(small)).decode("ascii"),
         "encoding": "rgb16",
@@ -233,6 +193,7 @@ def image_payload(image: np.ndarray | str | Path, *, photometric: str | None = N
         "disp_width": int(dw), "disp_height": int(dh),
         "photometric": photometric,
         "window": {"center": float(win[0]), "width": float(win[1])},
+        "voi_function": function,  # LINEAR / LINEAR_EXACT / SIGMOID (DICOM VOI LUT Function), for every window
         "presets": presets,
         "pixel_spacing_mm": [float(s) for s in spacing] if spacing else None,
     }
@@ -284,7 +245,8 @@ def workstation_value(bundle: dict[str, Any], image: dict[str, Any] | np.ndarray
     value = {
         "session_id": session_id, "study_key": study_key, "readonly": bool(readonly), "image": img,
         "sentences": sentences, "boxes": boxes, "findings": list(bundle.get("findings", [])),
-        "warnings": list(bundle.get("warnings", [])), "model": bundle.get("model"),
+        "warnings": list(bundle.get("scope_warnings", [])) + list(bundle.get("warnings", [])),
+        "model": bundle.get("model"),
     }
     if options:
         value["options"] = dict(options)

@@ -348,6 +348,7 @@
     return {
       dw: w, dh: h, width: im.width || w, height: im.height || h, data, min: mn, max: mx,
       photometric: im.photometric || "MONOCHROME2", window: { center: +win.center, width: +win.width },
+      voiFunction: im.voi_function || "LINEAR",
       presets: im.presets || {}, spacing: im.pixel_spacing_mm || null,
     };
   }
@@ -364,14 +365,17 @@
     if (!img) return;
     const t0 = performance.now();
     const c = S.win.center, w = S.win.width;
-    // DICOM PS3.3 C.11.2.1.2 linear VOI function, output 0-255; MONOCHROME1 inverted after the VOI.
+    // DICOM PS3.3 C.11.2.1.2 VOI functions (the image's: LINEAR, LINEAR_EXACT or SIGMOID), output 0-255;
+    // MONOCHROME1 inverted after the VOI.
     const lo = c - 0.5 - (w - 1) / 2, hi = c - 0.5 + (w - 1) / 2;
     const inv = (img.photometric === "MONOCHROME1") !== S.invert;
     const denom = Math.max(w - 1, 1e-6);
-    const vmin = img.min, vmax = img.max;
+    const vmin = img.min, vmax = img.max, fn = img.voiFunction;
     for (let x = vmin; x <= vmax; x++) {
       let g;
-      if (x <= lo) g = 0;
+      if (fn === "SIGMOID") g = Math.round(255 / (1 + Math.exp(-4 * (x - c) / w)));
+      else if (fn === "LINEAR_EXACT") g = Math.round(((x - c) / w + 0.5) * 255);
+      else if (x <= lo) g = 0;
       else if (x > hi) g = 255;
       else g = Math.round(((x - (c - 0.5)) / denom + 0.5) * 255);
       g = clamp(g, 0, 255);

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -87,9 +86,3 @@ def write_dicom(path: Path, pixels: np.ndarray, header: DicomHeader) -> None:
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
     ds.save_as(path, enforce_file_format=True)
 
-
-def read_intensity(path: Path) -> np.ndarray:
-    """Pixels as displayed intensity 0-1 (1 = white), undoing MONOCHROME1 inversion."""
-    ds = pydicom.dcmread(path)
-    values = ds.pixel_array.astype(np.float32) / MAX_VALUE
-    return 1 - values if ds.PhotometricInterpretation == "MONOCHROME1" else values

@@ -32,6 +32,12 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     push = _add(pacs_commands, "push", "STOW-RS: store DICOM files (e.g. an exported review) on the server", _push)
     push.add_argument("server")
     push.add_argument("files", nargs="+")
+    export = _add(subparsers, "export-review", "a signed review as DICOM SR (TID 1500) + GSPS + report + JSON",
+                  _export_review)
+    export.add_argument("session_id", type=int)
+    export.add_argument("--out", required=True, help="folder to write sr.dcm, gsps.dcm, report.txt, review.json")
+    export.add_argument("--as", dest="acting", default=None,
+                        help="read the session as this reader (default: the first admin)")
 
 
 def _add(subparsers: argparse._SubParsersAction, name: str, help_text: str, handler) -> argparse.ArgumentParser:
@@ -91,4 +97,19 @@ def _push(args: argparse.Namespace) -> int:
 
     stored = push(args.server, [Path(f) for f in args.files])
     print(f"stored {stored} instances on {args.server}")
+    return 0
+
+
+def _export_review(args: argparse.Namespace) -> int:
+    from .sr import export_review
+
+    service = _service(args)
+    try:
+        acting = args.acting or next((r.username for r in service.list_readers() if r.role == "admin"), None)
+        if acting is None:
+            raise SystemExit("gazex export-review: no admin reader exists; give --as READER")
+        paths = export_review(service, acting, args.session_id, args.out)
+    finally:
+        service.close()
+    print(f"review session {args.session_id} exported: {paths.sr}, {paths.gsps}, {paths.report}, {paths.review_json}")
     return 0

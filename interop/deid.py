@@ -9,7 +9,8 @@ the profile removes — and every private tag — by construction. ``KEEP`` belo
 Replacements are keyed by a per-installation secret (HMAC-SHA256), so the same original always maps to the
 same value on this installation and to an unrelated one anywhere else:
 - UIDs (study, series, instance, frame of reference): ``2.25.<first 128 bits of HMAC(key, uid)>``;
-- patient: ``PatientID`` and ``PatientName`` become ``GX<HMAC(key, PatientID)[:16 hex]>``;
+- Type 2 identifiers (birth date, sex, referring physician, accession number, study ID) are emptied;
+- patient: ``PatientID`` becomes ``GX<HMAC(key, PatientID)[:16 hex]>``, ``PatientName`` the same as family name;
 - dates: shifted back by 365-3650 days, one shift per patient (intervals between a patient's studies kept);
   times of day are kept (PS3.15 "Retain Longitudinal Temporal Information with Modified Dates").
 Nothing original is returned except in ``Linkage`` — which only an explicit option writes, to its own file.
@@ -60,6 +61,9 @@ KEEP = (
 )
 REMAP_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 SHIFT_DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+# Type 2 attributes that PS3.15 says to empty ("Z"): kept present with a zero-length value, as the IODs require.
+ZERO = ("PatientBirthDate", "PatientSex", "ReferringPhysicianName", "AccessionNumber", "StudyID")
+PRESENT = ("StudyDate", "StudyTime")  # Type 2 of the General Study module: empty when the original had none
 
 # What the tests check never survives an import (a subset of PS3.15 Table E.1-1, X/Z/D/U actions).
 IDENTIFYING_KEYWORDS = (
@@ -147,7 +151,13 @@ class Deidentifier:
             shifted = _shift_date(ds.get(keyword), shift)
             if shifted:
                 setattr(out, keyword, shifted)
-        out.PatientID = out.PatientName = self.pseudonym(patient_id)
+        out.PatientID = self.pseudonym(patient_id)
+        out.PatientName = f"{out.PatientID}^"  # the pseudonym as family name (a one-component PN)
+        for keyword in ZERO:
+            setattr(out, keyword, "")
+        for keyword in PRESENT:
+            if keyword not in out:
+                setattr(out, keyword, "")
         _mark_deidentified(out)
         out.file_meta = _file_meta(ds, out)
         return out, Linkage(patient_id, str(ds.get("StudyInstanceUID", "")), str(ds.get("SOPInstanceUID", "")),

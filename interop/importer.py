@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import get_decoder
 
-from gazex_core.imaging import ImageInputError, load_image
+from gazex_core.imaging import DEFAULT_LIMITS, ImageInputError, drafting_scope, load_image
 
 from .deid import (PNG_SIGNATURE, Deidentifier, InstallationKey, Linkage, append_linkage, read_header, strip_jpeg,
                    strip_png, write_dataset)
@@ -32,12 +31,9 @@ from .deid import (PNG_SIGNATURE, Deidentifier, InstallationKey, Linkage, append
 log = logging.getLogger(__name__)
 
 IMPORT_DIR = "imported"
-MAX_FILE_BYTES = 512 * 1024 * 1024
+MAX_FILE_BYTES = DEFAULT_LIMITS.max_file_bytes
 MAX_ZIP_BYTES = 8 * 1024 * 1024 * 1024
-MAX_SIDE_PX = 12_000
-MIN_SIDE_PX = 64
-CHEST_MODALITIES = {"CR", "DX"}
-CHEST_IF_BODY_PART = {"DR", "OT"}  # accepted only when the body part says chest
+STAGED_NAME = "image"  # what the image reader calls a staged file in its messages (never the user's name)
 DICOM_EXTENSIONS = {".dcm", ".dicom", ".dic"}
 EXTENSION_KINDS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", **{e: "dicom" for e in DICOM_EXTENSIONS}}
 
@@ -227,51 +223,22 @@ def _read_dicom(path: Path):
 
 
 def check_dicom_header(ds) -> None:
-    """Refuses what cannot be a reviewable chest radiograph, before any pixel is decoded."""
+    """What de-identification itself cannot accept; image and scope checks are gazex_core.imaging's."""
     if "PixelData" not in ds:
         raise Refused("no pixel data (not an image)")
-    frames = _header_int(ds, "NumberOfFrames", 1)
-    if frames > 1:
-        raise Refused(f"multi-frame ({frames} frames): only single-frame radiographs are imported")
-    modality = str(ds.get("Modality", "") or "").upper()
-    body_part = str(ds.get("BodyPartExamined", "") or "").upper()
-    if modality not in CHEST_MODALITIES and not (modality in CHEST_IF_BODY_PART and "CHEST" in body_part):
-        raise Refused(f"modality {modality or 'missing'} is not a chest radiograph (CR or DX; DR/OT with body part CHEST)")
-    rows, cols = _header_int(ds, "Rows", 0), _header_int(ds, "Columns", 0)
-    if not (MIN_SIDE_PX <= rows <= MAX_SIDE_PX and MIN_SIDE_PX <= cols <= MAX_SIDE_PX):
-        raise Refused(f"absurd size {cols}x{rows} px (accepted {MIN_SIDE_PX}-{MAX_SIDE_PX} px a side)")
     if str(ds.get("BurnedInAnnotation", "NO")).upper() == "YES":
         raise Refused("burned-in annotation: the pixels may show identifying text")
-    _check_transfer_syntax(ds)
-
-
-def _header_int(ds, keyword: str, default: int) -> int:
-    try:
-        return int(ds.get(keyword, default) or default)
-    except (TypeError, ValueError):
-        raise Refused(f"invalid {keyword} in the header") from None
-
-
-def _check_transfer_syntax(ds) -> None:
-    syntax = ds.file_meta.get("TransferSyntaxUID")
-    if syntax is None:
-        raise Refused("no transfer syntax in the file meta")
-    try:
-        available = get_decoder(syntax).is_available
-    except NotImplementedError:
-        available = False
-    if not available:
-        name = getattr(syntax, "name", str(syntax))
-        raise Refused(f"unsupported transfer syntax {name} ({syntax}): no decoder installed for it")
 
 
 def _validated_pixels(staged: Path):
+    """The staged (de-identified) file read by the one image reader, then its drafting scope checked."""
     try:
-        return load_image(staged)
+        image = load_image(staged, name=STAGED_NAME)
+        image.warnings = list(image.warnings) + drafting_scope(image)
+        return image
     except ImageInputError as exc:
-        detail = str(exc).replace(staged.name, "").lstrip(": ")
-        raise Refused(f"pixels cannot be read ({detail})") from None
-    except Exception as exc:  # a decoder's own error on a damaged stream
+        raise Refused(str(exc).removeprefix(f"{STAGED_NAME}: ")) from None
+    except Exception as exc:  # noqa: BLE001 - a decoder's own error on a damaged stream
         raise Refused(f"pixels cannot be read ({type(exc).__name__})") from None
 
 

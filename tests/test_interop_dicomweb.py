@@ -20,7 +20,7 @@ def test_pull_imports_the_chest_films_de_identified_and_refuses_the_rest(tmp_pat
                            filters={"AccessionNumber": "PULL-1"})
     assert report.summary().startswith("imported 2, skipped 1")
     ((name, reason),) = report.skipped
-    assert name.startswith("127.0.0.1:") and "modality CT" in reason
+    assert name.startswith("127.0.0.1:") and "Modality CT is out of scope" in reason
     studies = service.study_set_studies("from-pacs")
     assert len(studies) == 2
     assert files_containing(tmp_path / "site", identifier_needles(originals)) == []

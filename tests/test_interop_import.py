@@ -131,9 +131,10 @@ def _write_bad_inputs(folder: Path) -> dict[str, str]:
     make_cr(folder / "cine.dcm", seed=5, frames=3)
     make_cr(folder / "head_ct.dcm", seed=6, modality="CT")
     make_cr(folder / "huge.dcm", seed=7, Rows=60000, Columns=60000)
-    return {"empty.dcm": "empty file", "truncated.dcm": "", "notes.txt": "text file",
-            "picture.dcm": "wrong extension", "mpeg.dcm": "transfer syntax", "cine.dcm": "multi-frame",
-            "head_ct.dcm": "modality CT", "huge.dcm": "absurd size"}
+    return {"empty.dcm": "empty file", "truncated.dcm": "less than expected", "notes.txt": "text file",
+            "picture.dcm": "wrong extension", "mpeg.dcm": "MPEG2 Main Profile / Main Level' is not supported",
+            "cine.dcm": "multi-frame", "head_ct.dcm": "Modality CT is out of scope",
+            "huge.dcm": "60000x60000 px, larger than the limit"}
 
 
 def test_bad_input_is_one_line_each_and_the_rest_is_imported(tmp_path, capsys):

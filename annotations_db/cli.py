@@ -1,5 +1,5 @@
-"""Subcommands owned by annotations_db: ``gazex db upgrade | add-reader | readers | export-experiment |
-export-provenance | check``.
+"""Subcommands owned by annotations_db: ``gazex db upgrade | add-reader | readers | disable-reader | enable-reader |
+set-password | export-experiment | export-provenance | check``.
 
 Every subcommand takes ``--url`` (default: GAZEX_DATABASE_URL, else the SQLite file under GAZEX_DATA_DIR or
 ~/.gazex). The command line has direct access to the database, so it acts as the local administrator.
@@ -25,6 +25,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     reader.add_argument("--role", choices=("reader", "admin"), default="reader")
     reader.add_argument("--display-name", default=None)
     _add(commands, "readers", "list readers", _list_readers)
+    for name, handler, help_text in (("disable-reader", _disable_reader, "disable a reader (ends their sessions)"),
+                                     ("enable-reader", _enable_reader, "enable a reader again (lifts a lockout)")):
+        _add(commands, name, help_text, handler).add_argument("username")
+    _add(commands, "set-password", f"set a reader's password from ${PASSWORD_ENV}, stdin or a prompt (never the "
+         "command line); ends their sessions", _set_password).add_argument("username")
     experiment = _add(commands, "export-experiment", "case x reader x arm CSV of one experiment", _export_experiment)
     experiment.add_argument("experiment_id", type=int)
     experiment.add_argument("--out", required=True)
@@ -80,8 +85,36 @@ def _read_password() -> str:
 
 
 def _list_readers(args: argparse.Namespace) -> int:
-    for reader in _service(args).list_readers():
-        print(f"{reader.id}\t{reader.username}\t{reader.role}\t{reader.display_name or ''}")
+    service = _service(args)
+    states = service.account_states()
+    for reader in service.list_readers():
+        status = "disabled" if states[reader.username].disabled else "enabled"
+        print(f"{reader.id}\t{reader.username}\t{reader.role}\t{reader.display_name or ''}\t{status}")
+    return 0
+
+
+def _disable_reader(args: argparse.Namespace) -> int:
+    from .accounts import LOCAL_ADMIN
+
+    _service(args).set_reader_disabled(args.username, True, acting=LOCAL_ADMIN)
+    print(f"disabled {args.username}; their sessions have ended")
+    return 0
+
+
+def _enable_reader(args: argparse.Namespace) -> int:
+    from .accounts import LOCAL_ADMIN
+
+    _service(args).set_reader_disabled(args.username, False, acting=LOCAL_ADMIN)
+    print(f"enabled {args.username}")
+    return 0
+
+
+def _set_password(args: argparse.Namespace) -> int:
+    from .accounts import LOCAL_ADMIN
+
+    service = _service(args)
+    service.set_password(args.username, _read_password(), acting=LOCAL_ADMIN)
+    print(f"password of {args.username} set; their sessions have ended")
     return 0
 
 

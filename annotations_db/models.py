@@ -297,3 +297,43 @@ class ImportRun(Base):
     reasons: Mapped[dict[str, Any]] = mapped_column()
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- revision 0004 (accounts) -------------------------------------------------------------------
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins of one username (scope 'user') or one client address (scope 'client') in the window."""
+
+    __tablename__ = "login_throttles"
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[datetime] = mapped_column()
+    locked_until: Mapped[datetime | None] = mapped_column()
+
+
+class LoginSession(Base):
+    """One sign-in; the cookie token is stored only as its SHA-256."""
+
+    __tablename__ = "login_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"), index=True)
+    client: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+
+
+class AccountEvent(Base):
+    """Append-only: disable / enable / password change of a reader, and who did it."""
+
+    __tablename__ = "account_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    acting_reader_id: Mapped[int | None] = mapped_column(ForeignKey("readers.id"))
+    acting: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column()

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import passwords
+from .accounts import AccountsMixin
 from .engine import WRITE, holding, make_engine, resolve_url, write_lock
 from .experiments import ExperimentsMixin
 from .export import ExportMixin
@@ -53,7 +54,7 @@ EVENT_TYPE_MAX = 64
 PAYLOAD_MAX = 64_000
 
 
-class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin, StudySetsMixin):
+class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin, StudySetsMixin):
     """See module docstring. Construct with ``ReviewService.open(url)``."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
@@ -127,15 +128,6 @@ class ReviewService(ExperimentsMixin, ExportMixin, FinetuneMixin, StudySetsMixin
             raise AccessDenied("creating a reader needs an acting admin")
         if _reader(session, acting).role != "admin":
             raise AccessDenied(f"{acting!r} is not an admin")
-
-    def authenticate(self, username: str, password: str) -> ReaderInfo | None:
-        if not isinstance(username, str) or not isinstance(password, str) or not username:
-            return None
-        with self._read() as session:
-            reader = session.scalar(select(Reader).where(Reader.username == username))
-        if reader is None or not passwords.verify_password(password, reader.password_hash):
-            return None
-        return _reader_info(reader)
 
     def list_readers(self) -> list[ReaderInfo]:
         with self._read() as session:

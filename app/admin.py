@@ -18,7 +18,7 @@ from . import admin_models, handlers
 if TYPE_CHECKING:
     from .main import AppContext
 
-READER_COLUMNS = ["id", "username", "role", "display name"]
+READER_COLUMNS = ["id", "username", "role", "display name", "account", "last sign-in"]
 MODEL_COLUMNS = ["id", "name", "version", "status", "parent", "weights", "metrics"]
 
 FINETUNE_PLACEHOLDER = """\
@@ -44,6 +44,17 @@ class AdminParts:
     refresh_button: gr.Button
     drafts: gr.Markdown
     finetune: Any = None  # admin_models.ModelSectionParts
+    accounts: Any = None  # ReaderAccountParts
+
+
+@dataclass
+class ReaderAccountParts:
+    username: gr.Textbox
+    disable_button: gr.Button
+    enable_button: gr.Button
+    password: gr.Textbox
+    password_button: gr.Button
+    result: gr.Markdown
 
 
 def build_admin_tab(context: "AppContext") -> AdminParts:
@@ -56,13 +67,29 @@ def build_admin_tab(context: "AppContext") -> AdminParts:
             new_role = gr.Radio(["reader", "admin"], value="reader", label="Role")
         add_button = gr.Button("Add reader", variant="primary", elem_id="gx-admin-add-reader")
         add_result = gr.Markdown(elem_id="gx-admin-add-result")
+        accounts = build_reader_account_controls()
     with gr.Accordion("Model", open=True, elem_id="gx-admin-model"):
         refresh_button = gr.Button("Refresh", size="sm")
         models = gr.Dataframe(headers=MODEL_COLUMNS, interactive=False, elem_id="gx-admin-models")
         drafts = gr.Markdown(elem_id="gx-admin-drafts")
         finetune = admin_models.build_model_section(context)  # re-fine-tuning (app/admin_models.py)
     return AdminParts(readers, new_username, new_password, new_role, add_button, add_result, models,
-                      refresh_button, drafts, finetune)
+                      refresh_button, drafts, finetune, accounts)
+
+
+def build_reader_account_controls() -> ReaderAccountParts:
+    """Disable / enable a reader and set a password (each ends the reader's sessions where it says so)."""
+    gr.Markdown("**Account of an existing reader**")
+    with gr.Row():
+        username = gr.Textbox(label="Username", elem_id="gx-admin-account-username")
+        disable_button = gr.Button("Disable", size="sm", variant="stop", elem_id="gx-admin-disable")
+        enable_button = gr.Button("Enable", size="sm", elem_id="gx-admin-enable")
+    with gr.Row():
+        password = gr.Textbox(label="New password (8+ characters)", type="password",
+                              elem_id="gx-admin-set-password")
+        password_button = gr.Button("Set password", size="sm", elem_id="gx-admin-set-password-button")
+    result = gr.Markdown(elem_id="gx-admin-account-result")
+    return ReaderAccountParts(username, disable_button, enable_button, password, password_button, result)
 
 
 def wire_admin_tab(context: "AppContext", parts: AdminParts, demo: gr.Blocks) -> None:
@@ -86,7 +113,36 @@ def wire_admin_tab(context: "AppContext", parts: AdminParts, demo: gr.Blocks) ->
         return handlers.readers_rows(service, acting), text, ""
 
     demo.load(load_tables, None, [parts.readers, parts.models, parts.drafts])
+    wire_reader_account_controls(service, parts.accounts, parts.readers)
     admin_models.wire_model_section(context, parts.finetune, demo)
     parts.refresh_button.click(load_tables, None, [parts.readers, parts.models, parts.drafts])
     parts.add_button.click(add, [parts.new_username, parts.new_password, parts.new_role],
                            [parts.readers, parts.add_result, parts.new_password])
+
+
+def wire_reader_account_controls(service: Any, parts: ReaderAccountParts, readers: gr.Dataframe) -> None:
+    from .auth import request_token
+    from .main import request_username
+
+    def toggle(disabled: bool):
+        def run(username: str, request: gr.Request) -> tuple[Any, str]:
+            acting = request_username(request)
+            try:
+                text = handlers.set_reader_disabled(service, acting, username, disabled)
+            except ReviewError as exc:
+                return gr.skip(), f"**Not changed:** {exc}"
+            return handlers.readers_rows(service, acting), text
+        return run
+
+    def set_password(username: str, password: str, request: gr.Request) -> tuple[Any, str, str]:
+        acting = request_username(request)
+        try:
+            text = handlers.set_reader_password(service, acting, username, password, request_token(request))
+        except ReviewError as exc:
+            return gr.skip(), f"**Not changed:** {exc}", ""
+        return handlers.readers_rows(service, acting), text, ""
+
+    parts.disable_button.click(toggle(True), [parts.username], [readers, parts.result])
+    parts.enable_button.click(toggle(False), [parts.username], [readers, parts.result])
+    parts.password_button.click(set_password, [parts.username, parts.password],
+                                [readers, parts.result, parts.password])

@@ -324,8 +324,43 @@ def add_reader(service: ReviewService, acting: str, username: str, password: str
 
 
 def readers_rows(service: ReviewService, acting: str) -> list[list[Any]]:
+    """id, username, role, display name, account status (enabled / disabled / locked until), last sign-in."""
     require_admin(service, acting)
-    return [[r.id, r.username, r.role, r.display_name or ""] for r in service.list_readers()]
+    states = service.account_states()
+    return [[r.id, r.username, r.role, r.display_name or "", _account_status(states.get(r.username)),
+             _when(states[r.username].last_sign_in) if r.username in states else ""] for r in service.list_readers()]
+
+
+def _account_status(state: Any) -> str:
+    if state is None:
+        return ""
+    if state.disabled:
+        return "disabled"
+    if state.locked_until is not None:
+        return f"locked until {_when(state.locked_until)}"
+    return f"enabled, {state.open_sessions} open session{'s' if state.open_sessions != 1 else ''}"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def set_reader_disabled(service: ReviewService, acting: str, username: str, disabled: bool) -> str:
+    """Admin: disable (ends the reader's sessions at once) or enable (also lifts a lockout) a reader."""
+    require_admin(service, acting)
+    username = (username or "").strip()
+    service.set_reader_disabled(username, bool(disabled), acting=acting)
+    return f"Disabled {username}; their sessions have ended." if disabled else f"Enabled {username}."
+
+
+def set_reader_password(service: ReviewService, acting: str, username: str, password: str,
+                        acting_token: str | None = None) -> str:
+    """Admin: set a reader's password; the reader's sessions end (an admin's own current one is kept)."""
+    require_admin(service, acting)
+    username = (username or "").strip()
+    keep = acting_token if username == acting else None
+    service.set_password(username, password or "", acting=acting, keep_token=keep)
+    return f"Password of {username} set; their other sessions have ended."
 
 
 def model_version_rows(service: ReviewService, acting: str) -> list[list[Any]]:

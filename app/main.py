@@ -288,13 +288,19 @@ APP_CSS = """
 
 def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1", port: int | None = None,
                prevent_thread_lock: bool = False, quiet: bool = False) -> Any:
-    """Launches with the database login (every page needs it) and the deliberate queue settings."""
+    """Launches with the database login (every page needs it; sign-in, sessions and expiry in app/auth.py),
+    Gradio's traffic monitoring off, and the deliberate queue settings."""
+    from starlette.middleware import Middleware
+
+    from .auth import AccountsGate
+
     workstation_css, workstation_head = workstation_assets()
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    gate = Middleware(AccountsGate, service=context.service, title=context.title)
     return demo.launch(
         server_name=host, server_port=port, prevent_thread_lock=prevent_thread_lock, quiet=quiet,
         auth=lambda username, password: handlers.check_login(context.service, username, password),
-        auth_message="GazeX Review — sign in with your reader account.",
-        max_threads=MAX_THREADS, css=APP_CSS + workstation_css, head=workstation_head,
+        auth_message="GazeX Review — sign in with your reader account.", app_kwargs={"middleware": [gate]},
+        enable_monitoring=False, max_threads=MAX_THREADS, css=APP_CSS + workstation_css, head=workstation_head,
         footer_links=[], show_error=True, ssr_mode=False,
     )

@@ -5,9 +5,9 @@
                      [--model PATH] [--demo-n 12] [--no-demo] [--review-only]
 
 On first launch it creates an admin and a demo reader (passwords from GAZEX_ADMIN_PASSWORD /
-GAZEX_DEMO_PASSWORD, else generated and printed once, and saved to <data-dir>/credentials.txt
-readable only by you), generates a synthetic demo worklist with training.synth and registers it,
-then starts the app; drafts are computed in the background by the shared inference worker.
+GAZEX_DEMO_PASSWORD, never printed or saved; else generated, printed once and saved to
+<data-dir>/credentials.txt readable only by you), generates a synthetic demo worklist with
+training.synth and registers it, then starts the app; drafts are computed in the background by the shared inference worker.
 """
 
 from __future__ import annotations
@@ -47,20 +47,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def ensure_accounts(service: ReviewService, data_dir: Path) -> list[tuple[str, str, str]]:
-    """Creates the admin and the demo reader on an empty database; returns the new (role, user, password)."""
+def ensure_accounts(service: ReviewService, data_dir: Path) -> list[tuple[str, str, str | None]]:
+    """Creates the admin and the demo reader on an empty database; returns the new (role, user, password), the
+    password None when it came from the environment. Only generated passwords are saved to credentials.txt."""
     existing = {r.username for r in service.list_readers()}
     created = []
     for role, username, env in (("admin", ADMIN_USER, "GAZEX_ADMIN_PASSWORD"),
                                 ("reader", DEMO_USER, "GAZEX_DEMO_PASSWORD")):
         if username in existing:
             continue
-        password = os.environ.get(env) or secrets.token_urlsafe(9)
+        given = os.environ.get(env)
+        password = given or secrets.token_urlsafe(12)
         acting = None if not existing and not created else ADMIN_USER
         service.create_reader(username, password, role, acting=acting)
-        created.append((role, username, password))
-    if created:
-        save_credentials(data_dir / "credentials.txt", created)
+        created.append((role, username, None if given else password))
+    generated = [entry for entry in created if entry[2] is not None]
+    if generated:
+        save_credentials(data_dir / "credentials.txt", generated)
     return created
 
 
@@ -107,14 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     service = ReviewService.open(args.database_url, data_dir=str(data_dir))
-    for role, username, password in ensure_accounts(service, data_dir):
-        print(f"Created {role:6s} account  user: {username}  password: {password}", flush=True)
+    created = ensure_accounts(service, data_dir)
+    for role, username, password in created:  # a password is printed only when it was generated here
+        shown = f"password: {password}" if password else "password: the one given in the environment"
+        print(f"Created {role:6s} account  user: {username}  {shown}", flush=True)
     studies = [] if args.no_demo else ensure_demo_studies(service, data_dir, args.demo_n, args.seed)
     context = build_context(service, Path(args.model) if args.model else None, review_only=args.review_only)
     if context.worker is not None and studies:
         queued = context.worker.enqueue_drafts(studies)
         print(f"{len(studies)} demo studies; {queued} drafts queued for the background worker.", flush=True)
-    print(f"Credentials of first launch are in {data_dir / 'credentials.txt'} (mode 600).", flush=True)
+    if any(password for _, _, password in created):
+        print(f"Generated passwords are also in {data_dir / 'credentials.txt'} (mode 600).", flush=True)
     demo = build_app(context)
     launch_app(demo, context, host=args.host, port=args.port)
     return 0

@@ -319,3 +319,22 @@ def test_gazex_db_disables_enables_and_sets_passwords_from_stdin(accounts, db_ur
     assert accounts.sign_in(ALICE[0], "alice-from-stdin")
     with pytest.raises(SystemExit):  # a password on the command line is refused (it would end up in `ps`)
         gazex_db(["db", "set-password", ALICE[0], "alice-on-argv", "--url", db_url])
+
+
+# --- first launch ---------------------------------------------------------------------------------------
+
+
+def test_first_launch_prints_and_saves_only_generated_passwords(service, tmp_path, monkeypatch, capsys):
+    from conftest_app import REPO  # noqa: F401 - puts launch.py on sys.path
+    import launch
+
+    monkeypatch.setenv("GAZEX_ADMIN_PASSWORD", "admin-from-env-1")
+    monkeypatch.delenv("GAZEX_DEMO_PASSWORD", raising=False)
+    created = launch.ensure_accounts(service, tmp_path)
+    assert [(role, user) for role, user, _ in created] == [("admin", "admin"), ("reader", "demo")]
+    assert created[0][2] is None and len(created[1][2]) >= 16
+    saved = (tmp_path / "credentials.txt").read_text()
+    assert saved == f"reader\tdemo\t{created[1][2]}\n" and "admin-from-env-1" not in saved
+    assert (tmp_path / "credentials.txt").stat().st_mode & 0o777 == 0o600
+    assert service.sign_in("admin", "admin-from-env-1") and service.sign_in("demo", created[1][2])
+    assert launch.ensure_accounts(service, tmp_path) == []  # never again

@@ -2,12 +2,14 @@
 """Start GazeX Review with one command: embedded SQLite, the shipped model, a demo worklist.
 
     python launch.py [--host 127.0.0.1] [--port 7860] [--data-dir data] [--database-url URL]
-                     [--model PATH] [--demo-n 12] [--no-demo] [--review-only]
+                     [--model PATH] [--demo-n 12] [--no-demo] [--real-film] [--review-only]
 
 On first launch it creates an admin and a demo reader (passwords from GAZEX_ADMIN_PASSWORD /
 GAZEX_DEMO_PASSWORD, never printed or saved; else generated, printed once and saved to
 <data-dir>/credentials.txt readable only by you), generates a synthetic demo worklist with
 training.synth and registers it, then starts the app; drafts are computed in the background by the shared inference worker.
+``--real-film`` adds a real adult PA chest radiograph (RG1 from ``pip install pydicom-data``: CR, MONOCHROME1,
+15-bit, lossless JPEG 2000) to the worklist, imported (de-identified) into the study set ``real-film``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="checkpoint to register and run (default: the active version, else the shipped one)")
     parser.add_argument("--demo-n", type=int, default=12, help="synthetic studies in the demo worklist")
     parser.add_argument("--no-demo", action="store_true", help="do not generate a demo worklist")
+    parser.add_argument("--real-film", action="store_true",
+                        help="add pydicom-data's real PA chest radiograph (RG1) to the worklist")
     parser.add_argument("--review-only", action="store_true",
                         help="load no model (drafts must already be in the database)")
     parser.add_argument("--seed", type=int, default=7)
@@ -101,6 +105,28 @@ def register_studies(service: ReviewService, dataset_dir: Path) -> list[tuple[in
     return studies
 
 
+REAL_FILM = "RG1_J2KR.dcm"  # pydicom-data: a real adult PA chest CR, lossless JPEG 2000 (= RG1_UNCR bit for bit)
+REAL_FILM_SET = "real-film"
+
+
+def ensure_real_film(service: ReviewService, data_dir: Path) -> list[tuple[int, str, str]]:
+    """Imports the real chest film once (interop importer: de-identified, checked); returns it as (id, uid, path)."""
+    try:
+        import data_store  # the pydicom-data package
+    except ImportError:
+        print("--real-film: pydicom-data is not installed (pip install pydicom-data); skipped.", flush=True)
+        return []
+    from interop.importer import import_paths
+
+    have_set = REAL_FILM_SET in {s.name for s in service.study_sets()}
+    if not have_set or not service.study_set_studies(REAL_FILM_SET):
+        film = Path(data_store.__file__).parent / "data" / REAL_FILM
+        report = import_paths(service, [film], study_set=REAL_FILM_SET, data_dir=data_dir)
+        for line in report.lines():
+            print(f"--real-film: {line}", flush=True)
+    return [(s.id, s.study_uid, s.image_path) for s in service.study_set_studies(REAL_FILM_SET)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -115,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         shown = f"password: {password}" if password else "password: the one given in the environment"
         print(f"Created {role:6s} account  user: {username}  {shown}", flush=True)
     studies = [] if args.no_demo else ensure_demo_studies(service, data_dir, args.demo_n, args.seed)
+    if args.real_film:
+        studies += ensure_real_film(service, data_dir)
     context = build_context(service, Path(args.model) if args.model else None, review_only=args.review_only)
     if context.worker is not None and studies:
         queued = context.worker.enqueue_drafts(studies)

@@ -28,7 +28,9 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 KEY_FILE_NAME = "deid.key"
@@ -59,6 +61,7 @@ KEEP = (
     "PixelSpacing", "ImagerPixelSpacing", "PixelSpacingCalibrationType", "EstimatedRadiographicMagnificationFactor",
     "DistanceSourceToDetector", "DistanceSourceToPatient",
 )
+KEEP_TAGS = frozenset(Tag(tag_for_keyword(keyword)) for keyword in KEEP)
 REMAP_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 SHIFT_DATES = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
 # Type 2 attributes that PS3.15 says to empty ("Z"): kept present with a zero-length value, as the IODs require.
@@ -141,9 +144,9 @@ class Deidentifier:
         patient_id = str(ds.get("PatientID", "") or "")
         shift = self.date_shift_days(patient_id)
         out = Dataset()
-        for keyword in KEEP:
-            if keyword in ds:
-                out[keyword] = ds[keyword]
+        for element in ds:
+            if element.tag in KEEP_TAGS:
+                out.add(element)
         for keyword in REMAP_UIDS:
             if ds.get(keyword):
                 setattr(out, keyword, self.uid(str(ds[keyword].value)))

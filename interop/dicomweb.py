@@ -87,23 +87,24 @@ def pull(service, url: str, *, study_set: str, data_dir: str | Path, filters: di
     importer = Importer(service, Path(data_dir), study_set)
     started = datetime.now(timezone.utc)
     report = ImportReport()
-    with tempfile.TemporaryDirectory(prefix="gazex-pull-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="gazex-pull-") as scratch, importer.staging_area() as staging:
         for number, study_uid in enumerate(_bar(study_uids, progress), start=1):
             instances = _calling(srv, "a study retrieval", srv.client().retrieve_study, study_uid)
             for index, dataset in enumerate(instances, start=1):
                 name = f"{srv.name} study {number}/{len(study_uids)} instance {index}"
-                _import_retrieved(importer, dataset, Path(scratch), name, report)
+                _import_retrieved(importer, dataset, Path(scratch), staging, name, report)
     reasons = Counter(_reason_kind(reason) for _, reason in report.skipped)
     service.record_import_run(study_set, "dicomweb", len(report.imported), len(report.skipped), dict(reasons),
                               started)
     return report
 
 
-def _import_retrieved(importer: Importer, dataset: Dataset, scratch: Path, name: str, report: ImportReport) -> None:
+def _import_retrieved(importer: Importer, dataset: Dataset, scratch: Path, staging: Path, name: str,
+                      report: ImportReport) -> None:
     path = scratch / f"{uuid.uuid4().hex}.dcm"
     try:
         dataset.save_as(path, enforce_file_format=True)
-        imported, _ = importer.import_file(path)
+        imported, _ = importer.import_file(path, staging)
         report.imported.append(imported)
     except Refused as exc:
         report.skipped.append((name, str(exc)))

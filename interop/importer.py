@@ -16,6 +16,7 @@ import tempfile
 import uuid
 import zipfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,11 +83,13 @@ def import_paths(service, paths: Iterable[str | Path], *, study_set: str, data_d
     started = datetime.now(timezone.utc)
     report = ImportReport()
     linkage: list[Linkage] = []
-    with tempfile.TemporaryDirectory(prefix="gazex-import-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="gazex-import-") as scratch, importer.staging_area() as staging:
         candidates = list(_expand(paths, Path(scratch), report))
-        for done, candidate in enumerate(_progress(candidates, progress), start=1):
+        outcomes = (_prepare_outcome(c.path, staging, importer.deid) for c in candidates)
+        for done, (candidate, outcome) in enumerate(zip(candidates, _progress(outcomes, progress, len(candidates))),
+                                                     start=1):
             try:
-                imported, link = importer.import_file(candidate.path)
+                imported = importer.commit(_unwrap(outcome))
             except Refused as exc:
                 report.skipped.append((candidate.name, str(exc)))
             except Exception as exc:  # noqa: BLE001 - one odd file must not stop the batch; no values in the line
@@ -94,8 +97,8 @@ def import_paths(service, paths: Iterable[str | Path], *, study_set: str, data_d
                 report.skipped.append((candidate.name, f"could not be imported ({type(exc).__name__})"))
             else:
                 report.imported.append(imported)
-                if link is not None:
-                    linkage.append(link)
+                if outcome.linkage is not None:
+                    linkage.append(outcome.linkage)
             if callable(progress):
                 progress(done, len(candidates))
     if linkage_file is not None and linkage:
@@ -106,74 +109,117 @@ def import_paths(service, paths: Iterable[str | Path], *, study_set: str, data_d
     return report
 
 
-class Importer:
-    """Imports one file at a time into one study set of one installation."""
+@dataclass
+class Prepared:
+    """One file made ready to register: its de-identified copy staged and its pixels validated."""
 
-    def __init__(self, service, data_dir: Path, study_set: str):
-        self.service = service
-        self.root = data_dir / IMPORT_DIR
-        self.staging = self.root / ".staging"
-        self.staging.mkdir(parents=True, exist_ok=True)
-        self.deid = Deidentifier(InstallationKey.load_or_create(data_dir))
-        self.study_set = service.create_study_set(study_set).name
+    study_uid: str = ""
+    sop_uid: str = ""
+    staged: Path | None = None
+    suffix: str = ""
+    meta: dict = field(default_factory=dict)
+    width: int = 0
+    height: int = 0
+    linkage: Linkage | None = None
+    refused: str | None = None  # the one-line reason instead of all of the above
 
-    def import_file(self, path: Path) -> tuple[ImportedStudy, Linkage | None]:
-        kind = sniff_kind(path)
-        if kind == "dicom":
-            return self._import_dicom(path)
-        return self._import_raster(path, kind), None
 
-    def _import_dicom(self, path: Path) -> tuple[ImportedStudy, Linkage]:
+def prepare(path: Path, staging: Path, deid: Deidentifier) -> Prepared:
+    """Sniffs, de-identifies and stages one file, then validates its pixels; raises Refused. No database access."""
+    kind = sniff_kind(path)
+    if kind == "dicom":
         ds = _read_dicom(path)
         check_dicom_header(ds)
-        clean, link = self.deid.dataset(ds)
+        clean, link = deid.dataset(ds)
         if not link.study_uid or not link.sop_uid:
             raise Refused("no Study/SOP Instance UID in the header")
-        self._refuse_duplicate(link.study_uid)
-        staged = self.staging / f"{uuid.uuid4().hex}.dcm"
-        try:
-            write_dataset(clean, staged)
-            return self._register(staged, link.study_uid, link.sop_uid, ".dcm", _dicom_meta(clean)), link
-        finally:
-            staged.unlink(missing_ok=True)
-
-    def _import_raster(self, path: Path, kind: str) -> ImportedStudy:
+        prepared = Prepared(link.study_uid, link.sop_uid, staging / f"{uuid.uuid4().hex}.dcm", ".dcm",
+                            _dicom_meta(clean), linkage=link)
+        _staged(prepared, lambda target: write_dataset(clean, target))
+    else:
         try:
             data = path.read_bytes()
             clean = strip_png(data) if kind == "png" else strip_jpeg(data)
         except ValueError as exc:
             raise Refused(f"unreadable {kind.upper()} ({exc})") from None
-        study_uid = self.deid.raster_uid(clean)
-        self._refuse_duplicate(study_uid)
+        study_uid = deid.raster_uid(clean)
         suffix = ".png" if kind == "png" else ".jpg"
-        staged = self.staging / f"{uuid.uuid4().hex}{suffix}"
+        prepared = Prepared(study_uid, deid.uid(study_uid), staging / f"{uuid.uuid4().hex}{suffix}", suffix,
+                            {"modality": None, "format": kind})
+        _staged(prepared, lambda target: target.write_bytes(clean))
+    return prepared
+
+
+def _staged(prepared: Prepared, write: Callable[[Path], None]) -> None:
+    try:
+        write(prepared.staged)
+        image = _validated_pixels(prepared.staged)
+    except BaseException:
+        prepared.staged.unlink(missing_ok=True)
+        raise
+    prepared.width, prepared.height = image.width, image.height
+    prepared.meta = {**prepared.meta, "source": "import", "deidentified": True, "warnings": image.warnings}
+
+
+class Importer:
+    """Registers prepared files into one study set of one installation (the database side of an import)."""
+
+    def __init__(self, service, data_dir: Path, study_set: str):
+        self.service = service
+        self.root = data_dir / IMPORT_DIR
+        self.deid = Deidentifier(InstallationKey.load_or_create(data_dir))
+        self.study_set = service.create_study_set(study_set).name
+
+    @contextmanager
+    def staging_area(self) -> Iterator[Path]:
+        """A staging folder of this run only, removed with whatever a refused or crashed file left in it."""
+        staging = self.root / ".staging" / uuid.uuid4().hex
+        staging.mkdir(parents=True)
         try:
-            staged.write_bytes(clean)
-            meta = {"modality": None, "format": kind}
-            return self._register(staged, study_uid, self.deid.uid(study_uid), suffix, meta)
+            yield staging
         finally:
-            staged.unlink(missing_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
 
-    def _refuse_duplicate(self, study_uid: str) -> None:
-        if self.service.find_study(study_uid) is not None:
-            raise Refused("duplicate: this study is already imported (same de-identified Study Instance UID)")
+    def import_file(self, path: Path, staging: Path) -> tuple[ImportedStudy, Linkage | None]:
+        prepared = prepare(path, staging, self.deid)
+        return self.commit(prepared), prepared.linkage
 
-    def _register(self, staged: Path, study_uid: str, sop_uid: str, suffix: str, meta: dict) -> ImportedStudy:
-        image = _validated_pixels(staged)
-        final = self.root / study_uid / f"{sop_uid}{suffix}"
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
+    def commit(self, prepared: Prepared) -> ImportedStudy:
+        """Moves the staged file to its own path and registers it; a duplicate leaves nothing behind."""
         try:
-            meta = {**meta, "source": "import", "deidentified": True, "warnings": image.warnings}
-            info = self.service.register_study(study_uid, str(final), width=image.width, height=image.height,
-                                               meta=meta, sop_instance_uid=sop_uid,
+            if self.service.find_study(prepared.study_uid) is not None:
+                raise Refused("duplicate: this study is already imported (same de-identified Study Instance UID)")
+            final = self.root / prepared.study_uid / f"{prepared.sop_uid}{prepared.suffix}"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(prepared.staged, final)
+        finally:
+            prepared.staged.unlink(missing_ok=True)
+        try:
+            meta = dict(prepared.meta)
+            info = self.service.register_study(prepared.study_uid, str(final), width=prepared.width,
+                                               height=prepared.height, meta=meta, sop_instance_uid=prepared.sop_uid,
                                                series_uid=meta.pop("series_uid", None))
             self.service.add_to_study_set(self.study_set, info.id)
         except Exception:
-            if self.service.find_study(study_uid) is None:
+            if self.service.find_study(prepared.study_uid) is None:
                 shutil.rmtree(final.parent, ignore_errors=True)
             raise
         return ImportedStudy(info.id, info.study_uid, info.image_path)
+
+
+def _prepare_outcome(path: Path, staging: Path, deid: Deidentifier) -> Prepared:
+    try:
+        return prepare(path, staging, deid)
+    except Refused as exc:
+        return Prepared(refused=str(exc))
+    except Exception as exc:  # noqa: BLE001 - reported as that file's line; no header values in it
+        return Prepared(refused=f"could not be imported ({type(exc).__name__})")
+
+
+def _unwrap(outcome: Prepared) -> Prepared:
+    if outcome.refused is not None:
+        raise Refused(outcome.refused)
+    return outcome
 
 
 # --- checks ---------------------------------------------------------------------------------------------------
@@ -288,9 +334,9 @@ def _expand_file(path: Path, name: str, scratch: Path, report: ImportReport) -> 
         report.skipped.append((name, f"unreadable zip archive ({type(exc).__name__})"))
 
 
-def _progress(items: list[Candidate], progress: bool | ProgressCallback) -> Iterable[Candidate]:
+def _progress(items: Iterable, progress: bool | ProgressCallback, total: int) -> Iterable:
     if progress is True:
         from tqdm import tqdm
 
-        return tqdm(items, desc="import", unit="file")
+        return tqdm(items, desc="import", unit="file", total=total)
     return items

@@ -185,3 +185,4 @@ def test_study_sets_on_both_backends(service):
     assert [s.n_studies for s in service.study_sets()] == [1]
     run = service.record_import_run("pilot", "file", 1, 2, {"duplicate": 2}, service._now())
     assert service.import_runs("pilot")[0]["id"] == run
+

@@ -127,6 +127,12 @@ def ensure_real_film(service: ReviewService, data_dir: Path) -> list[tuple[int, 
     return [(s.id, s.study_uid, s.image_path) for s in service.study_set_studies(REAL_FILM_SET)]
 
 
+def imported_studies(service: ReviewService) -> list[tuple[int, str, str]]:
+    """Every study of every study set, as (id, uid, path) for the draft queue (drafted ones are skipped there)."""
+    return [(s.id, s.study_uid, s.image_path) for study_set in service.study_sets()
+            for s in service.study_set_studies(study_set.name)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -143,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     studies = [] if args.no_demo else ensure_demo_studies(service, data_dir, args.demo_n, args.seed)
     if args.real_film:
         studies += ensure_real_film(service, data_dir)
+    studies += imported_studies(service)  # `gazex import`, admin uploads and PACS pulls: drafted in the background
     context = build_context(service, Path(args.model) if args.model else None, review_only=args.review_only)
+    context.data_dir = data_dir
     if context.worker is not None and studies:
         queued = context.worker.enqueue_drafts(studies)
         print(f"{len(studies)} demo studies; {queued} drafts queued for the background worker.", flush=True)

@@ -13,7 +13,7 @@ import gradio as gr
 
 from annotations_db.service import ReviewError
 
-from . import admin_models, handlers
+from . import admin_import, admin_models, handlers
 
 if TYPE_CHECKING:
     from .main import AppContext
@@ -45,6 +45,7 @@ class AdminParts:
     drafts: gr.Markdown
     finetune: Any = None  # admin_models.ModelSectionParts
     accounts: Any = None  # ReaderAccountParts
+    imports: Any = None  # admin_import.ImportSectionParts
 
 
 @dataclass
@@ -73,8 +74,10 @@ def build_admin_tab(context: "AppContext") -> AdminParts:
         models = gr.Dataframe(headers=MODEL_COLUMNS, interactive=False, elem_id="gx-admin-models")
         drafts = gr.Markdown(elem_id="gx-admin-drafts")
         finetune = admin_models.build_model_section(context)  # re-fine-tuning (app/admin_models.py)
+    with gr.Accordion("Import and export", open=False, elem_id="gx-admin-import"):
+        imports = admin_import.build_import_section(context)  # app/admin_import.py
     return AdminParts(readers, new_username, new_password, new_role, add_button, add_result, models,
-                      refresh_button, drafts, finetune, accounts)
+                      refresh_button, drafts, finetune, accounts, imports)
 
 
 def build_reader_account_controls() -> ReaderAccountParts:
@@ -115,6 +118,7 @@ def wire_admin_tab(context: "AppContext", parts: AdminParts, demo: gr.Blocks) ->
     demo.load(load_tables, None, [parts.readers, parts.models, parts.drafts])
     wire_reader_account_controls(service, parts.accounts, parts.readers)
     admin_models.wire_model_section(context, parts.finetune, demo)
+    admin_import.wire_import_section(context, parts.imports)
     parts.refresh_button.click(load_tables, None, [parts.readers, parts.models, parts.drafts])
     parts.add_button.click(add, [parts.new_username, parts.new_password, parts.new_role],
                            [parts.readers, parts.add_result, parts.new_password])

@@ -37,6 +37,7 @@ class AppContext:
     worker: InferenceWorker | None
     image_payload: Callable[[str], dict[str, Any]]
     title: str = "GazeX Review"
+    data_dir: Path | None = None  # where imports go (interop); None: GAZEX_DATA_DIR or ~/.gazex
 
 
 def request_username(request: Any) -> str | None:

@@ -337,3 +337,46 @@ class AccountEvent(Base):
     acting_reader_id: Mapped[int | None] = mapped_column(ForeignKey("readers.id"))
     acting: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column()
+
+
+# --- revision 0005 (experiment design) ---
+
+
+class ExperimentSettings(Base):
+    """Per-experiment state beyond the design: open/closed, reader order, questionnaires."""
+
+    __tablename__ = "experiment_settings"
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSONDict)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InjectedError(Base):
+    """One deliberate draft error on one case of an experiment (append-only; readers are not told)."""
+
+    __tablename__ = "experiment_injected_errors"
+    __table_args__ = (UniqueConstraint("experiment_id", "study_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    sentence_id: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONDict)
+    created_by: Mapped[int] = mapped_column(ForeignKey("readers.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class QuestionnaireResponse(Base):
+    """Answers to a post-case item set or a post-session NASA-TLX / SUS (append-only)."""
+
+    __tablename__ = "questionnaire_responses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("review_sessions.id"))
+    instrument: Mapped[str] = mapped_column(String(32))
+    period: Mapped[int | None] = mapped_column(Integer)
+    answers: Mapped[dict[str, Any]] = mapped_column(JSONDict)
+    score: Mapped[float | None] = mapped_column(Float)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from . import passwords
 from .accounts import AccountsMixin
 from .engine import WRITE, holding, make_engine, resolve_url, write_lock
-from .experiments import ExperimentsMixin
+from .experiments import ExperimentsMixin, is_unaided, shown_draft
 from .export import ExportMixin
 from .finetune import FinetuneMixin
 from .study_sets import StudySetsMixin
@@ -313,7 +313,7 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
         row = ReviewSession(reader_id=me.id, study_id=study.id, status="open", last_seq=0, opened_at=self._now(),
                             experiment_id=assignment.experiment_id if assignment else None,
                             assignment_id=assignment.id if assignment else None, arm=arm)
-        if arm != NO_AI_ARM:
+        if not is_unaided(arm):
             draft = _draft_for(session, study.id, _experiment_model(session, assignment))
             row.draft_id = draft.id if draft else None
         session.add(row)
@@ -322,7 +322,7 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
 
     def _attach_draft_if_untouched(self, session: Session, row: ReviewSession) -> None:
         """A session opened before its draft was computed gets the draft, as long as nothing was decided yet."""
-        if row.arm == NO_AI_ARM or row.last_seq > 0:
+        if is_unaided(row.arm) or row.last_seq > 0:
             return
         assignment = session.get(Assignment, row.assignment_id) if row.assignment_id else None
         draft = _draft_for(session, row.study_id, _experiment_model(session, assignment))
@@ -584,7 +584,7 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
         return SessionState(
             session_id=row.id, study=study_info(session, session.get(Study, row.study_id)),
             reader=session.get(Reader, row.reader_id).username, status=row.status, arm=row.arm,
-            draft=draft.bundle if draft else None, draft_id=draft.id if draft else None,
+            draft=shown_draft(session, row, draft.bundle) if draft else None, draft_id=draft.id if draft else None,
             sentences=current_sentences(_rows(session, SentenceDecisionRow, row.id)),
             boxes=current_boxes(_rows(session, BoxDecisionRow, row.id)), last_seq=row.last_seq,
             opened_at=row.opened_at, signoff=_signoff_for_session(session, row.id))
@@ -740,7 +740,7 @@ def _same_draft_or_refuse(existing: Draft, bundle: dict[str, Any]) -> int:
 
 def _draft_bundle(session: Session, row: ReviewSession) -> dict[str, Any] | None:
     draft = session.get(Draft, row.draft_id) if row.draft_id else None
-    return draft.bundle if draft else None
+    return shown_draft(session, row, draft.bundle) if draft else None
 
 
 def _experiment_model(session: Session, assignment: Assignment | None) -> int | None:

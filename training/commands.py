@@ -22,3 +22,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
     add_finetune_command(subparsers)
     add_models_command(subparsers)
+
+    from training.experiments.cli import add_experiment_command
+
+    add_experiment_command(subparsers)

@@ -1,0 +1,127 @@
+"""The one place that turns report text into CheXpert observation labels (rule-based, offline).
+
+Per sentence, every observation keyword is found (longest first, on word boundaries) and scoped to its clause;
+a negation cue before it in the clause ("no", "without", "free of", ...) or after it ("... is not seen")
+makes it negative (0); an uncertainty cue in the clause ("possible", "may represent", "cannot be excluded",
+...) makes it uncertain (-1); otherwise it is positive (1). A report's value per observation is the strongest
+of its sentences' (positive > uncertain > negative); "No Finding" is positive when no observation other
+than Support Devices is positive or uncertain (the CheXpert convention).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .vocab import CHEXPERT_LABELS
+
+CHEXPERT_OBSERVATIONS: tuple[str, ...] = CHEXPERT_LABELS
+POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
+
+LABEL_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Pleural Effusion", ("pleural effusion", "pleural effusions", "effusion", "effusions", "pleural fluid",
+                          "blunting of the costophrenic", "costophrenic angle blunting", "blunted costophrenic",
+                          "costophrenic blunting")),
+    ("Pneumothorax", ("pneumothorax", "pneumothoraces")),
+    ("Cardiomegaly", ("cardiomegaly", "enlarged cardiac silhouette", "heart is enlarged", "heart size is enlarged",
+                      "enlarged heart", "cardiac enlargement", "heart is mildly enlarged",
+                      "heart size is mildly enlarged", "cardiac silhouette is enlarged", "enlarged heart size",
+                      "heart is borderline enlarged", "heart size is borderline enlarged")),
+    ("Enlarged Cardiomediastinum", ("widened mediastinum", "mediastinal widening", "enlarged cardiomediastinal",
+                                    "wide mediastinum", "mediastinum is widened", "mediastinal enlargement",
+                                    "enlarged mediastinum", "cardiomediastinal silhouette is enlarged")),
+    ("Edema", ("edema", "oedema", "pulmonary vascular congestion", "vascular congestion", "interstitial edema",
+               "kerley")),
+    ("Consolidation", ("consolidation", "consolidations", "consolidative", "airspace disease")),
+    ("Pneumonia", ("pneumonia", "pneumonias")),
+    ("Atelectasis", ("atelectasis", "atelectases", "atelectatic", "collapse")),
+    ("Lung Lesion", ("nodule", "nodules", "nodular", "mass", "masses", "lesion", "lesions", "granuloma",
+                     "granulomas", "granulomatous", "neoplasm", "tumor", "cyst", "cysts")),
+    ("Fracture", ("fracture", "fractures", "fractured")),
+    ("Support Devices", ("pacemaker", "catheter", "endotracheal tube", "et tube", "ng tube", "nasogastric tube",
+                         "enteric tube", "picc", "central line", "central venous", "sternotomy wires", "icd",
+                         "chest tube", "tracheostomy", "port-a-cath", "line", "lines", "tube", "tubes", "device",
+                         "devices", "leads", "pacer", "stent", "clips", "wires", "defibrillator", "port")),
+    ("Pleural Other", ("pleural thickening", "pleural plaque", "pleural plaques", "fibrothorax",
+                       "pleural scarring", "pleural calcification")),
+    ("Lung Opacity", ("opacity", "opacities", "opacification", "infiltrate", "infiltrates", "haziness",
+                      "airspace opacity", "scarring", "density", "densities")),
+)
+PRE_NEGATION = re.compile(
+    r"\b(no|not|without|negative for|free of|clear of|resolved|resolution of|ruled out|rule out|absence of|"
+    r"no evidence of|no signs? of|neither|nor|removed|clearing of)\b", re.IGNORECASE)
+POST_NEGATION = re.compile(r"^\W*(is|are|has|have|was|were)?\s*(not seen|not identified|not present|resolved|absent"
+                           r"|removed|not visualized|no longer (seen|present|visualized))\b", re.IGNORECASE)
+UNCERTAINTY = re.compile(
+    r"\b(may|might|possible|possibly|likely|probable|probably|suspicious for|suspected|suggest\w*|"
+    r"cannot be excluded|can not be excluded|cannot exclude|not excluded|could (be|represent)|questionable|"
+    r"concerning for|versus|vs|equivocal|consider|differential|indeterminate|borderline)\b", re.IGNORECASE)
+CLAUSE_BOUNDARY = re.compile(r"[;:]|,\s(?!and\b|or\b)|\bbut\b|\bhowever\b|\balthough\b|\bwhich\b", re.IGNORECASE)
+NORMAL_STATEMENT = re.compile(r"\b(normal|clear|midline|unremarkable|intact|stable|unchanged|within normal limits)\b",
+                              re.IGNORECASE)
+SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9_(\"'])")
+# One alternation, longest keywords first; the group name is the label's index.
+_KEYWORD_RE = re.compile(
+    "|".join(f"(?P<l{n}>\\b(?:" + "|".join(re.escape(k) for k in sorted(kws, key=len, reverse=True)) + r")\b)"
+             for n, (_, kws) in enumerate(LABEL_KEYWORDS)),
+    re.IGNORECASE)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Paragraph text -> sentences (line wraps joined; '1.5 cm' and '___' stay intact)."""
+    flat = " ".join((text or "").split())
+    return [s.strip() for s in SENTENCE_BOUNDARY.split(flat) if s.strip() and s.strip() not in {".", "___"}]
+
+
+def label_sentence(text: str) -> dict[str, int]:
+    """Observation -> 1 / 0 / -1 for every observation the sentence mentions."""
+    values: dict[str, int] = {}
+    for match in _KEYWORD_RE.finditer(text):
+        label = LABEL_KEYWORDS[int(match.lastgroup[1:])][0]
+        value = _mention_value(text, match.start(), match.end())
+        values[label] = max(values.get(label, value), value, key=_strength)
+    return values
+
+
+def label_report(text: str) -> dict[str, int]:
+    """Observation -> 1 / 0 / -1 over the whole report, with "No Finding" by the CheXpert convention."""
+    values: dict[str, int] = {}
+    for sentence in split_sentences(text):
+        for label, value in label_sentence(sentence).items():
+            values[label] = max(values.get(label, value), value, key=_strength)
+    pathology = [v for label, v in values.items() if label != "Support Devices"]
+    values["No Finding"] = NEGATIVE if any(v in (POSITIVE, UNCERTAIN) for v in pathology) else POSITIVE
+    return values
+
+
+def report_labels(text: str, *, uncertain_as_positive: bool = False) -> set[str]:
+    """The observations a report states as present (uncertain ones too when asked)."""
+    accepted = (POSITIVE, UNCERTAIN) if uncertain_as_positive else (POSITIVE,)
+    return {label for label, value in label_report(text).items() if value in accepted}
+
+
+def sentence_label(text: str) -> tuple[str | None, bool]:
+    """(the first observation, in LABEL_KEYWORDS order, stated present or uncertain; is_negative statement)."""
+    values = label_sentence(text)
+    order = [label for label, _ in LABEL_KEYWORDS]
+    stated = [label for label in order if values.get(label) in (POSITIVE, UNCERTAIN)]
+    if stated:
+        return stated[0], False
+    return None, bool(values) or bool(NORMAL_STATEMENT.search(text))
+
+
+def _strength(value: int) -> int:
+    return {NEGATIVE: 0, UNCERTAIN: 1, POSITIVE: 2}[value]
+
+
+def _mention_value(text: str, start: int, end: int) -> int:
+    before = text[:start]
+    boundaries = [m.end() for m in CLAUSE_BOUNDARY.finditer(before)]
+    clause_start = boundaries[-1] if boundaries else 0
+    after = text[end:]
+    next_boundary = CLAUSE_BOUNDARY.search(after)
+    clause_after = after[:next_boundary.start()] if next_boundary else after
+    if PRE_NEGATION.search(before[clause_start:]) or POST_NEGATION.search(after):
+        return NEGATIVE
+    if UNCERTAINTY.search(before[clause_start:]) or UNCERTAINTY.search(clause_after):
+        return UNCERTAIN
+    return POSITIVE

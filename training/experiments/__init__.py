@@ -1,0 +1,1 @@
+"""Reader studies from the command line: design, follow, analyse (``gazex experiment ...``)."""

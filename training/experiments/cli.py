@@ -23,6 +23,7 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--readers", required=True, help="comma-separated usernames")
     create.add_argument("--cases", default=None, help="comma-separated study ids")
     create.add_argument("--cases-file", default=None, help="file of study ids, one a line")
+    create.add_argument("--study-set", default=None, help="every study of this study set (gazex import --set)")
     create.add_argument("--washout-days", type=int, default=28)
     create.add_argument("--seed", type=int, default=0)
     create.add_argument("--unblinded", action="store_true", help="let admins read the sessions")
@@ -80,9 +81,11 @@ def _names(text: str, what: str) -> list[str]:
     return names
 
 
-def _study_ids(args: argparse.Namespace) -> list[int]:
-    if bool(args.cases) == bool(args.cases_file):
-        raise ValueError("give the cases with exactly one of --cases or --cases-file")
+def _study_ids(service, args: argparse.Namespace) -> list[int]:
+    if sum(bool(x) for x in (args.cases, args.cases_file, args.study_set)) != 1:
+        raise ValueError("give the cases with exactly one of --cases, --cases-file or --study-set")
+    if args.study_set:
+        return [study.id for study in service.study_set_studies(args.study_set)]
     if args.cases:
         return [_int(part, "--cases") for part in _names(args.cases, "cases")]
     lines = Path(args.cases_file).read_text(encoding="utf-8").splitlines()
@@ -117,7 +120,7 @@ def _create(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.questionnaires}: not JSON ({exc.msg}, line {exc.lineno})") from None
     experiment_id = service.create_experiment(
         args.name, design=args.design, arms=_names(args.arms, "arms"), readers=_names(args.readers, "readers"),
-        study_ids=_study_ids(args), washout_days=args.washout_days, blinded=not args.unblinded, seed=args.seed,
+        study_ids=_study_ids(service, args), washout_days=args.washout_days, blinded=not args.unblinded, seed=args.seed,
         acting=_admin(service, args), questionnaires=questionnaires, injected=_injections(args.inject))
     info = service.get_experiment(experiment_id)
     print(f"created experiment {experiment_id} {info['name']!r}: {info['design']}, arms {', '.join(info['arms'])}, "

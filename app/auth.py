@@ -242,3 +242,34 @@ document.getElementById("gx-login").addEventListener("submit", async (event) => 
 </script>
 </main></body></html>
 """
+
+
+# In the app page: when the server answers 401 (the session ended: idle, expired, disabled, new password),
+# say so in a banner with a button to the sign-in page, instead of leaving events failing silently.
+SESSION_ENDED_HEAD = """<script>
+(() => {
+  if (window.__gazexSessionWatch) return;
+  window.__gazexSessionWatch = true;
+  const original = window.fetch;
+  const show = () => {
+    if (document.getElementById("gx-session-ended")) return;
+    const banner = document.createElement("div");
+    banner.id = "gx-session-ended";
+    banner.setAttribute("role", "alert");
+    banner.style.cssText = "position:fixed;top:0;left:0;right:0;z-index:10000;padding:10px 16px;" +
+      "background:#8a1c1c;color:#fff;font:15px system-ui,sans-serif;display:flex;gap:12px;align-items:center";
+    banner.textContent = "Your session has ended. Sign in again to continue.";
+    const button = document.createElement("button");
+    button.textContent = "Sign in";
+    button.style.cssText = "padding:4px 12px;border-radius:4px;border:0;cursor:pointer";
+    button.onclick = () => location.reload();
+    banner.appendChild(button);
+    document.body.appendChild(banner);
+  };
+  window.fetch = async (...args) => {
+    const response = await original(...args);
+    if (response.status === 401) show();
+    return response;
+  };
+})();
+</script>"""

@@ -293,7 +293,7 @@ def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1",
     Gradio's traffic monitoring off, and the deliberate queue settings."""
     from starlette.middleware import Middleware
 
-    from .auth import AccountsGate
+    from .auth import SESSION_ENDED_HEAD, AccountsGate
 
     workstation_css, workstation_head = workstation_assets()
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
@@ -302,6 +302,7 @@ def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1",
         server_name=host, server_port=port, prevent_thread_lock=prevent_thread_lock, quiet=quiet,
         auth=lambda username, password: handlers.check_login(context.service, username, password),
         auth_message="GazeX Review — sign in with your reader account.", app_kwargs={"middleware": [gate]},
-        enable_monitoring=False, max_threads=MAX_THREADS, css=APP_CSS + workstation_css, head=workstation_head,
+        enable_monitoring=False, max_threads=MAX_THREADS, css=APP_CSS + workstation_css,
+        head=workstation_head + SESSION_ENDED_HEAD,
         footer_links=[], show_error=True, ssr_mode=False,
     )

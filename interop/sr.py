@@ -103,8 +103,8 @@ def _source_image(image_path: str, session_id: int) -> pydicom.Dataset:
     try:
         return pydicom.dcmread(image_path, stop_before_pixels=True)
     except (pydicom.errors.InvalidDicomError, OSError):
-        raise ExportError(f"review session {session_id}: the study image is not a DICOM file; "
-                          "SR and GSPS need a DICOM source (export the JSON and text instead)") from None
+        raise ExportError(f"review session {session_id}: the study image is not a DICOM file (imported from PNG or "
+                          "JPEG); SR and GSPS need a DICOM source image") from None
 
 
 # --- the review record -> findings ------------------------------------------------------------------------------

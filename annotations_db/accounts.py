@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from . import passwords
 from .models import AccountEvent, LoginSession, LoginThrottle, Reader
+from .provenance import USERNAME_MAX, check_text
 from .records import AccessDenied, InvalidInput, InvalidTransition, ReaderInfo
 
 LOCAL_ADMIN = "<command line>"  # acting for `gazex db` (direct database access); never a valid username
@@ -124,7 +125,7 @@ class AccountsMixin:
     # --- sign-in ----------------------------------------------------------------------------------
     def sign_in(self, username: str, password: str, *, client: str | None = None) -> ReaderInfo:
         """The reader, or LoginRefused with a one-line message (see module docstring)."""
-        if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+        if not _plain_text(username, USERNAME_MAX) or not _plain_text(password, 1024):  # no NUL, surrogate, ...
             raise LoginRefused("Enter a username and a password.", "credentials")
         user_key, client_key = username[:KEY_MAX], (client or "")[:KEY_MAX] or None
         now = self._now()
@@ -398,3 +399,12 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _plain_text(value: object, limit: int) -> bool:
+    """Non-empty text the databases store alike (the service's text rule, provenance.check_text)."""
+    try:
+        check_text(value, "text", limit=limit, single_line=True)
+    except InvalidInput:
+        return False
+    return True

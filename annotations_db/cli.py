@@ -11,6 +11,7 @@ import argparse
 import getpass
 import os
 import sys
+from contextlib import closing
 
 PASSWORD_ENV = "GAZEX_READER_PASSWORD"
 
@@ -36,7 +37,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     provenance = _add(commands, "export-provenance", "sentence provenance log CSV of all signed reviews",
                       _export_provenance)
     provenance.add_argument("--out", required=True)
-    _add(commands, "check", "integrity check (SQLite integrity_check + foreign keys)", _check)
+    _add(commands, "check", "verify an existing database: integrity, protection triggers, the sign-off hash chain; "
+                            "names each tampered record (creates nothing)", _check)
 
 
 def _add(commands: argparse._SubParsersAction, name: str, help_text: str, handler) -> argparse.ArgumentParser:
@@ -131,11 +133,67 @@ def _export_provenance(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .maintenance import integrity_check
+    """Verifies an existing database without changing it: one line per problem, "ok ..." when intact.
+    Exit 0 intact, 1 problems found, 2 no database to check (missing file, not a database, unreachable)."""
+    from .engine import make_engine, resolve_url
 
-    result = integrity_check(_service(args).engine)
-    print(result)
-    return 0 if result == "ok" else 1
+    url = resolve_url(args.url, args.data_dir, create_dir=False)
+    refusal = _not_checkable(url)
+    if refusal:
+        print(refusal)
+        return 2
+    engine = make_engine(url)
+    try:
+        problems, summary = _verify(engine)
+    except Exception as exc:  # noqa: BLE001 - one line for any database that cannot be read
+        print(f"cannot check {_safe(url)}: {_first_line(exc)}")
+        return 2
+    finally:
+        engine.dispose()
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s) found" if problems else f"ok: {summary}")
+    return 1 if problems else 0
+
+
+def _not_checkable(url: str) -> str | None:
+    """Why a SQLite URL has nothing to check (no file: only `db upgrade` creates one; not a database)."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    path = parsed.database
+    if not path or path == ":memory:" or not os.path.isfile(path):
+        return f"no database file at {path or '(memory)'}: check creates nothing (`gazex db upgrade` creates one)"
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return f"{path} is not a readable SQLite database: {_first_line(exc)}"
+    return None
+
+
+def _verify(engine) -> tuple[list[str], str]:
+    from .maintenance import chain_summary, integrity_check, verify_record
+    from .migrations import current_revision, head_revision
+
+    revision = current_revision(engine)
+    if revision is None:
+        return [f"{_safe(str(engine.url))} holds no gazex database (`gazex db upgrade` creates one)"], ""
+    if revision != head_revision():
+        return [f"the database is at revision {revision}, the code at {head_revision()}: run `gazex db upgrade`"], ""
+    result = integrity_check(engine)
+    problems = [] if result == "ok" else [f"integrity check: {result}"]
+    problems += verify_record(engine, progress=sys.stderr.isatty())
+    return problems, chain_summary(engine)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def _safe(url: str) -> str:

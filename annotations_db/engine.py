@@ -30,13 +30,16 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("GAZEX_DATA_DIR") or Path.home() / ".gazex")
 
 
-def resolve_url(database_url: str | None = None, data_dir: str | os.PathLike | None = None) -> str:
-    """An explicit URL wins, then GAZEX_DATABASE_URL, then the SQLite file under the data directory."""
+def resolve_url(database_url: str | None = None, data_dir: str | os.PathLike | None = None, *,
+                create_dir: bool = True) -> str:
+    """An explicit URL wins, then GAZEX_DATABASE_URL, then the SQLite file under the data directory (created
+    unless create_dir is False)."""
     url = database_url or os.environ.get("GAZEX_DATABASE_URL")
     if url:
         return url
     directory = Path(data_dir) if data_dir else default_data_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    if create_dir:
+        directory.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(directory / SQLITE_FILE).resolve()}"
 
 

@@ -24,7 +24,8 @@ EXPERIMENT_COLUMNS = [
     "idle_ms", "hidden_ms", "signoff_decision", "amended", "draft_sentences", "sentences_accepted",
     "sentences_edited", "sentences_deleted", "sentences_added", "sentences_undecided", "edit_distance_total",
     "significant_errors", "boxes_accepted", "boxes_moved", "boxes_resized", "boxes_rejected", "boxes_added",
-    "sentences_accepted_at_signoff", "boxes_accepted_at_signoff", "decision_rows", "events", "first_event_client_ts", "last_event_client_ts",
+    "sentences_accepted_at_signoff", "boxes_accepted_at_signoff", "decision_rows", "events", "first_event_client_ts",
+    "last_event_client_ts",
 ]
 PROVENANCE_COLUMNS = [
     "session_id", "experiment_id", "arm", "reader", "study_uid", "model_version_id", "model_name", "model_version",
@@ -116,7 +117,8 @@ def _decision_counts(details: dict[str, Any], review: ReviewSession) -> dict[str
     n_draft = details["draft_sizes"].get(review.draft_id, 0)
     draft_decided = sum(1 for d in sentences if d.decision != "added" and not d.sentence_id.startswith("h"))
     boxes = Counter(d.decision for d in current_boxes(box_rows))
-    counts = {f"sentences_{k}": decided.get(k, 0) for k in ("accepted", "edited", "deleted", "added", ACCEPTED_AT_SIGNOFF)}
+    counts = {f"sentences_{k}": decided.get(k, 0)
+              for k in ("accepted", "edited", "deleted", "added", ACCEPTED_AT_SIGNOFF)}
     counts.update({f"boxes_{k}": boxes.get(k, 0)
                    for k in ("accepted", "moved", "resized", "rejected", "added", ACCEPTED_AT_SIGNOFF)})
     counts.update(draft_sentences=n_draft, sentences_undecided=max(n_draft - draft_decided, 0),
@@ -221,7 +223,7 @@ def _sentence_rows(base: dict[str, Any], details: dict[str, Any], review: Review
         sentence = draft.get(sentence_id, {})
         yield {**base, "sentence_id": sentence_id, "section": sentence.get("section") or sections.get(sentence_id),
                "label": sentence.get("label"), "provenance": _label(decision, sentence_id in draft),
-               "explicit_decision": decision is not None, "original_text": sentence.get("text"),
+               "explicit_decision": decision is not None and decision.decision != ACCEPTED_AT_SIGNOFF, "original_text": sentence.get("text"),
                "final_text": _final(decision, sentence),
                "edit_distance": decision.edit_distance if decision else 0,
                "error_category": decision.error_category if decision else None,
@@ -235,7 +237,8 @@ def _label(decision: Any, from_draft: bool) -> str:
         return "human_deleted" if decision.decision == "deleted" else "human_added"
     if decision is None or decision.decision == "accepted":
         return "ai_accepted"
-    return {"edited": "ai_edited", "deleted": "ai_deleted", ACCEPTED_AT_SIGNOFF: "ai_accepted_at_signoff"}[decision.decision]
+    return {"edited": "ai_edited", "deleted": "ai_deleted", ACCEPTED_AT_SIGNOFF: "ai_accepted_at_signoff"}[
+        decision.decision]
 
 
 def _final(decision: Any, sentence: dict[str, Any]) -> str | None:

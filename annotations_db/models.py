@@ -113,6 +113,7 @@ class Draft(Base):
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     bundle: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    bundle_sha256: Mapped[str | None] = mapped_column(String(64))  # revision 0003
 
 
 class Experiment(Base):
@@ -156,6 +157,8 @@ class ReviewSession(Base):
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column()
+    # revision 0003: NULL while the study was only viewed; the first decision makes it "in progress"
+    first_decision_at: Mapped[datetime | None] = mapped_column()
 
 
 class SentenceDecisionRow(Base):
@@ -166,7 +169,7 @@ class SentenceDecisionRow(Base):
     sentence_id: Mapped[str] = mapped_column(String(40))
     section: Mapped[str | None] = mapped_column(String(32))
     after_sentence_id: Mapped[str | None] = mapped_column(String(40))
-    decision: Mapped[str] = mapped_column(String(24))  # widened in revision 0003 (accepted_at_signoff)
+    decision: Mapped[str] = mapped_column(String(24))  # 16 before revision 0003 (accepted_at_signoff)
     original_text: Mapped[str | None] = mapped_column(Text)
     final_text: Mapped[str | None] = mapped_column(Text)
     edit_distance: Mapped[int] = mapped_column(Integer)
@@ -175,6 +178,7 @@ class SentenceDecisionRow(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float)
     client_ts: Mapped[float | None] = mapped_column(Float)
     server_ts: Mapped[datetime] = mapped_column(default=utcnow)
+    decision_id: Mapped[str | None] = mapped_column(String(64))  # revision 0003: client idempotency key
 
 
 class BoxDecisionRow(Base):
@@ -183,7 +187,7 @@ class BoxDecisionRow(Base):
     session_id: Mapped[int] = mapped_column(ForeignKey("review_sessions.id"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     box_id: Mapped[str] = mapped_column(String(40))
-    decision: Mapped[str] = mapped_column(String(24))  # widened in revision 0003 (accepted_at_signoff)
+    decision: Mapped[str] = mapped_column(String(24))  # 16 before revision 0003 (accepted_at_signoff)
     x_min: Mapped[float | None] = mapped_column(Float)
     y_min: Mapped[float | None] = mapped_column(Float)
     x_max: Mapped[float | None] = mapped_column(Float)
@@ -192,6 +196,7 @@ class BoxDecisionRow(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float)
     client_ts: Mapped[float | None] = mapped_column(Float)
     server_ts: Mapped[datetime] = mapped_column(default=utcnow)
+    decision_id: Mapped[str | None] = mapped_column(String(64))  # revision 0003: client idempotency key
 
 
 class InteractionEvent(Base):
@@ -218,6 +223,10 @@ class SignOff(Base):
     hidden_ms: Mapped[float] = mapped_column(Float)
     client_ts: Mapped[float | None] = mapped_column(Float)
     signed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # revision 0003: idempotency key, and the hash chain (see annotations_db/integrity.py)
+    decision_id: Mapped[str | None] = mapped_column(String(64))
+    prev_sha256: Mapped[str | None] = mapped_column(String(64))
+    record_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class Amendment(Base):
@@ -228,6 +237,8 @@ class Amendment(Base):
     final_report: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     amended_at: Mapped[datetime] = mapped_column(default=utcnow)
+    prev_sha256: Mapped[str | None] = mapped_column(String(64))  # revision 0003: hash chain
+    record_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 # --- revision 0002 -------------------------------------------------------------------------------

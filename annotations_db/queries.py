@@ -33,6 +33,9 @@ def _info(study: Study, image: Image | None) -> StudyInfo:
 
 
 def worklist_status(row: ReviewSession | None) -> str:
+    """Opening a study makes it "viewed"; its first decision makes it "in_progress"."""
     if row is None:
         return "unread"
-    return {"open": "in_progress", "signed": "signed", "closed": "closed"}[row.status]
+    if row.status == "open":
+        return "in_progress" if row.first_decision_at is not None else "viewed"
+    return {"signed": "signed", "closed": "closed"}[row.status]

@@ -30,6 +30,19 @@ class InvalidInput(ReviewError, ValueError):
     """A value outside its vocabulary or range (unknown decision, box outside 0-1, empty text, ...)."""
 
 
+class PendingItems(InvalidTransition):
+    """Sign-off refused: draft sentences/boxes are still undecided and "accept the rest" was not chosen."""
+
+    def __init__(self, sentences: list[str], boxes: list[str]) -> None:
+        self.sentences, self.boxes = list(sentences), list(boxes)
+        super().__init__(f"{_count(len(sentences), 'sentence')} and {_count(len(boxes), 'box', 'boxes')} still "
+                         "pending: decide them, or sign with accept_rest (recorded as accepted at sign-off)")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 @dataclass(frozen=True)
 class ReaderInfo:
     id: int
@@ -63,7 +76,7 @@ class StudyInfo:
 @dataclass(frozen=True)
 class WorklistItem:
     study: StudyInfo
-    status: str  # "unread" | "in_progress" | "signed"
+    status: str  # "unread" | "viewed" (opened, nothing decided) | "in_progress" | "signed" | "closed"
     position: int  # order in the worklist (experiment order when assigned)
     session_id: int | None
     arm: str | None  # experiment arm, e.g. "ai_draft" / "no_ai"
@@ -79,7 +92,8 @@ class SentenceDecision:
     edit_distance: int
     error_category: str | None  # "finding" | "location" | "severity" | "style" | "other"
     clinically_significant: bool | None
-    duration_ms: float | None  # time from sentence shown/first touched to decision
+    duration_ms: float | None  # client-measured: item first shown or selected -> decision (see service docstring)
+    replayed: bool = False  # this call repeated an earlier decision_id: acknowledged, nothing new recorded
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,7 @@ class BoxDecision:
     y_max: float | None
     linked_sentence_id: str | None
     duration_ms: float | None
+    replayed: bool = False  # this call repeated an earlier decision_id: acknowledged, nothing new recorded
 
 
 @dataclass(frozen=True)

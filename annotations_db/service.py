@@ -7,15 +7,32 @@ Conventions (the contract the app codes against)
   writes another reader's session). Violations raise AccessDenied.
 - Invalid state transitions raise InvalidTransition, bad values InvalidInput, missing rows NotFound; all are
   ReviewError with a one-line message, and change nothing (the transaction is rolled back).
+- Validation lives here (annotations_db/provenance.py holds the checks and limits; the app imports them): text
+  with an unpaired surrogate, NUL or a control character, over-long text, ids outside 1..2^31-1 and numbers out
+  of range are refused with InvalidInput naming the field, identically on SQLite and PostgreSQL.
 - Times: ``client_ts`` is the browser's epoch milliseconds; the server stamps its own UTC time on every row.
-- Sign-offs and the audit history (events, decisions, amendments) are append-only; the database refuses
-  UPDATE/DELETE on them with triggers as well.
+  ``duration_ms`` of a decision is measured by the client: from the moment the item was first selected or, for a
+  one-click decision on an item never selected, first shown on screen (its study's own image painted), to the
+  decision. The service stores it as given (0 to 7 days; None = not measured).
+- Idempotent decisions: decide_sentence / add_sentence / decide_box / sign_off take an optional client-generated
+  ``decision_id`` (letters, digits, ._:- up to 64, e.g. a UUID). Sending the same decision again with the same id
+  (a lost acknowledgement, a reopened tab replaying its queue) records nothing new and is acknowledged with the
+  current state and ``replayed=True`` -- also after the session was signed. The same id with a different
+  decision is refused.
+- Sessions: opening a study records a session that is only "viewed"; the first decision makes it "in progress".
+- Sign-off with draft sentences or boxes still undecided is refused (PendingItems, naming how many) unless the
+  reader chose "accept the rest" (``accept_rest=True``): each pending item is then recorded as
+  ``accepted_at_signoff``, never as an ordinary accept. A "reject" sign-off accepts nothing and needs no choice.
+- Sign-offs and the audit history (events, decisions, amendments) are append-only, and a signed or closed session
+  never changes; the database refuses it with triggers as well. Every sign-off stores a SHA-256 over the draft,
+  the decisions and the report, chained to the previous sign-off (annotations_db/integrity.py).
 """
 
 from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
@@ -23,35 +40,42 @@ from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import passwords
+from . import integrity, passwords
 from .accounts import AccountsMixin
 from .engine import WRITE, holding, make_engine, resolve_url, write_lock
 from .experiments import ExperimentsMixin, is_unaided, shown_draft
 from .export import ExportMixin
 from .finetune import FinetuneMixin
-from .study_sets import StudySetsMixin
 from .models import (Amendment, Assignment, BoxDecisionRow, Draft, Experiment, Image, InteractionEvent,
                      ModelVersion, ModelVersionEvent, Reader, ReviewSession, SentenceDecisionRow, SignOff, Study,
                      utcnow)
-from .provenance import (ACCEPTED_DECISIONS, BOX_DECISIONS, DRAWN_BOX_PREFIX, ERROR_CATEGORIES,
-                         HUMAN_SENTENCE_PREFIX, SECTIONS, SENTENCE_DECISIONS, SIGNOFF_DECISIONS, check_box, check_choice, check_duration,
+from .provenance import (ACCEPTED_AT_SIGNOFF, ACCEPTED_DECISIONS, BOX_DECISIONS, CLIENT_TS_MAX, DECISION_ID_MAX, DRAWN_BOX_PREFIX,
+                         DURATION_MAX_MS, ERROR_CATEGORIES, EVENT_TYPE_MAX, HUMAN_SENTENCE_PREFIX, ID_MAX,
+                         ITEM_ID_MAX, PAYLOAD_MAX, SECTIONS, SENTENCE_DECISIONS, SIGNOFF_DECISIONS, TEXT_MAX,
+                         USERNAME_MAX, check_box, check_choice, check_client_ts, check_decision_id, check_duration,
+                         check_id, check_item_id, check_json, check_number, check_text, check_username,
                          current_boxes, current_sentences, draft_box, draft_sentences, edit_distance)
 from .queries import study_info, study_infos, worklist_status
 from .records import (AccessDenied, BoxDecision, EventAck, InvalidInput, InvalidTransition, ModelVersionInfo,
-                      NotFound, ReaderInfo, ReviewError, SentenceDecision, SessionState, StudyInfo, WorklistItem)
+                      NotFound, PendingItems, ReaderInfo, ReviewError, SentenceDecision, SessionState, StudyInfo,
+                      WorklistItem)
 
 __all__ = [
     "AccessDenied", "BoxDecision", "EventAck", "InvalidInput", "InvalidTransition", "ModelVersionInfo", "NotFound",
-    "ReaderInfo", "ReviewError", "ReviewService", "SentenceDecision", "SessionState", "StudyInfo", "WorklistItem",
+    "PendingItems", "ReaderInfo", "ReviewError", "ReviewService", "SentenceDecision", "SessionState", "StudyInfo",
+    "WorklistItem",
+    # the limits and checks the app shares (one definition, in provenance.py)
+    "CLIENT_TS_MAX", "DECISION_ID_MAX", "DURATION_MAX_MS", "EVENT_TYPE_MAX", "ID_MAX", "ITEM_ID_MAX", "PAYLOAD_MAX",
+    "TEXT_MAX", "USERNAME_MAX", "WORKLIST_STATUSES", "check_box", "check_choice", "check_id", "check_text",
+    "check_username",
 ]
 
 ROLES = ("reader", "admin")
 MODEL_STATUSES = ("active", "candidate", "retired")
 NO_AI_ARM = "no_ai"
-USERNAME_MAX = 64
-TEXT_MAX = 20_000
-EVENT_TYPE_MAX = 64
-PAYLOAD_MAX = 64_000
+WORKLIST_STATUSES = ("unread", "viewed", "in_progress", "signed", "closed")
+PASSWORD_MAX = 1024
+NAME_MAX = 200
 
 
 class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin, StudySetsMixin):
@@ -106,9 +130,11 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
     def create_reader(self, username: str, password: str, role: str = "reader", *, acting: str | None = None,
                       display_name: str | None = None) -> ReaderInfo:
         """acting must be an admin unless no reader exists yet (bootstrap)."""
-        _check_username(username)
+        check_username(username)
         check_choice(role, ROLES, "role")
-        if not isinstance(password, str) or len(password) < passwords.MIN_LENGTH:
+        check_text(display_name, "display_name", limit=NAME_MAX, required=False, single_line=True)
+        check_text(password, "password", limit=PASSWORD_MAX, single_line=True)
+        if len(password) < passwords.MIN_LENGTH:
             raise InvalidInput(f"password must be at least {passwords.MIN_LENGTH} characters")
         password_hash = passwords.hash_password(password)
         with self._write() as session:
@@ -142,10 +168,13 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
                        meta: dict[str, Any] | None = None, series_uid: str | None = None,
                        sop_instance_uid: str | None = None) -> StudyInfo:
         """Idempotent on study_uid (a second call returns the existing study unchanged)."""
-        if not study_uid or not isinstance(study_uid, str) or len(study_uid) > 128:
-            raise InvalidInput("study_uid must be non-empty text of at most 128 characters")
-        if not image_path or not isinstance(image_path, str):
-            raise InvalidInput("image_path is required")
+        check_text(study_uid, "study_uid", limit=128, single_line=True)
+        check_text(image_path, "image_path", limit=4096, single_line=True)
+        for name, value in (("series_uid", series_uid), ("sop_instance_uid", sop_instance_uid)):
+            check_text(value, name, limit=128, required=False, single_line=True)
+        for name, value in (("width", width), ("height", height)):
+            check_number(value, name, low=1, high=1_000_000)
+        check_json(meta, "meta")
         try:
             with self._write() as session:
                 study = session.scalar(select(Study).where(Study.study_uid == study_uid))
@@ -162,10 +191,12 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
                 return study_info(session, session.scalar(select(Study).where(Study.study_uid == study_uid)))
 
     def get_study(self, study_id: int) -> StudyInfo:
+        check_id(study_id, "study_id")
         with self._read() as session:
             return study_info(session, _get(session, Study, study_id, "study"))
 
     def find_study(self, study_uid: str) -> StudyInfo | None:
+        check_text(study_uid, "study_uid", limit=128, single_line=True)
         with self._read() as session:
             study = session.scalar(select(Study).where(Study.study_uid == study_uid))
             return study_info(session, study) if study else None
@@ -175,8 +206,12 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
                                path: str | None = None) -> ModelVersionInfo:
         """status 'active' makes it the one active version (the previous active one is retired, audited)."""
         check_choice(status, MODEL_STATUSES, "status")
-        if not name or not version or not weights_hash:
-            raise InvalidInput("name, version and weights_hash are required")
+        for field, value, limit in (("name", name, 100), ("version", version, 100), ("weights_hash", weights_hash, 128)):
+            check_text(value, field, limit=limit, single_line=True)
+        check_text(path, "path", limit=4096, required=False, single_line=True)
+        check_json(metrics, "metrics")
+        if parent_id is not None:
+            check_id(parent_id, "parent_id")
         with self._write() as session:
             if parent_id is not None:
                 _get(session, ModelVersion, parent_id, "parent model version")
@@ -258,6 +293,8 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
     def save_draft(self, study_id: int, model_version_id: int, bundle: dict[str, Any]) -> int:
         """Stores the EvidenceBundle JSON dict; returns the draft id. One draft per study x model version
         (saving the same bundle again returns the same id; a different one is refused)."""
+        check_id(study_id, "study_id")
+        check_id(model_version_id, "model_version_id")
         _check_bundle(bundle)
         try:
             with self._write() as session:
@@ -267,7 +304,7 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
                 if existing is not None:
                     return _same_draft_or_refuse(existing, bundle)
                 draft = Draft(study_id=study_id, model_version_id=model_version_id, bundle=bundle,
-                              created_at=self._now())
+                              created_at=self._now(), bundle_sha256=integrity.bundle_sha256(bundle))
                 session.add(draft)
                 session.flush()
                 return draft.id
@@ -286,7 +323,7 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
         """A reader in an experiment sees only their own assignments (open periods, randomised order); anyone
         else sees every study with their own status. Never another reader's work."""
         if status is not None:
-            check_choice(status, ("unread", "in_progress", "signed", "closed"), "status")
+            check_choice(status, WORKLIST_STATUSES, "status")
         with self._read() as session:
             me = _reader(session, reader)
             items = self._experiment_worklist(session, me, experiment_id)
@@ -296,7 +333,11 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
 
     def open_session(self, reader: str, study_id: int, *, experiment_id: int | None = None) -> SessionState:
         """Opens (or reopens the reader's existing session on) the study and returns its full state.
-        In an experiment the session belongs to the reader's next assignment of the study (arm, period)."""
+        In an experiment the session belongs to the reader's next assignment of the study (arm, period).
+        A new session is only "viewed" until its first decision."""
+        check_id(study_id, "study_id")
+        if experiment_id is not None:
+            check_id(experiment_id, "experiment_id")
         with self._write() as session:
             me = _reader(session, reader)
             study = _get(session, Study, study_id, "study")
@@ -337,11 +378,12 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
 
     def close_session(self, reader: str, session_id: int, reason: str = "") -> SessionState:
         """Ends an open session without a sign-off (abandoned case); it stays in the record, read-only."""
+        reason = check_text(str(reason)[:500], "reason", limit=500, required=False)
         with self._write() as session:
             row = self._session_for(session, reader, session_id, write=True)
             seq = self._next_seq(session, row.id)
             session.add(InteractionEvent(session_id=row.id, seq=seq, event_type="session_closed",
-                                         payload={"reason": str(reason)[:500]}, server_ts=self._now()))
+                                         payload={"reason": reason}, server_ts=self._now()))
             row.status, row.closed_at = "closed", self._now()
             session.flush()
             return self._state(session, row)
@@ -349,12 +391,10 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
     def record_event(self, reader: str, session_id: int, event_type: str, payload: dict[str, Any],
                      client_ts: float | None) -> EventAck:
         """Append-only interaction log (view, play, zoom, window, tab_hidden, idle, keypress, ...)."""
-        if not isinstance(event_type, str) or not event_type or len(event_type) > EVENT_TYPE_MAX:
-            raise InvalidInput(f"event_type must be non-empty text of at most {EVENT_TYPE_MAX} characters")
+        check_text(event_type, "event_type", limit=EVENT_TYPE_MAX, single_line=True)
         _check_payload(payload)
-        if isinstance(session_id, bool) or not isinstance(session_id, int):
-            raise InvalidInput(f"session_id must be an integer, got {session_id!r}")
-        client_ts = _check_client_ts(client_ts)
+        session_id = check_id(session_id, "session_id")
+        client_ts = check_client_ts(client_ts)
         values = {"sid": session_id, "reader": reader, "event_type": event_type, "payload": dict(payload or {}),
                   "client_ts": client_ts, "server_ts": self._now()}
         if self._engine.dialect.name == "postgresql":
@@ -395,17 +435,24 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
     def decide_sentence(self, reader: str, session_id: int, sentence_id: str, decision: str, *,
                         final_text: str | None = None, error_category: str | None = None,
                         clinically_significant: bool | None = None, client_ts: float | None = None,
-                        duration_ms: float | None = None) -> SentenceDecision:
+                        duration_ms: float | None = None, decision_id: str | None = None) -> SentenceDecision:
         """decision in accepted/edited/deleted. A later decision on the same sentence supersedes the earlier one
         (both stay in the audit log). Works on draft sentences and on the session's human-added sentences."""
+        session_id = check_id(session_id, "session_id")
+        check_item_id(sentence_id, "sentence_id")
         check_choice(decision, SENTENCE_DECISIONS, "decision")
         _check_error_fields(decision, error_category, clinically_significant)
+        check_text(final_text, "final_text", required=False)
         duration_ms = check_duration(duration_ms, "duration_ms")
-        client_ts = _check_client_ts(client_ts)
+        client_ts = check_client_ts(client_ts)
+        decision_id = check_decision_id(decision_id)
         with self._write() as session:
-            row = self._session_for(session, reader, session_id, write=True)
-            if _replayed(session, SentenceDecisionRow, row.id, client_ts, sentence_id=sentence_id, decision=decision):
-                return _current_sentence(session, row.id, sentence_id)
+            row = self._session_for(session, reader, session_id, write=True, need_open=False)
+            earlier = _replayed(session, SentenceDecisionRow, row.id, decision_id, client_ts,
+                                sentence_id=sentence_id, decision=decision)
+            if earlier is not None:
+                return replace(_current_sentence(session, row.id, sentence_id), replayed=True)
+            _require_open(row)
             original = self._sentence_text(session, row, sentence_id)
             final = _final_text(decision, original, final_text)
             seq = self._next_seq(session, row.id)
@@ -413,10 +460,16 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
                 session_id=row.id, seq=seq, sentence_id=sentence_id, decision=decision, original_text=original,
                 final_text=final, edit_distance=edit_distance(original, final), error_category=error_category,
                 clinically_significant=clinically_significant, duration_ms=duration_ms, client_ts=client_ts,
-                server_ts=self._now())
+                server_ts=self._now(), decision_id=decision_id)
             session.add(record)
+            self._mark_decided(row)
             session.flush()
             return _current_sentence(session, row.id, sentence_id)
+
+    def _mark_decided(self, row: ReviewSession) -> None:
+        """The first decision turns a viewed session into one in progress."""
+        if row.first_decision_at is None:
+            row.first_decision_at = self._now()
 
     def _sentence_text(self, session: Session, row: ReviewSession, sentence_id: str) -> str:
         """The text the decision is about: the draft sentence, or the first text of a human-added one."""
@@ -432,17 +485,22 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
 
     def add_sentence(self, reader: str, session_id: int, text: str, *, section: str = "findings",
                      after_sentence_id: str | None = None, client_ts: float | None = None,
-                     duration_ms: float | None = None) -> SentenceDecision:
+                     duration_ms: float | None = None, decision_id: str | None = None) -> SentenceDecision:
         """A human-added sentence gets the id h<n> (n = 1, 2, ... within the session)."""
-        text = _check_text(text, "the new sentence")
+        session_id = check_id(session_id, "session_id")
+        text = check_text(text, "the new sentence")
         check_choice(section, SECTIONS, "section")
+        check_item_id(after_sentence_id, "after_sentence_id", required=False)
         duration_ms = check_duration(duration_ms, "duration_ms")
-        client_ts = _check_client_ts(client_ts)
+        client_ts = check_client_ts(client_ts)
+        decision_id = check_decision_id(decision_id)
         with self._write() as session:
-            row = self._session_for(session, reader, session_id, write=True)
-            again = _replayed(session, SentenceDecisionRow, row.id, client_ts, decision="added", final_text=text)
-            if again is not None:
-                return _current_sentence(session, row.id, again.sentence_id)
+            row = self._session_for(session, reader, session_id, write=True, need_open=False)
+            earlier = _replayed(session, SentenceDecisionRow, row.id, decision_id, client_ts, decision="added",
+                                final_text=text)
+            if earlier is not None:
+                return replace(_current_sentence(session, row.id, earlier.sentence_id), replayed=True)
+            _require_open(row)
             if after_sentence_id is not None:
                 self._sentence_text(session, row, after_sentence_id)
             seq = self._next_seq(session, row.id)
@@ -451,29 +509,36 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
                 session_id=row.id, seq=seq, sentence_id=sentence_id, section=section,
                 after_sentence_id=after_sentence_id, decision="added", original_text=None, final_text=text,
                 edit_distance=edit_distance(None, text), duration_ms=duration_ms, client_ts=client_ts,
-                server_ts=self._now()))
+                server_ts=self._now(), decision_id=decision_id))
+            self._mark_decided(row)
             session.flush()
             return _current_sentence(session, row.id, sentence_id)
 
     def decide_box(self, reader: str, session_id: int, box_id: str | None, decision: str, *,
                    box: tuple[float, float, float, float] | None = None, linked_sentence_id: str | None = None,
-                   client_ts: float | None = None, duration_ms: float | None = None) -> BoxDecision:
+                   client_ts: float | None = None, duration_ms: float | None = None,
+                   decision_id: str | None = None) -> BoxDecision:
         """decision in accepted/moved/resized/rejected/added; box_id None with decision 'added' draws a new box
         (id b<n>). Coordinates are normalised 0-1; 'accepted' without coordinates keeps the current box."""
+        session_id = check_id(session_id, "session_id")
         check_choice(decision, BOX_DECISIONS, "decision")
+        check_item_id(box_id, "box_id", required=False)
+        check_item_id(linked_sentence_id, "linked_sentence_id", required=False)
         coords = check_box(box) if box is not None else None
         if decision in ("moved", "resized", "added") and coords is None:
             raise InvalidInput(f"a {decision} box needs its coordinates")
         if (decision == "added") != (box_id is None):
             raise InvalidInput("box_id None goes with 'added' (a drawn box gets its id from the server), and only")
         duration_ms = check_duration(duration_ms, "duration_ms")
-        client_ts = _check_client_ts(client_ts)
+        client_ts = check_client_ts(client_ts)
+        decision_id = check_decision_id(decision_id)
         with self._write() as session:
-            row = self._session_for(session, reader, session_id, write=True)
-            again = _replayed(session, BoxDecisionRow, row.id, client_ts, decision=decision,
-                              **({"box_id": box_id} if box_id is not None else {}))
-            if again is not None:
-                return _current_box(session, row.id, again.box_id)
+            row = self._session_for(session, reader, session_id, write=True, need_open=False)
+            same = {"decision": decision} if box_id is None else {"decision": decision, "box_id": box_id}
+            earlier = _replayed(session, BoxDecisionRow, row.id, decision_id, client_ts, **same)
+            if earlier is not None:
+                return replace(_current_box(session, row.id, earlier.box_id), replayed=True)
+            _require_open(row)
             if linked_sentence_id is not None:
                 self._sentence_text(session, row, linked_sentence_id)
             current = None if decision == "added" else self._current_box(session, row, box_id)
@@ -487,7 +552,8 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
                 session_id=row.id, seq=seq, box_id=box_id, decision=decision,
                 **dict(zip(("x_min", "y_min", "x_max", "y_max"), coords or (None,) * 4)),
                 linked_sentence_id=linked_sentence_id, duration_ms=duration_ms, client_ts=client_ts,
-                server_ts=self._now()))
+                server_ts=self._now(), decision_id=decision_id))
+            self._mark_decided(row)
             session.flush()
             return _current_box(session, row.id, box_id)
 
@@ -504,53 +570,88 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
             raise InvalidTransition(f"box {box_id!r} is not in this session's draft")
         return latest  # type: ignore[return-value]
 
+    def pending_items(self, reader: str, session_id: int) -> dict[str, list[str]]:
+        """Draft sentences and boxes of the session that nobody decided yet: {"sentences": [...], "boxes": [...]}
+        (a box whose sentence was deleted is not pending)."""
+        session_id = check_id(session_id, "session_id")
+        with self._read() as session:
+            row = self._session_for(session, reader, session_id, write=False)
+            sentences, boxes = _pending(session, row)
+            return {"sentences": list(sentences), "boxes": list(boxes)}
+
     def sign_off(self, reader: str, session_id: int, decision: str, final_report: str, *,
                  active_ms: float, idle_ms: float = 0.0, hidden_ms: float = 0.0,
-                 client_ts: float | None = None) -> dict[str, Any]:
-        """decision in accept/modify/reject. Immutable once written; signing twice is refused."""
+                 client_ts: float | None = None, accept_rest: bool = False,
+                 decision_id: str | None = None) -> dict[str, Any]:
+        """decision in accept/modify/reject. Immutable once written; signing twice is refused.
+
+        accept/modify with pending draft sentences or boxes: refused (PendingItems: N sentences, M boxes) unless
+        ``accept_rest`` -- the reader's explicit "accept the rest" -- which records each pending item as
+        ``accepted_at_signoff`` in the same transaction. The sign-off stores its hash-chain link."""
+        session_id = check_id(session_id, "session_id")
         check_choice(decision, SIGNOFF_DECISIONS, "decision")
-        if not isinstance(final_report, str) or len(final_report) > TEXT_MAX:
-            raise InvalidInput(f"final_report must be text of at most {TEXT_MAX} characters")
+        if final_report is None:
+            raise InvalidInput("final_report must be text, got None")
+        check_text(final_report, "final_report", required=False)
+        if not isinstance(accept_rest, bool):
+            raise InvalidInput(f"accept_rest must be true or false, got {accept_rest!r}")
         times = {name: check_duration(value, name) or 0.0
                  for name, value in (("active_ms", active_ms), ("idle_ms", idle_ms), ("hidden_ms", hidden_ms))}
-        client_ts = _check_client_ts(client_ts)
+        client_ts = check_client_ts(client_ts)
+        decision_id = check_decision_id(decision_id)
         with self._write() as session:
-            replay = self._replayed_signoff(session, reader, session_id, decision, client_ts)
-            if replay is not None:
-                return replay
-            row = self._session_for(session, reader, session_id, write=True)
+            row = self._session_for(session, reader, session_id, write=True, need_open=False)
+            replayed = _replayed_signoff(session, row.id, decision_id, client_ts, decision)
+            if replayed is not None:
+                return replayed
+            _require_open(row)
+            if decision != "reject":
+                self._settle_pending(session, row, accept_rest, client_ts)
             self._next_seq(session, row.id)
             now = self._now()
-            signoff = SignOff(session_id=row.id, decision=decision, final_report=final_report, client_ts=client_ts,
-                              total_ms=(now - row.opened_at).total_seconds() * 1000.0, signed_at=now, **times)
-            session.add(signoff)
             row.status, row.closed_at = "signed", now
             session.flush()
+            values = dict(session_id=row.id, decision=decision, final_report=final_report, client_ts=client_ts,
+                          total_ms=(now - row.opened_at).total_seconds() * 1000.0, signed_at=now,
+                          decision_id=decision_id, **times)
+            signoff = _chained_signoff(session, values)
             return _signoff_dict(session, signoff)
 
-    def _replayed_signoff(self, session: Session, reader: str, session_id: int, decision: str,
-                          client_ts: float | None) -> dict[str, Any] | None:
-        """The same sign-off sent again (a browser replaying an unacknowledged call) answers the stored one."""
-        if client_ts is None:
-            return None
-        row = self._session_for(session, reader, session_id, write=False)
-        signoff = session.scalar(select(SignOff).where(SignOff.session_id == row.id))
-        if signoff is None or signoff.client_ts != client_ts or signoff.decision != decision:
-            return None
-        return _signoff_dict(session, signoff)
+    def _settle_pending(self, session: Session, row: ReviewSession, accept_rest: bool, client_ts: float | None) -> None:
+        sentences, boxes = _pending(session, row)
+        if not sentences and not boxes:
+            return
+        if not accept_rest:
+            raise PendingItems(list(sentences), list(boxes))
+        now = self._now()
+        for sentence_id, text in sentences.items():
+            session.add(SentenceDecisionRow(
+                session_id=row.id, seq=self._next_seq(session, row.id), sentence_id=sentence_id,
+                decision=ACCEPTED_AT_SIGNOFF, original_text=text, final_text=text, edit_distance=0,
+                client_ts=client_ts, server_ts=now))
+        for box_id, coords in boxes.items():
+            session.add(BoxDecisionRow(
+                session_id=row.id, seq=self._next_seq(session, row.id), box_id=box_id, decision=ACCEPTED_AT_SIGNOFF,
+                **dict(zip(("x_min", "y_min", "x_max", "y_max"), coords)), linked_sentence_id=box_id,
+                client_ts=client_ts, server_ts=now))
+        self._mark_decided(row)
+        session.flush()  # while the session is still open (the database accepts decisions only then)
 
     def amend(self, reader: str, session_id: int, final_report: str, reason: str) -> dict[str, Any]:
-        """A change after sign-off: a new amendment row; the sign-off itself never changes."""
-        final_report = _check_text(final_report, "the amended report")
-        reason = _check_text(reason, "the reason for the amendment")
+        """A change after sign-off: a new amendment row, chained to the sign-off's hash; the sign-off never changes."""
+        session_id = check_id(session_id, "session_id")
+        final_report = check_text(final_report, "the amended report")
+        reason = check_text(reason, "the reason for the amendment", limit=2000)
         with self._write() as session:
             row = self._session_for(session, reader, session_id, write=True, need_open=False)
             signoff = session.scalar(select(SignOff).where(SignOff.session_id == row.id))
             if signoff is None:
                 raise InvalidTransition(f"review session {session_id} is not signed; edit it instead of amending")
             me = _reader(session, reader)
-            session.add(Amendment(signoff_id=signoff.id, reader_id=me.id, final_report=final_report, reason=reason,
-                                  amended_at=self._now()))
+            values = dict(signoff_id=signoff.id, reader_id=me.id, final_report=final_report, reason=reason,
+                          amended_at=self._now())
+            values["prev_sha256"] = integrity.amendment_prev(session.connection(), signoff.id, signoff.record_sha256)
+            session.add(Amendment(**values, record_sha256=integrity.amendment_sha256(values)))
             session.flush()
             return _signoff_dict(session, signoff)
 
@@ -559,13 +660,14 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
                      need_open: bool = True) -> ReviewSession:
         """Loads the session and checks the reader may read (owner; admin unless blinded) or write it (owner, open)."""
         me = _reader(session, reader)
-        row = session.get(ReviewSession, session_id, with_for_update=write) if isinstance(session_id, int) else None
+        session_id = check_id(session_id, "session_id")
+        row = session.get(ReviewSession, session_id, with_for_update=write)
         if row is None:
             raise NotFound(f"review session {session_id!r} does not exist")
         if row.reader_id != me.id and (write or not self._admin_may_read(session, me, row)):
             raise AccessDenied(f"review session {session_id} belongs to another reader")
-        if write and need_open and row.status != "open":
-            raise InvalidTransition(f"review session {session_id} is {row.status}; it cannot change")
+        if write and need_open:
+            _require_open(row)
         return row
 
     def _admin_may_read(self, session: Session, me: Reader, row: ReviewSession) -> bool:
@@ -637,31 +739,82 @@ def _explain_event_refusal(connection: Any, reader: str, session_id: Any) -> Non
 # --- module helpers (all take an open ORM session) ---------------------------------------------------
 
 
-def _check_username(username: Any) -> None:
-    ok = isinstance(username, str) and 0 < len(username) <= USERNAME_MAX
-    if not ok or not all(ch.isalnum() or ch in "._-@" for ch in username):
-        raise InvalidInput(f"username must be 1-{USERNAME_MAX} letters, digits or ._-@")
+def _valid(check: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+    try:
+        check(*args, **kwargs)
+    except InvalidInput:
+        return False
+    return True
 
 
-def _check_text(text: Any, name: str) -> str:
-    if not isinstance(text, str) or not text.strip() or len(text) > TEXT_MAX:
-        raise InvalidInput(f"{name} must be non-empty text of at most {TEXT_MAX} characters")
-    return text
+def _valid_username(username: Any) -> bool:
+    return _valid(check_username, username)
 
 
 def _check_payload(payload: Any) -> None:
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput("payload must be a JSON object")
-    try:
-        size = len(json.dumps(payload or {}, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"payload is not plain JSON: {exc}") from exc
+    check_json(payload, "payload")
+    size = len(json.dumps(payload or {}, allow_nan=False))
     if size > PAYLOAD_MAX:
         raise InvalidInput(f"payload is {size} bytes of JSON; the limit is {PAYLOAD_MAX}")
 
 
-def _check_client_ts(client_ts: Any) -> float | None:
-    return check_duration(client_ts, "client_ts")
+def _require_open(row: ReviewSession) -> None:
+    if row.status != "open":
+        raise InvalidTransition(f"review session {row.id} is {row.status}; it cannot change")
+
+
+def _replayed(session: Session, model: type, session_id: int, decision_id: str | None, client_ts: float | None,
+              **same: Any) -> Any | None:
+    """The row an earlier identical call wrote (None: a new decision).
+
+    With a decision_id: the row recorded under it (the same id with a different decision is refused). Without one:
+    a row of the same session with the same client timestamp (epoch ms, set once when the reader acted) and the
+    same content -- the workstation replaying a call whose acknowledgement it never saw."""
+    if decision_id is not None:
+        earlier = session.scalar(select(model).where(model.session_id == session_id, model.decision_id == decision_id))
+        if earlier is not None and any(getattr(earlier, name) != value for name, value in same.items()):
+            raise InvalidInput(f"decision_id {decision_id} was already used for a different decision")
+        return earlier
+    if client_ts is None:
+        return None
+    conditions = [model.session_id == session_id, model.client_ts == client_ts]
+    conditions += [getattr(model, name) == value for name, value in same.items()]
+    return session.scalars(select(model).where(*conditions).order_by(model.id).limit(1)).first()
+
+
+def _replayed_signoff(session: Session, session_id: int, decision_id: str | None, client_ts: float | None,
+                      decision: str) -> dict[str, Any] | None:
+    signoff = _replayed(session, SignOff, session_id, decision_id, client_ts, decision=decision)
+    return {**_signoff_dict(session, signoff), "replayed": True} if signoff is not None else None
+
+
+def _pending(session: Session, row: ReviewSession) -> tuple[dict[str, str], dict[str, tuple[float, ...]]]:
+    """Undecided draft sentences (id -> text) and draft boxes (id -> coordinates) of the session, in draft order.
+    The box of a deleted sentence is not pending (it leaves the report with its sentence)."""
+    sentences = draft_sentences(_draft_bundle(session, row))
+    decided = {d.sentence_id: d.decision for d in current_sentences(_rows(session, SentenceDecisionRow, row.id))}
+    boxes_decided = {d.box_id for d in current_boxes(_rows(session, BoxDecisionRow, row.id))}
+    pending_sentences = {sid: str(s.get("text", "")) for sid, s in sentences.items() if sid not in decided}
+    pending_boxes = {sid: draft_box(s) for sid, s in sentences.items()
+                     if draft_box(s) is not None and sid not in boxes_decided and decided.get(sid) != "deleted"}
+    return pending_sentences, pending_boxes
+
+
+def _chained_signoff(session: Session, values: dict[str, Any]) -> SignOff:
+    """Inserts the sign-off with prev_sha256 (the chain head) and record_sha256 over draft, decisions and report,
+    then re-reads it and checks the hash reproduces from the stored values (as `gazex db check` will)."""
+    connection = session.connection()
+    integrity.lock_chain(connection)
+    values = {**values, "prev_sha256": integrity.chain_head(connection)}
+    signoff = SignOff(**values, record_sha256=integrity.signoff_sha256(connection, values))
+    session.add(signoff)
+    session.flush()
+    stored = connection.execute(select(SignOff.__table__).where(SignOff.__table__.c.id == signoff.id)).one()
+    if integrity.signoff_sha256(connection, stored._mapping) != signoff.record_sha256:
+        raise RuntimeError(f"sign-off {signoff.id}: the stored values do not reproduce its hash")
+    return signoff
 
 
 def _check_error_fields(decision: str, error_category: str | None, significant: bool | None) -> None:
@@ -678,7 +831,7 @@ def _final_text(decision: str, original: str, final_text: str | None) -> str | N
         return original
     if decision == "deleted":
         return None
-    return _check_text(final_text, "the edited text")
+    return check_text(final_text, "the edited text")
 
 
 def _check_bundle(bundle: Any) -> None:
@@ -687,17 +840,21 @@ def _check_bundle(bundle: Any) -> None:
     ids = [s.get("id") if isinstance(s, dict) else None for s in bundle["sentences"]]
     if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
         raise InvalidInput("every draft sentence needs a unique text id")
+    for sentence_id in ids:
+        check_item_id(sentence_id, "draft sentence id")
+    check_json(bundle, "draft")
 
 
 def _reader(session: Session, username: str) -> Reader:
-    reader = session.scalar(select(Reader).where(Reader.username == username)) if isinstance(username, str) else None
+    valid = _valid_username(username)
+    reader = session.scalar(select(Reader).where(Reader.username == username)) if valid else None
     if reader is None:
         raise AccessDenied(f"unknown reader {username!r}")
     return reader
 
 
 def _get(session: Session, model: type, row_id: Any, what: str) -> Any:
-    row = session.get(model, row_id) if isinstance(row_id, int) and not isinstance(row_id, bool) else None
+    row = session.get(model, check_id(row_id, f"{what} id"))
     if row is None:
         raise NotFound(f"{what} {row_id!r} does not exist")
     return row
@@ -787,18 +944,6 @@ def _studies_with_active_draft(session: Session, model_version_id: int | None = 
     return set(session.scalars(select(Draft.study_id).where(Draft.model_version_id == model_version_id)))
 
 
-def _replayed(session: Session, model: type, session_id: int, client_ts: float | None, **match: Any) -> Any:
-    """The row an identical earlier call wrote (same session, client timestamp and content), else None.
-
-    The workstation keeps unacknowledged calls in the browser and sends them again after a reload or a server
-    restart; the client timestamp (epoch ms, set once when the reader acted) makes that replay idempotent."""
-    if client_ts is None:
-        return None
-    conditions = [model.session_id == session_id, model.client_ts == client_ts]
-    conditions += [getattr(model, name) == value for name, value in match.items()]
-    return session.scalars(select(model).where(*conditions).order_by(model.id).limit(1)).first()
-
-
 def _rows(session: Session, model: type, session_id: int) -> list[Any]:
     return list(session.scalars(select(model).where(model.session_id == session_id).order_by(model.id)))
 
@@ -849,5 +994,5 @@ def _signoff_dict(session: Session, signoff: SignOff) -> dict[str, Any]:
     return {"signoff_id": signoff.id, "session_id": signoff.session_id, "decision": signoff.decision,
             "final_report": signoff.final_report, "total_ms": signoff.total_ms, "active_ms": signoff.active_ms,
             "idle_ms": signoff.idle_ms, "hidden_ms": signoff.hidden_ms, "client_ts": signoff.client_ts,
-            "signed_at": signoff.signed_at, "amendments": amendments,
+            "signed_at": signoff.signed_at, "amendments": amendments, "record_sha256": signoff.record_sha256,
             "current_report": amendments[-1]["final_report"] if amendments else signoff.final_report}

@@ -5,35 +5,40 @@ InferenceWorker) explicitly; none of them touches Gradio. The acting reader is a
 the authenticated username taken from the request by the caller — never from the browser
 payload — and the service checks that a session belongs to that reader.
 
-Server-function acks follow docs/workstation_contract.md:
-  success  -> {"ok": True, "seq": n | None, "server_ts": iso, ...}
-  refusal  -> {"ok": False, "error": "...", "retry": False}   (AccessDenied, InvalidTransition, bad input)
-  failure  -> the exception propagates (HTTP 500) so the browser shows it and retries.
+Validation is the service's (annotations_db): the handlers pass the browser's values through and import the
+service's limits and checks; they only reshape what is browser-specific (a box as an object, a drawn box's local id).
+
+Server-function acks follow docs/workstation_contract.md; every exception becomes an answer, none escapes:
+  success  -> {"ok": True, "seq": n | None, "server_ts": iso, ...}   ("replayed": True for a repeated decision_id)
+  refusal  -> {"ok": False, "error": one line, "retry": False}   (ReviewError, bad arguments, any unexpected error:
+              retrying it could never succeed, and the browser's ordered queue must not stall on it)
+  transient-> {"ok": False, "error": one line, "retry": True}    (database unreachable, locked or timed out)
 """
 
 from __future__ import annotations
 
-import math
+import logging
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from annotations_db import provenance
-from annotations_db.service import AccessDenied, ReviewError, ReviewService, SessionState, WorklistItem
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-WORKLIST_STATUSES = ("unread", "in_progress", "signed")
-SENTENCE_DECISIONS = provenance.SENTENCE_DECISIONS
-BOX_DECISIONS = provenance.BOX_DECISIONS
-SIGNOFF_DECISIONS = ("accept", "modify", "reject")
-ERROR_CATEGORIES = ("finding", "location", "severity", "style", "other")
-EVENT_TYPE_MAX = 40
-TEXT_MAX = 4000
-QUESTION_MAX = 500
+from annotations_db.service import (TEXT_MAX, WORKLIST_STATUSES, AccessDenied, PendingItems, ReviewError,
+                                    ReviewService, SessionState, WorklistItem, check_text)
+
+QUESTION_MAX = 500  # the model's question box (an app limit: the service stores the question as event payload)
 ASK_TIMEOUT_S = 60.0  # a question waits at most this long for the shared model thread
 WORKLIST_COLUMNS = ["#", "Study", "Status", "Draft", "Arm", "study_id"]
 
 
 class BadInput(ReviewError):
-    """A browser payload that breaks the contract (wrong type, out of range)."""
+    """A browser payload that breaks the contract (wrong shape of arguments)."""
+
+
+log = logging.getLogger(__name__)
+RETRYABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, TimeoutError, ConnectionError)
+MESSAGE_MAX = 300
 
 
 # --- login and roles -----------------------------------------------------------
@@ -143,141 +148,95 @@ def _ack(seq: int | None = None, server_ts: datetime | str | None = None, **extr
     return {"ok": True, "seq": seq, "server_ts": server_ts or _now_iso(), **extra}
 
 
-def refusal(exc: ReviewError) -> dict[str, Any]:
-    return {"ok": False, "error": str(exc) or type(exc).__name__, "retry": False}
+def refusal(exc: BaseException) -> dict[str, Any]:
+    """A refused item: shown by the browser, never retried."""
+    answer = {"ok": False, "error": one_line(exc), "retry": False}
+    if isinstance(exc, PendingItems):
+        answer["pending"] = {"sentences": exc.sentences, "boxes": exc.boxes}
+    return answer
 
 
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise BadInput(f"{name} must be an integer")
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise BadInput(f"{name} must be an integer") from exc
-    return number
+def retryable(exc: BaseException) -> dict[str, Any]:
+    return {"ok": False, "error": f"temporarily unavailable, retrying: {one_line(exc)}", "retry": True}
 
 
-def _opt_float(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise BadInput(f"{name} must be a non-negative number")
-    return float(value)
-
-
-def _opt_text(value: Any, name: str, limit: int = TEXT_MAX) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise BadInput(f"{name} must be text of at most {limit} characters")
-    return value
-
-
-def _choice(value: Any, choices: tuple[str, ...], name: str) -> str:
-    if value not in choices:
-        raise BadInput(f"{name} must be one of {', '.join(choices)}")
-    return value
-
-
-def _box(value: Any) -> tuple[float, float, float, float] | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        value = [value.get(k) for k in ("x_min", "y_min", "x_max", "y_max")]
-    if not isinstance(value, (list, tuple)) or len(value) != 4:
-        raise BadInput("box must be [x_min, y_min, x_max, y_max]")
-    coords = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise BadInput("box coordinates must be numbers")
-        coords.append(min(max(float(v), 0.0), 1.0))
-    x_min, y_min, x_max, y_max = coords
-    if x_max <= x_min or y_max <= y_min:
-        raise BadInput("box must have x_max > x_min and y_max > y_min")
-    return (x_min, y_min, x_max, y_max)
+def one_line(exc: BaseException) -> str:
+    """The first line of the message (SQLAlchemy appends the SQL and a link on later lines), at most 300 chars."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    text = (text or type(exc).__name__).encode("utf-8", "backslashreplace").decode("utf-8")  # no lone surrogate
+    return text if len(text) <= MESSAGE_MAX else text[:MESSAGE_MAX - 3] + "..."
 
 
 def record_event(service: ReviewService, reader: str, session_id: Any, event_type: Any, payload: Any = None,
                  client_ts: Any = None) -> dict[str, Any]:
-    event_type = _opt_text(event_type, "event_type", EVENT_TYPE_MAX)
-    if not event_type:
-        raise BadInput("event_type is required")
-    if payload is not None and not isinstance(payload, dict):
-        raise BadInput("payload must be an object")
-    ack = service.record_event(reader, _int(session_id, "session_id"), event_type, payload or {},
-                               _opt_float(client_ts, "client_ts"))
+    ack = service.record_event(reader, session_id, event_type, {} if payload is None else payload, client_ts)
     return _ack(ack.seq, ack.server_ts)
 
 
 def decide_sentence(service: ReviewService, reader: str, session_id: Any, sentence_id: Any, decision: Any,
                     final_text: Any = None, error_category: Any = None, clinically_significant: Any = None,
-                    client_ts: Any = None, duration_ms: Any = None) -> dict[str, Any]:
-    decision = _choice(decision, SENTENCE_DECISIONS, "decision")
-    if error_category is not None:
-        error_category = _choice(error_category, ERROR_CATEGORIES, "error_category")
-    if clinically_significant is not None and not isinstance(clinically_significant, bool):
-        raise BadInput("clinically_significant must be true, false or null")
+                    client_ts: Any = None, duration_ms: Any = None, decision_id: Any = None) -> dict[str, Any]:
     result = service.decide_sentence(
-        reader, _int(session_id, "session_id"), _opt_text(sentence_id, "sentence_id", 40) or "", decision,
-        final_text=_opt_text(final_text, "final_text"), error_category=error_category,
-        clinically_significant=clinically_significant, client_ts=_opt_float(client_ts, "client_ts"),
-        duration_ms=_opt_float(duration_ms, "duration_ms"))
-    return _ack(sentence_id=result.sentence_id, decision=result.decision, edit_distance=result.edit_distance)
+        reader, session_id, sentence_id, decision, final_text=final_text, error_category=error_category,
+        clinically_significant=clinically_significant, client_ts=client_ts, duration_ms=duration_ms,
+        decision_id=decision_id)
+    return _ack(sentence_id=result.sentence_id, decision=result.decision, edit_distance=result.edit_distance,
+                **_replayed(result.replayed))
 
 
 def add_sentence(service: ReviewService, reader: str, session_id: Any, text: Any, section: Any = "findings",
-                 after_sentence_id: Any = None, client_ts: Any = None, duration_ms: Any = None) -> dict[str, Any]:
-    text = _opt_text(text, "text")
-    if not text or not text.strip():
-        raise BadInput("the new sentence is empty")
-    section = _choice(section or "findings", ("findings", "impression"), "section")
+                 after_sentence_id: Any = None, client_ts: Any = None, duration_ms: Any = None,
+                 decision_id: Any = None) -> dict[str, Any]:
+    text = check_text(text, "the new sentence")
     result = service.add_sentence(
-        reader, _int(session_id, "session_id"), text.strip(), section=section,
-        after_sentence_id=_opt_text(after_sentence_id, "after_sentence_id", 40),
-        client_ts=_opt_float(client_ts, "client_ts"), duration_ms=_opt_float(duration_ms, "duration_ms"))
-    return _ack(sentence_id=result.sentence_id, decision=result.decision)
+        reader, session_id, text.strip(), section=section or "findings", after_sentence_id=after_sentence_id,
+        client_ts=client_ts, duration_ms=duration_ms, decision_id=decision_id)
+    return _ack(sentence_id=result.sentence_id, decision=result.decision, **_replayed(result.replayed))
 
 
 def decide_box(service: ReviewService, reader: str, session_id: Any, box_id: Any, decision: Any, box: Any = None,
-               linked_sentence_id: Any = None, client_ts: Any = None, duration_ms: Any = None) -> dict[str, Any]:
-    decision = _choice(decision, BOX_DECISIONS, "decision")
-    coords = _box(box)
-    if decision in ("moved", "resized", "added") and coords is None:
-        raise BadInput(f"a {decision} box needs its coordinates")
+               linked_sentence_id: Any = None, client_ts: Any = None, duration_ms: Any = None,
+               decision_id: Any = None) -> dict[str, Any]:
     if decision == "added":
         box_id = None  # the browser's id for a drawn box is local; the server assigns b<n>
     result = service.decide_box(
-        reader, _int(session_id, "session_id"), _opt_text(box_id, "box_id", 40), decision, box=coords,
-        linked_sentence_id=_opt_text(linked_sentence_id, "linked_sentence_id", 40),
-        client_ts=_opt_float(client_ts, "client_ts"), duration_ms=_opt_float(duration_ms, "duration_ms"))
-    return _ack(box_id=result.box_id, decision=result.decision)
+        reader, session_id, box_id, decision, box=box, linked_sentence_id=linked_sentence_id, client_ts=client_ts,
+        duration_ms=duration_ms, decision_id=decision_id)
+    return _ack(box_id=result.box_id, decision=result.decision, **_replayed(result.replayed))
 
 
 def sign_off(service: ReviewService, reader: str, session_id: Any, decision: Any, final_report: Any,
-             active_ms: Any = 0.0, idle_ms: Any = 0.0, hidden_ms: Any = 0.0, client_ts: Any = None) -> dict[str, Any]:
-    decision = _choice(decision, SIGNOFF_DECISIONS, "decision")
-    report = _opt_text(final_report, "final_report", 20000) or ""
+             active_ms: Any = 0.0, idle_ms: Any = 0.0, hidden_ms: Any = 0.0, client_ts: Any = None,
+             accept_rest: Any = False, decision_id: Any = None) -> dict[str, Any]:
+    """accept_rest: the reader chose "accept the rest" for the pending items (recorded as accepted at sign-off).
+    Refused with ``pending`` {"sentences": [...], "boxes": [...]} when items are pending and it was not chosen."""
     result = service.sign_off(
-        reader, _int(session_id, "session_id"), decision, report,
-        active_ms=_opt_float(active_ms, "active_ms") or 0.0, idle_ms=_opt_float(idle_ms, "idle_ms") or 0.0,
-        hidden_ms=_opt_float(hidden_ms, "hidden_ms") or 0.0, client_ts=_opt_float(client_ts, "client_ts"))
-    return _ack(signoff=_jsonable(result))
+        reader, session_id, decision, "" if final_report is None else final_report,
+        active_ms=0.0 if active_ms is None else active_ms, idle_ms=0.0 if idle_ms is None else idle_ms,
+        hidden_ms=0.0 if hidden_ms is None else hidden_ms, client_ts=client_ts, accept_rest=accept_rest,
+        decision_id=decision_id)
+    return _ack(signoff=_jsonable(result), **_replayed(result.get("replayed", False)))
+
+
+def _replayed(replayed: bool) -> dict[str, Any]:
+    return {"replayed": True} if replayed else {}
 
 
 def ask(service: ReviewService, worker: Any, reader: str, session_id: Any, question: Any,
         client_ts: Any = None) -> dict[str, Any]:
     """Answers a free-text question about the session's image with the shared model (queued on its thread)."""
-    question = _opt_text(question, "question", QUESTION_MAX)
-    if not question or not question.strip():
-        raise BadInput("the question is empty")
-    state = service.session_state(reader, _int(session_id, "session_id"))
+    question = check_text(question, "question", limit=QUESTION_MAX)
+    state = service.session_state(reader, session_id)
     if state.arm == "no_ai":
         raise AccessDenied("questions to the model are off in this reading arm")
     if worker is None:
         raise ReviewError("no model is loaded on this server (review-only mode)")
-    answer = worker.ask(state.study.image_path, question.strip(), timeout_s=ASK_TIMEOUT_S)
-    service.record_event(reader, state.session_id, "ask_answer", {"question": question.strip(), **answer},
-                         _opt_float(client_ts, "client_ts"))
+    try:
+        answer = worker.ask(state.study.image_path, question.strip(), timeout_s=ASK_TIMEOUT_S)
+    except TimeoutError:
+        return {"ok": False, "error": "the model is busy; try again in a moment", "retry": True}
+    service.record_event(reader, state.session_id, "ask_answer", {"question": question.strip(), **answer}, client_ts)
     return {"ok": True, **answer}
 
 
@@ -294,8 +253,20 @@ def _jsonable(value: Any) -> Any:
 def call_with_args(handler: Callable[..., dict[str, Any]], fixed: tuple, data: Any) -> dict[str, Any]:
     """Applies a browser payload (positional list, keyword object or a single value) to a handler.
 
-    Contract refusals come back as {"ok": False, ...}; anything else propagates so the browser retries.
-    """
+    Never raises: a refusal or a retryable error comes back as {"ok": False, ...} (see the module docstring)."""
+    try:
+        return _apply(handler, fixed, data)
+    except ReviewError as exc:
+        return refusal(exc)
+    except RETRYABLE as exc:
+        log.warning("%s: retryable failure: %s", handler.__name__, one_line(exc))
+        return retryable(exc)
+    except Exception as exc:  # noqa: BLE001 - any other failure refuses this item instead of stalling the queue
+        log.exception("%s refused after an unexpected error", handler.__name__)
+        return refusal(RuntimeError(f"server error ({type(exc).__name__}): {one_line(exc)}"))
+
+
+def _apply(handler: Callable[..., dict[str, Any]], fixed: tuple, data: Any) -> dict[str, Any]:
     try:
         if isinstance(data, dict):
             return handler(*fixed, **data)
@@ -303,9 +274,9 @@ def call_with_args(handler: Callable[..., dict[str, Any]], fixed: tuple, data: A
             return handler(*fixed, *data)
         return handler(*fixed, data)
     except TypeError as exc:
-        return refusal(BadInput(f"bad arguments: {exc}"))
-    except ReviewError as exc:
-        return refusal(exc)
+        if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:  # the call itself: wrong arguments
+            raise BadInput(f"bad arguments: {one_line(exc)}") from exc
+        raise
 
 
 # --- admin -----------------------------------------------------------------------
@@ -313,13 +284,8 @@ def call_with_args(handler: Callable[..., dict[str, Any]], fixed: tuple, data: A
 
 def add_reader(service: ReviewService, acting: str, username: str, password: str, role: str = "reader") -> str:
     require_admin(service, acting)
-    username = (username or "").strip()
-    if not username or len(username) > 64 or not username.replace("_", "").replace(".", "").replace("-", "").isalnum():
-        raise BadInput("username: 1-64 letters, digits, '.', '_' or '-'")
-    if len(password or "") < 8:
-        raise BadInput("password: at least 8 characters")
-    role = _choice(role, ("reader", "admin"), "role")
-    info = service.create_reader(username, password, role, acting=acting)
+    username = username.strip() if isinstance(username, str) else username
+    info = service.create_reader(username, password, role, acting=acting)  # the service checks every field
     return f"Added {info.role} {info.username}."
 
 

@@ -10,7 +10,7 @@ time. SQLite is timed with synchronous=NORMAL (the default) and FULL. PostgreSQL
 cluster (initdb + pg_ctl, fsync on) unless GAZEX_TEST_POSTGRES_URL names a server.
 
 Export: an experiment of ``--signoffs`` signed reviews (20 readers x N/20 studies, parallel design; every
-review has one event and a sign-off (undecided sentences count as AI-accepted); every 5th also an accept, an
+review has one event and a sign-off (undecided items accepted at sign-off); every 5th also an accept, an
 edit, a human-added sentence and a box decision) is written through the service, then ``export_experiment_csv`` and ``export_provenance_csv``
 are timed ``--export-repeats`` times.
 Prints a table: median, p90, p99, max (event writes) or median and min-max (exports).
@@ -149,7 +149,7 @@ def review_one(service: ReviewService, reader: str, study_id: int, i: int) -> No
         service.add_sentence(reader, sid, "Human-added sentence.")
         service.decide_box(reader, sid, "s1", "moved", box=(0.2, 0.2, 0.5, 0.5))
     service.sign_off(reader, sid, "modify" if i % 5 == 0 else "accept", "FINDINGS: ...", active_ms=30_000.0,
-                     idle_ms=2_000.0)
+                     idle_ms=2_000.0, accept_rest=True)
 
 
 def time_exports(service: ReviewService, experiment_id: int, repeats: int) -> dict[str, list[float]]:

@@ -64,7 +64,7 @@ def test_blinded_reader_cannot_read_or_change_another_readers_session(service):
     assert {i.status for i in bob_items} == {"unread"} and all(i.session_id != sid for i in bob_items)
     assert [i.session_id for i in service.worklist(ALICE) if i.session_id] == [sid]
     assert service.worklist(ALICE, experiment_id=experiment_id)[0].session_id == sid
-    assert service.worklist(ALICE, status="in_progress")[0].session_id == sid
+    assert service.worklist(ALICE, status="viewed")[0].session_id == sid  # an event is not a decision
 
 
 def test_unblinded_experiment_lets_the_admin_read_but_never_write(service):
@@ -82,7 +82,7 @@ def test_second_period_opens_only_after_the_washout_with_the_other_arm(service, 
     period1 = {i.study.id: i.arm for i in service.worklist(ALICE)}
     for study_id in period1:
         sid = service.open_session(ALICE, study_id).session_id
-        service.sign_off(ALICE, sid, "accept", "report", active_ms=1_000.0)
+        service.sign_off(ALICE, sid, "accept", "report", active_ms=1_000.0, accept_rest=True)
     assert [i.status for i in service.worklist(ALICE)] == ["signed"] * 4  # period 2 hidden during washout
     some_study = next(iter(period1))
     assert service.open_session(ALICE, some_study).status == "signed"  # the finished read, read-only
@@ -100,7 +100,7 @@ def test_second_period_is_refused_while_the_first_is_unfinished(service, clock):
     experiment_id, _ = _crossover(service)
     first = service.worklist(ALICE)[0].study.id
     sid = service.open_session(ALICE, first).session_id
-    service.sign_off(ALICE, sid, "accept", "report", active_ms=1_000.0)
+    service.sign_off(ALICE, sid, "accept", "report", active_ms=1_000.0, accept_rest=True)
     clock.advance(days=60)
     assert len(service.worklist(ALICE)) == 4
     assert service.open_session(ALICE, first).session_id == sid  # finished read; period 2 still locked

@@ -29,7 +29,8 @@ def _review_one_case(service, study_id) -> int:
     service.decide_box(ALICE, sid, "s1", "resized", box=(0.1, 0.1, 0.5, 0.5))
     service.decide_box(ALICE, sid, "s2", "rejected")
     service.decide_box(ALICE, sid, None, "added", box=(0.6, 0.6, 0.7, 0.7), linked_sentence_id="h1")
-    service.sign_off(ALICE, sid, "modify", "FINDINGS: ...", active_ms=20_000, idle_ms=4_000, hidden_ms=1_000)
+    service.sign_off(ALICE, sid, "modify", "FINDINGS: ...", active_ms=20_000, idle_ms=4_000, hidden_ms=1_000,
+                     accept_rest=True)
     return sid
 
 
@@ -49,10 +50,10 @@ def test_experiment_export_has_one_row_per_case_reader_arm_with_times_and_decisi
     assert done["arm"] == "ai_draft" and done["status"] == "signed" and done["signoff_decision"] == "modify"
     assert float(done["active_ms"]) == 20_000 and float(done["idle_ms"]) == 4_000 and float(done["hidden_ms"]) == 1_000
     assert (done["sentences_edited"], done["sentences_deleted"], done["sentences_added"],
-            done["sentences_undecided"]) == ("1", "1", "1", "1")
+            done["sentences_undecided"], done["sentences_accepted_at_signoff"]) == ("1", "1", "1", "0", "1")
     assert (done["boxes_resized"], done["boxes_rejected"], done["boxes_added"]) == ("1", "1", "1")
     assert done["significant_errors"] == "1" and int(done["edit_distance_total"]) > 0
-    assert done["events"] == "3" and done["decision_rows"] == "7" and done["model_version"] == "gazex:v1"
+    assert done["events"] == "3" and done["decision_rows"] == "8" and done["model_version"] == "gazex:v1"
     assert {r["status"] for r in rows if r["session_id"] != str(sid)} == {"unread"}
     with pytest.raises(NotFound):
         service.export_experiment_csv(999, str(out))
@@ -66,7 +67,7 @@ def test_provenance_log_labels_every_sentence_of_signed_reviews(service, tmp_pat
     assert service.export_provenance_csv(str(out)) == 4
     rows = {r["sentence_id"]: r for r in _read(out)}
     assert {k: r["provenance"] for k, r in rows.items()} == {
-        "s1": "ai_edited", "s2": "ai_deleted", "s3": "ai_accepted", "h1": "human_added"}
+        "s1": "ai_edited", "s2": "ai_deleted", "s3": "ai_accepted_at_signoff", "h1": "human_added"}
     assert int(rows["s1"]["edit_distance"]) > 0 and rows["s1"]["error_category"] == "finding"
     assert rows["s1"]["clinically_significant"] == "True" and rows["s1"]["box_decision"] == "resized"
     assert rows["s2"]["history_rows"] == "2" and rows["s3"]["explicit_decision"] == "False"

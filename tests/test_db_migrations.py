@@ -8,53 +8,47 @@ from sqlalchemy import inspect
 
 from annotations_db import ReviewService
 from annotations_db.engine import make_engine
-from annotations_db.maintenance import integrity_check, snapshot
+from annotations_db.integrity import GENESIS
+from annotations_db.maintenance import integrity_check, verify_record
 from annotations_db.migrations import FIRST_REVISION, current_revision, head_revision, upgrade
-from db_support import ADMIN, READERS, gazex_db as gazex, populate
-
-ALICE = READERS[0][0]
-
-
-def _populate_first_revision(url: str) -> dict:
-    """Fills every first-revision table through the service, on a database left at the first revision."""
-    assert upgrade(url, FIRST_REVISION) == FIRST_REVISION
-    engine = make_engine(url)
-    service = ReviewService(engine)  # no automatic upgrade
-    study_ids, model_id = populate(service, 3)
-    sid = service.open_session(ALICE, study_ids[0]).session_id
-    service.record_event(ALICE, sid, "view", {"zoom": 2}, 1_700_000_000_000)
-    service.decide_sentence(ALICE, sid, "s1", "edited", final_text="Edited.", error_category="finding",
-                            clinically_significant=True)
-    service.decide_box(ALICE, sid, "s1", "resized", box=(0.1, 0.1, 0.9, 0.9))
-    service.sign_off(ALICE, sid, "modify", "FINDINGS: Edited.", active_ms=4_000)
-    service.amend(ALICE, sid, "FINDINGS: Edited again.", "typo")
-    service.create_experiment("pilot", design="crossover", arms=["ai_draft", "no_ai"], readers=[ALICE],
-                              study_ids=study_ids, washout_days=28, acting=ADMIN[0])
-    service.promote_model_version(service.register_model_version("gazex", "v2", "h2", parent_id=model_id).id)
-    before = snapshot(engine)
-    engine.dispose()
-    return before
+from db_legacy import legacy_database, raw_rows
+from db_support import gazex_db as gazex
 
 
 def test_upgrade_from_first_revision_to_head_keeps_the_data(db_url):
-    before = _populate_first_revision(db_url)
+    before = legacy_database(db_url)
     assert "finetune_runs" not in before and before["signoffs"] and before["interaction_events"]
 
     service = ReviewService.open(db_url)  # runs the migrations to head
     try:
         assert current_revision(service.engine) == head_revision() != FIRST_REVISION
-        after = snapshot(service.engine)
-        assert {table: after[table] for table in before} == before
+        after = raw_rows(service.engine, {table: list(rows[0]) for table, rows in before.items() if rows})
+        assert {table: after[table] for table in before if before[table]} == {t: r for t, r in before.items() if r}
         assert after["finetune_runs"] == [] and after["frozen_splits"] == []
         indexes = {ix["name"] for ix in inspect(service.engine).get_indexes("signoffs")}
         assert "ix_signoffs_signed_at" in indexes
-        (review,) = service.signed_reviews_since()
-        assert review["final_report"] == "FINDINGS: Edited again."
-        run = service.start_finetune_run(base_model_version_id=review["model_version_id"], params={})
+        reviews = service.signed_reviews_since()
+        assert [r["final_report"] for r in reviews] == ["FINDINGS: Edited again.", "FINDINGS: as drafted."]
+        run = service.start_finetune_run(base_model_version_id=reviews[0]["model_version_id"], params={})
         assert service.finetune_runs()[0]["id"] == run
         assert integrity_check(service.engine) == "ok"
+        _assert_upgrade_backfilled(service)
     finally:
         service.close()
+
+
+def _assert_upgrade_backfilled(service: ReviewService) -> None:
+    """0003: every existing sign-off and amendment is in the hash chain, the chain verifies, the triggers are in
+    place, first-decision times are filled (a signed review without decisions stays "viewed"-only)."""
+    rows = raw_rows(service.engine)
+    chain = [(r["prev_sha256"], r["record_sha256"]) for r in rows["signoffs"]]
+    assert chain[0][0] == GENESIS and chain[1][0] == chain[0][1] and all(len(sha) == 64 for _, sha in chain)
+    assert rows["amendments"][0]["prev_sha256"] == chain[0][1]
+    assert all(len(r["bundle_sha256"]) == 64 for r in rows["drafts"])
+    assert [r["first_decision_at"] is not None for r in rows["review_sessions"]] == [True, False, False]
+    assert verify_record(service.engine) == []
+    service.decide_sentence("alice", 3, "s1", "accepted")  # the open legacy session takes decisions
+    assert [i.status for i in service.worklist("alice")][:2] == ["signed", "in_progress"]
 
 
 def test_gazex_db_upgrade_command(db_url, capsys):

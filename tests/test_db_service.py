@@ -134,7 +134,7 @@ def test_later_decision_supersedes_but_both_rows_remain(service):
 def test_sign_off_is_immutable_and_amendments_are_new_rows(service):
     study_ids, _ = populate(service, 1)
     sid = service.open_session(ALICE, study_ids[0]).session_id
-    signed = service.sign_off(ALICE, sid, "accept", "FINDINGS: normal.", active_ms=12_000, idle_ms=3_000,
+    signed = service.sign_off(ALICE, sid, "accept", "FINDINGS: normal.", active_ms=12_000, idle_ms=3_000, accept_rest=True,
                               hidden_ms=500, client_ts=1_700_000_009_000)
     assert signed["decision"] == "accept" and signed["total_ms"] >= 0 and signed["active_ms"] == 12_000
     before = snapshot(service.engine)
@@ -154,7 +154,7 @@ def test_database_triggers_refuse_update_and_delete_of_the_audit_record(service,
     sid = service.open_session(ALICE, study_ids[0]).session_id
     service.record_event(ALICE, sid, "view", {}, None)
     service.decide_sentence(ALICE, sid, "s1", "accepted")
-    service.sign_off(ALICE, sid, "accept", "report", active_ms=1.0)
+    service.sign_off(ALICE, sid, "accept", "report", active_ms=1.0, accept_rest=True)
     before = snapshot(service.engine)
     for statement in (update(table).values(session_id=sid), delete(table)):
         with pytest.raises((DBAPIError, IntegrityError), match="append-only"):
@@ -168,7 +168,7 @@ def test_invalid_transitions_and_bad_input_are_refused_and_change_nothing(servic
     sid = service.open_session(ALICE, study_ids[0]).session_id
     service.decide_sentence(ALICE, sid, "s1", "accepted")
     signed = service.open_session(ALICE, study_ids[1]).session_id
-    service.sign_off(ALICE, signed, "accept", "report", active_ms=1.0)
+    service.sign_off(ALICE, signed, "accept", "report", active_ms=1.0, accept_rest=True)
     refusals = [
         (InvalidTransition, lambda: service.decide_sentence(ALICE, sid, "s99", "accepted")),
         (InvalidTransition, lambda: service.decide_box(ALICE, sid, "b7", "rejected")),
@@ -199,7 +199,7 @@ def test_invalid_transitions_and_bad_input_are_refused_and_change_nothing(servic
         (InvalidInput, lambda: service.record_event(ALICE, str(sid), "view", {}, None)),
         (InvalidInput, lambda: service.record_event(ALICE, sid, "view", {"x": {1, 2}}, None)),
         (InvalidInput, lambda: service.record_event(ALICE, sid, "view", {"x": "y" * 70_000}, None)),
-        (NotFound, lambda: service.session_state(ALICE, "1")),
+        (InvalidInput, lambda: service.session_state(ALICE, "1")),
         (InvalidInput, lambda: service.sign_off(ALICE, sid, "perhaps", "r", active_ms=1.0)),
         (InvalidInput, lambda: service.sign_off(ALICE, sid, "accept", "r", active_ms=float("nan"))),
         (InvalidInput, lambda: service.add_sentence(ALICE, sid, "   ")),
@@ -263,7 +263,7 @@ def test_signed_reviews_since_returns_corrections_of_that_model_or_later(service
     study_ids, v1 = populate(service, 2)
     sid = service.open_session(ALICE, study_ids[0]).session_id
     service.decide_sentence(ALICE, sid, "s1", "edited", final_text="Better sentence.")
-    service.sign_off(ALICE, sid, "modify", "FINDINGS: Better sentence.", active_ms=5.0)
+    service.sign_off(ALICE, sid, "modify", "FINDINGS: Better sentence.", active_ms=5.0, accept_rest=True)
     service.amend(ALICE, sid, "FINDINGS: Best sentence.", "wording")
     open_sid = service.open_session(BOB, study_ids[1]).session_id
     assert open_sid  # unsigned: not a correction yet

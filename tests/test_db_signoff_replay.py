@@ -28,10 +28,13 @@ def test_accepted_at_signoff_is_its_own_decision_kind(service, tmp_path):
     assert box.decision == "accepted_at_signoff" and box.x_min == pytest.approx(0.1)
     with pytest.raises(InvalidInput):
         service.decide_sentence(ALICE, sid, "s3", "accepted_at_signoff", error_category="finding")
-    service.sign_off(ALICE, sid, "modify", "FINDINGS: ...", active_ms=1000.0)
+    service.decide_sentence(ALICE, sid, "s3", "deleted")
+    service.decide_box(ALICE, sid, "s2", "accepted_at_signoff")
+    service.sign_off(ALICE, sid, "modify", "FINDINGS: ...", active_ms=1000.0)  # nothing pending: no choice needed
     state = service.session_state(ALICE, sid)
-    assert {d.sentence_id: d.decision for d in state.sentences} == {"s1": "accepted", "s2": "accepted_at_signoff"}
-    assert {b.box_id: b.decision for b in state.boxes} == {"s1": "accepted_at_signoff"}
+    assert {d.sentence_id: d.decision for d in state.sentences} == {
+        "s1": "accepted", "s2": "accepted_at_signoff", "s3": "deleted"}
+    assert {b.box_id: b.decision for b in state.boxes} == {"s1": "accepted_at_signoff", "s2": "accepted_at_signoff"}
     out = tmp_path / "provenance.csv"
     service.export_provenance_csv(str(out))
     text = out.read_text()
@@ -52,6 +55,6 @@ def test_a_replayed_call_is_recorded_once(service):
     # a later, different decision on the same item is new (different client timestamp)
     service.decide_sentence(ALICE, sid, "s1", "accepted", client_ts=TS + 4)
     assert len(snapshot(service.engine)["sentence_decisions"]) == 3
-    first = service.sign_off(ALICE, sid, "modify", "FINDINGS: x.", active_ms=10.0, client_ts=TS + 5)
-    again = service.sign_off(ALICE, sid, "modify", "FINDINGS: x.", active_ms=10.0, client_ts=TS + 5)
-    assert again == first and len(snapshot(service.engine)["signoffs"]) == 1
+    first = service.sign_off(ALICE, sid, "modify", "FINDINGS: x.", active_ms=10.0, client_ts=TS + 5, accept_rest=True)
+    again = service.sign_off(ALICE, sid, "modify", "FINDINGS: x.", active_ms=10.0, client_ts=TS + 5, accept_rest=True)
+    assert again.pop("replayed") is True and again == first and len(snapshot(service.engine)["signoffs"]) == 1

@@ -47,7 +47,7 @@ def test_decisions_become_the_final_target_and_the_draft_stays_the_rejected_side
     service.decide_sentence("r1", sid, "s3", "deleted", error_category="finding", clinically_significant=True)
     added = service.add_sentence("r1", sid, "Small right apical pneumothorax.")
     service.decide_box("r1", sid, None, "added", box=(0.1, 0.1, 0.3, 0.3), linked_sentence_id=added.sentence_id)
-    service.sign_off("r1", sid, "modify", "edited report", active_ms=1000.0)
+    service.sign_off("r1", sid, "modify", "edited report", active_ms=1000.0, accept_rest=True)
 
     [ex] = examples_from_reviews(service.signed_reviews_since(version_id))
     assert [b.text for b in ex.final] == ["Trachea is midline.", "Small right pleural effusion.",
@@ -67,7 +67,7 @@ def test_an_accepted_review_is_an_uncorrected_example(svc):
     service, study_id, version_id = svc
     sid = service.open_session("r1", study_id).session_id
     service.decide_box("r1", sid, "s3", "rejected")
-    service.sign_off("r1", sid, "modify", "ok", active_ms=10.0)
+    service.sign_off("r1", sid, "modify", "ok", active_ms=10.0, accept_rest=True)
     [ex] = examples_from_reviews(service.signed_reviews_since(version_id))
     assert ex.final[2].box is None and ex.corrected  # a rejected box is a correction (-> <nobox>)
 
@@ -75,7 +75,7 @@ def test_an_accepted_review_is_an_uncorrected_example(svc):
     study = service.register_study("S2", "/nowhere.dcm", width=100, height=100)
     service.save_draft(study.id, version_id, DRAFT)
     service2_sid = service.open_session("r1", study.id).session_id
-    service.sign_off("r1", service2_sid, "accept", "ok", active_ms=10.0)
+    service.sign_off("r1", service2_sid, "accept", "ok", active_ms=10.0, accept_rest=True)
     examples = {e.study_uid: e for e in examples_from_reviews(service.signed_reviews_since(version_id))}
     assert not examples["S2"].corrected and len(examples["S2"].final) == 4
 

@@ -160,7 +160,7 @@ class SimulatedReader:
         final = self.service.session_state(self.username, state.session_id)
         text = " ".join(s.final_text for s in final.sentences if s.final_text) or "Reviewed."
         self.service.sign_off(self.username, state.session_id, "modify" if made else "accept", text,
-                              active_ms=float(self.rng.randint(20_000, 90_000)))
+                              active_ms=float(self.rng.randint(20_000, 90_000)), accept_rest=True)
         self.corrections += made
         return made
 

@@ -2,10 +2,12 @@
 experiments, fine-tune runs) behind ``ReviewService``. Imports neither gazex_core, training nor app."""
 
 from .records import (AccessDenied, BoxDecision, EventAck, InvalidInput, InvalidTransition, ModelVersionInfo,
-                      NotFound, ReaderInfo, ReviewError, SentenceDecision, SessionState, StudyInfo, WorklistItem)
+                      NotFound, PendingItems, ReaderInfo, ReviewError, SentenceDecision, SessionState, StudyInfo,
+                      WorklistItem)
 from .service import ReviewService
 
 __all__ = [
     "AccessDenied", "BoxDecision", "EventAck", "InvalidInput", "InvalidTransition", "ModelVersionInfo", "NotFound",
-    "ReaderInfo", "ReviewError", "ReviewService", "SentenceDecision", "SessionState", "StudyInfo", "WorklistItem",
+    "PendingItems", "ReaderInfo", "ReviewError", "ReviewService", "SentenceDecision", "SessionState", "StudyInfo",
+    "WorklistItem",
 ]

@@ -641,7 +641,7 @@ class ReviewService(AccountsMixin, ExperimentsMixin, ExportMixin, FinetuneMixin,
         """A change after sign-off: a new amendment row, chained to the sign-off's hash; the sign-off never changes."""
         session_id = check_id(session_id, "session_id")
         final_report = check_text(final_report, "the amended report")
-        reason = check_text(reason, "the reason for the amendment", limit=2000)
+        reason = check_text(reason, "the reason for the amendment")
         with self._write() as session:
             row = self._session_for(session, reader, session_id, write=True, need_open=False)
             signoff = session.scalar(select(SignOff).where(SignOff.session_id == row.id))

@@ -37,7 +37,8 @@ class BadInput(ReviewError):
 
 
 log = logging.getLogger(__name__)
-RETRYABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, TimeoutError, ConnectionError)
+RETRYABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, OSError)  # OSError: the file system
+# (a missing or full data directory) -- TimeoutError and ConnectionError are OSErrors too
 MESSAGE_MAX = 300
 
 

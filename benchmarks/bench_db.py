@@ -13,7 +13,14 @@ Export: an experiment of ``--signoffs`` signed reviews (20 readers x N/20 studie
 review has one event and a sign-off (undecided items accepted at sign-off); every 5th also an accept, an
 edit, a human-added sentence and a box decision) is written through the service, then ``export_experiment_csv`` and ``export_provenance_csv``
 are timed ``--export-repeats`` times.
-Prints a table: median, p90, p99, max (event writes) or median and min-max (exports).
+Decision acknowledgement (issue 9): ``--decision-readers`` processes (default 20), each a reader with its own open
+session, start together (a barrier) and each makes ``--decisions`` sentence decisions (accept / edit / delete in
+turn, each with a decision_id) through ``ReviewService.decide_sentence``, ``--think-ms`` apart (0 = back to back,
+the worst case); every call is timed from the call to its return (the acknowledgement). The sign-off of each
+session ("accept the rest": hash chain, triggers) is timed too.
+
+Prints a table: median, p90, p99, max (event writes), median/p95/max (decisions) or median and min-max (exports).
+``--parts events,exports,decisions`` picks what to run. The load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -169,6 +177,70 @@ def time_exports(service: ReviewService, experiment_id: int, repeats: int) -> di
 # --- driver -----------------------------------------------------------------------------------------------------
 
 
+# --- decision acknowledgement, many readers at once ---------------------------------------------------------
+
+
+def setup_decision_sessions(url: str, readers: int, sentences: int) -> list[tuple[str, int]]:
+    service = ReviewService.open(url)
+    service.create_reader("admin", "admin-password", "admin")
+    model = service.register_model_version("gazex", "v1", "hash", status="active")
+    pairs = []
+    for k in range(readers):
+        name = f"d{k:02d}"
+        service.create_reader(name, "reader-password", acting="admin")
+        study = service.register_study(f"decide.{k}", f"/decide/{k}.dcm")
+        draft = bundle(k)
+        draft["sentences"] = [{**draft["sentences"][0], "id": f"s{j}", "text": f"Finding {j} of case {k}."}
+                              for j in range(1, sentences + 1)]
+        service.save_draft(study.id, model.id, draft)
+        pairs.append((name, service.open_session(name, study.id).session_id))
+    service.close()
+    return pairs
+
+
+def decide_as_reader(url: str, reader: str, session_id: int, n: int, think_s: float, barrier, results) -> None:
+    service = ReviewService.open(url)
+    kinds = ("accepted", "edited", "deleted")
+    barrier.wait(120)
+    times = []
+    for i in range(n):
+        kind = kinds[i % 3]
+        start = time.perf_counter()
+        service.decide_sentence(reader, session_id, f"s{i + 1}", kind,
+                                final_text=f"Edited {i}." if kind == "edited" else None,
+                                duration_ms=1500.0, client_ts=time.time() * 1000, decision_id=uuid.uuid4().hex)
+        times.append((time.perf_counter() - start) * 1000)
+        if think_s:
+            time.sleep(think_s)
+    start = time.perf_counter()
+    service.sign_off(reader, session_id, "modify", "FINDINGS: ...", active_ms=60_000.0, accept_rest=True)
+    results.put((reader, times, (time.perf_counter() - start) * 1000))
+    service.close()
+
+
+def time_decisions(url: str, readers: int, n: int, think_ms: float) -> tuple[list[float], list[float]]:
+    pairs = setup_decision_sessions(url, readers, n)
+    barrier, results = FORK.Barrier(readers), FORK.Queue()
+    processes = [FORK.Process(target=decide_as_reader, args=(url, name, sid, n, think_ms / 1000, barrier, results))
+                 for name, sid in pairs]
+    for process in processes:
+        process.start()
+    gathered = [results.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join(60)
+    if any(p.exitcode != 0 for p in processes):
+        raise RuntimeError("a deciding reader failed")
+    return [t for _, times, _ in gathered for t in times], [signoff for _, _, signoff in gathered]
+
+
+def p95_summary(values_ms: list[float]) -> str:
+    return f"{statistics.median(values_ms):8.2f} | {percentile(values_ms, 95):8.2f} | {max(values_ms):8.2f}"
+
+
+def load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def backend_urls(backends: list[str], tmp: Path):
     cluster = None
     for backend in backends:
@@ -195,20 +267,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signoffs", type=int, default=10_000)
     parser.add_argument("--export-repeats", type=int, default=3)
     parser.add_argument("--populate-workers", type=int, default=2, help="processes writing the signed reviews")
+    parser.add_argument("--parts", default="events,exports,decisions")
+    parser.add_argument("--decision-readers", type=int, default=READERS)
+    parser.add_argument("--decisions", type=int, default=30, help="decisions per reader")
+    parser.add_argument("--think-ms", type=float, default=0.0, help="pause between one reader's decisions")
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared), Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    event_rows, export_rows = [], []
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load()}")
+    event_rows, export_rows, decision_rows = [], [], []
     with tempfile.TemporaryDirectory(prefix="gazex-bench-") as tmp:
         for label, sync, make_url in backend_urls(args.backends.split(","), Path(tmp)):
             if sync:
                 os.environ["GAZEX_SQLITE_SYNCHRONOUS"] = sync
-            for contenders in (0, args.contenders):
+            if "decisions" in parts:
+                print(f"{label}: {args.decision_readers} readers x {args.decisions} decisions at once", flush=True)
+                acks, signoffs = time_decisions(make_url("decisions"), args.decision_readers, args.decisions,
+                                                args.think_ms)
+                decision_rows.append(f"| {label} | {args.decision_readers} | {args.think_ms:g} | {len(acks)} | "
+                                     f"{p95_summary(acks)} | {p95_summary(signoffs)} |")
+            for contenders in ((0, args.contenders) if "events" in parts else ()):
                 print(f"{label}: {args.events} event writes, {contenders} concurrent writers", flush=True)
                 times = time_events(make_url(f"events{contenders}"), args.events, contenders,
                                     args.contender_interval_ms / 1000)
                 event_rows.append(f"| {label} | {contenders} | {args.events} | {summary(times)} |")
-            if sync == "FULL" or args.signoffs <= 0:
+            if sync == "FULL" or args.signoffs <= 0 or "exports" not in parts:
                 continue  # exports are read-only: timed once per backend
             print(f"{label}: populating {args.signoffs} signed reviews", flush=True)
             service, experiment_id = populate_signoffs(make_url("export"), args.signoffs, args.populate_workers)
@@ -216,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
                 export_rows.append(f"| {label} | {name} | {args.signoffs} | {statistics.median(values):.2f} | "
                                    f"{min(values):.2f}-{max(values):.2f} |")
             service.close()
+    print(f"load average at the end: {load()}")
+    print("\n| backend | readers at once | think ms | decisions | median ms | p95 ms | max ms | "
+          "sign-off median ms | p95 ms | max ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(decision_rows))
     print("\n| backend | other writers | writes | median ms | p90 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(event_rows))

@@ -46,11 +46,12 @@ from .engine import WRITE, holding, make_engine, resolve_url, write_lock
 from .experiments import ExperimentsMixin, is_unaided, shown_draft
 from .export import ExportMixin
 from .finetune import FinetuneMixin
+from .study_sets import StudySetsMixin
 from .models import (Amendment, Assignment, BoxDecisionRow, Draft, Experiment, Image, InteractionEvent,
                      ModelVersion, ModelVersionEvent, Reader, ReviewSession, SentenceDecisionRow, SignOff, Study,
                      utcnow)
-from .provenance import (ACCEPTED_AT_SIGNOFF, ACCEPTED_DECISIONS, BOX_DECISIONS, CLIENT_TS_MAX, DECISION_ID_MAX, DRAWN_BOX_PREFIX,
-                         DURATION_MAX_MS, ERROR_CATEGORIES, EVENT_TYPE_MAX, HUMAN_SENTENCE_PREFIX, ID_MAX,
+from .provenance import (ACCEPTED_AT_SIGNOFF, ACCEPTED_DECISIONS, BOX_DECISIONS, CLIENT_TS_MAX, DECISION_ID_MAX,
+                         DRAWN_BOX_PREFIX, DURATION_MAX_MS, ERROR_CATEGORIES, EVENT_TYPE_MAX, HUMAN_SENTENCE_PREFIX, ID_MAX,
                          ITEM_ID_MAX, PAYLOAD_MAX, SECTIONS, SENTENCE_DECISIONS, SIGNOFF_DECISIONS, TEXT_MAX,
                          USERNAME_MAX, check_box, check_choice, check_client_ts, check_decision_id, check_duration,
                          check_id, check_item_id, check_json, check_number, check_text, check_username,

@@ -93,4 +93,4 @@ def _read_one(service, reader, item, info, seconds, truth, rng) -> None:
     if catch and kind != "false_finding":
         service.add_sentence(reader, state.session_id, "Small left pleural effusion.")
     service.sign_off(reader, state.session_id, "modify" if catch else "accept", "FINDINGS: simulated.",
-                     active_ms=seconds * 1000.0)
+                     active_ms=seconds * 1000.0, accept_rest=True)

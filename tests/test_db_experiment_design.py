@@ -28,7 +28,7 @@ def test_each_arm_shows_exactly_its_content_and_the_injected_error(service, cloc
         for item in service.worklist(ALICE, status="unread"):
             state = service.open_session(ALICE, item.study.id)
             seen[(item.study.id, state.arm)] = state.draft
-            service.sign_off(ALICE, state.session_id, "accept", "report", active_ms=1000.0)
+            service.sign_off(ALICE, state.session_id, "accept", "report", active_ms=1000.0, accept_rest=True)
         clock.advance(days=14, minutes=1)
     for study_id in study_ids:
         assert seen[(study_id, "unaided")] is None
@@ -51,7 +51,7 @@ def test_deleting_the_injected_sentence_counts_as_detected(service):
     shown = {s["id"]: s for s in state.draft["sentences"]}[error["sentence_id"]]
     assert shown["observation_box"] == error["detail"]["shown"]["observation_box"] != error["detail"]["original"]["observation_box"]
     service.decide_box(ALICE, state.session_id, error["sentence_id"], "moved", box=(0.1, 0.1, 0.3, 0.5))
-    service.sign_off(ALICE, state.session_id, "modify", "report", active_ms=1000.0)
+    service.sign_off(ALICE, state.session_id, "modify", "report", active_ms=1000.0, accept_rest=True)
     row = next(r for r in service.experiment_table(experiment_id) if r["study_id"] == study_ids[1])
     assert row["injected_kind"] == "misplaced_box" and row["injected_detected"] is True
 
@@ -99,7 +99,7 @@ def test_progress_shows_next_case_and_the_washout_opening_date(service, clock):
     assert progress[ALICE]["state"] == "reading" and progress[ALICE]["next"]["period"] == 1
     for item in service.worklist(ALICE):
         state = service.open_session(ALICE, item.study.id)
-        service.sign_off(ALICE, state.session_id, "accept", "report", active_ms=1000.0)
+        service.sign_off(ALICE, state.session_id, "accept", "report", active_ms=1000.0, accept_rest=True)
     alice = {p["reader"]: p for p in service.experiment_progress(experiment_id)}[ALICE]
     assert alice["state"] == "locked" and alice["done"] == 3 and alice["total"] == 9
     assert alice["opens_at"] is not None and (alice["opens_at"] - clock()).days == 13
@@ -130,7 +130,7 @@ def test_questionnaires_are_validated_scored_and_stored_once(service):
     state = service.open_session(ALICE, service.worklist(ALICE)[0].study.id)
     with pytest.raises(InvalidTransition, match="not finished"):
         service.submit_questionnaire(ALICE, experiment_id, "post_case", {"confidence": 4}, session_id=state.session_id)
-    service.sign_off(ALICE, state.session_id, "accept", "report", active_ms=1000.0)
+    service.sign_off(ALICE, state.session_id, "accept", "report", active_ms=1000.0, accept_rest=True)
     with pytest.raises(InvalidInput, match="'confidence' needs a whole number 1-5"):
         service.submit_questionnaire(ALICE, experiment_id, "post_case", {"confidence": 6}, session_id=state.session_id)
     with pytest.raises(AccessDenied):

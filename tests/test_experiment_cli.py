@@ -34,7 +34,7 @@ def test_create_from_a_study_set_show_and_export(database, tmp_path, capsys):
     assert "pilot\tcrossover\tunaided,draft\topen" in capsys.readouterr().out
     for item in service.worklist(ALICE):
         state = service.open_session(ALICE, item.study.id)
-        service.sign_off(ALICE, state.session_id, "accept", "report", active_ms=2000.0)
+        service.sign_off(ALICE, state.session_id, "accept", "report", active_ms=2000.0, accept_rest=True)
     assert gazex(["experiment", "show", "1", "--url", url]) == 0
     shown = capsys.readouterr().out
     assert f"study {study_ids[0]}: false_finding" in shown

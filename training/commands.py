@@ -1,4 +1,4 @@
-"""Subcommands owned by training/: synth, train, evaluate, finetune, models (training/finetune/cli.py).
+"""Subcommands owned by training/: synth, train, evaluate, finetune, models (training/finetune/cli.py), export-sft.
 
 Each subcommand registers itself here with ``add_parser(...).set_defaults(handler=...)``.
 Heavy imports happen inside the handlers so ``gazex --help`` stays fast.
@@ -26,3 +26,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     from training.experiments.cli import add_experiment_command
 
     add_experiment_command(subparsers)
+
+    from training.sft_export import add_export_command
+
+    add_export_command(subparsers)

@@ -1,0 +1,290 @@
+"""The full-scale GazeX backbone: Qwen2-VL (the paper's model) with a LoRA adapter, behind GazeX's API.
+
+    from gazex_core.qwen2vl import Qwen2VLGazeX
+    gx = Qwen2VLGazeX("/models/gazex-qwen2vl-lora")       # an adapter dir (base named inside) or a base dir
+    bundle = gx.analyze("study.dcm")                       # the same EvidenceBundle as gazex-tiny
+    bundles = gx.analyze_many(paths, batch_size=8)         # a whole worklist, batched on a GPU
+
+``analyze`` runs the upstream gaze-free report task, then the grounding task once per sentence (batched),
+and parses the upstream output text (:mod:`gazex_core.upstream_format`) into trajectories and observation
+boxes. What the parser could not read is listed in the bundle's warnings, never silently dropped.
+
+Weights are read from local directories only. A missing or mismatched model gives :class:`ModelNotFound` /
+:class:`ModelMismatch` with a one-line message; the hub is contacted only with ``allow_download=True``.
+
+Model directories:
+
+* a base model: a Qwen2-VL checkpoint with its processor (``config.json`` with ``model_type: qwen2_vl``,
+  ``*.safetensors``, tokenizer and preprocessor files), as ``save_pretrained`` writes it;
+* an adapter: peft's ``adapter_config.json`` + ``adapter_model.safetensors`` and ``gazex_backbone.json``
+  (``{"backbone": "qwen2-vl", "base_model": PATH}``; a relative base is resolved against the adapter dir).
+
+Imports nothing outside gazex_core (transformers and peft are imported when a model is loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .evidence import EvidenceBundle, EvidenceSentence
+from .imaging import ImageSource, load_image
+from .upstream_format import parse_grounding, prompt, split_report
+from .vocab import LABEL_REGION
+
+BACKBONE = "qwen2-vl"
+BACKBONE_META = "gazex_backbone.json"
+MAX_IMAGE_SIDE = 768  # upstream inference: images up to 768 x 768
+MIN_IMAGE_SIDE = 56
+
+
+class ModelNotFound(FileNotFoundError):
+    """No usable Qwen2-VL weights at a path. One-line message."""
+
+
+class ModelMismatch(ValueError):
+    """Weights, processor and adapter that do not belong together. One-line message."""
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 512
+    do_sample: bool = False  # upstream samples (temperature 1.0, top_p 0.9); drafts for review are greedy
+    temperature: float = 1.0
+    top_p: float = 0.9
+    max_image_side: int = MAX_IMAGE_SIDE
+
+
+def is_qwen2vl_dir(path: str | Path) -> bool:
+    path = Path(path)
+    if (path / BACKBONE_META).is_file():
+        return True
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type") == "qwen2_vl"
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def backbone_meta(path: str | Path) -> dict:
+    meta_path = Path(path) / BACKBONE_META
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelMismatch(f"{meta_path}: cannot read ({exc})") from exc
+    if meta.get("backbone") != BACKBONE or not meta.get("base_model"):
+        raise ModelMismatch(f"{meta_path}: not a {BACKBONE} adapter (needs backbone={BACKBONE!r} and base_model)")
+    return meta
+
+
+def resolve_base(path: str | Path) -> tuple[Path, Path | None]:
+    """(base model dir, adapter dir or None) for a base or adapter directory; checks both exist."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelNotFound(f"{path}: no such model directory (weights are never downloaded implicitly)")
+    adapter = path if (path / "adapter_config.json").is_file() else None
+    if adapter is None:
+        _check_base(path)
+        return path, None
+    base = Path(backbone_meta(path)["base_model"])
+    base = base if base.is_absolute() else (path / base).resolve()
+    _check_base(base)
+    return base, adapter
+
+
+def _check_base(path: Path) -> None:
+    if not path.is_dir():
+        raise ModelNotFound(f"{path}: base model directory not found (download Qwen2-VL yourself and pass its path)")
+    if not (path / "config.json").is_file():
+        raise ModelNotFound(f"{path}: no config.json - not a model directory")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise ModelNotFound(f"{path}: config.json but no weights (*.safetensors)")
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    if model_type != "qwen2_vl":
+        raise ModelMismatch(f"{path}: model_type {model_type!r} is not 'qwen2_vl'")
+    has_processor = (path / "processor_config.json").is_file() or (path / "preprocessor_config.json").is_file()
+    if not has_processor or not (path / "tokenizer.json").is_file():
+        raise ModelNotFound(f"{path}: processor files missing (processor_config.json or preprocessor_config.json, "
+                            "tokenizer.json)")
+
+
+def check_processor(model, processor) -> None:
+    """The processor's special tokens and vocabulary must be the model's."""
+    cfg = model.config
+    tok = processor.tokenizer
+    for name in ("image_token_id", "video_token_id"):
+        got = getattr(processor, name, None)
+        if got != getattr(cfg, name):
+            raise ModelMismatch(f"processor {name} {got} != model {name} {getattr(cfg, name)}")
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if len(tok) > vocab:
+        raise ModelMismatch(f"processor vocabulary ({len(tok)} tokens) is larger than the model's ({vocab})")
+
+
+def load_qwen2vl(path: str | Path, *, device: str = "cpu", dtype=None, allow_download: bool = False):
+    """(model in eval mode, processor, base dir, adapter dir) from a local base or adapter directory."""
+    import torch
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+    from transformers.utils import logging as hf_logging
+
+    base, adapter = resolve_base(path)
+    dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    hf_logging.disable_progress_bar()
+    try:
+        model = Qwen2VLForConditionalGeneration.from_pretrained(base, dtype=dtype, local_files_only=not allow_download)
+        processor = AutoProcessor.from_pretrained(base, local_files_only=not allow_download)
+    except (OSError, ValueError) as exc:
+        raise ModelMismatch(f"{base}: cannot load Qwen2-VL ({str(exc).splitlines()[0]})") from exc
+    finally:
+        hf_logging.enable_progress_bar()
+    check_processor(model, processor)
+    if adapter is not None:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelMismatch(f"{adapter}: adapter does not fit base {base} ({str(exc).splitlines()[0]})") from exc
+    return model.to(device).eval(), processor, base, adapter
+
+
+def to_rgb_uint8(image: ImageSource, max_side: int = MAX_IMAGE_SIDE) -> tuple[np.ndarray, int, int, list[str]]:
+    """The image the processor sees: grey 0-1 from gazex_core's reader -> RGB uint8, long side <= max_side."""
+    import cv2
+
+    img = load_image(image)
+    grey = (np.clip(img.pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
+    h, w = grey.shape
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        grey = cv2.resize(grey, (max(MIN_IMAGE_SIDE, round(w * scale)), max(MIN_IMAGE_SIDE, round(h * scale))),
+                          interpolation=cv2.INTER_AREA)
+    return np.repeat(grey[:, :, None], 3, axis=2), img.width, img.height, list(img.warnings)
+
+
+def user_messages(text: str) -> list[dict]:
+    """An upstream user turn (``<video>``/``<image>`` placeholders) as chat-template content parts."""
+    parts: list[dict] = []
+    rest = text
+    while rest:
+        cut = min((i for i in (rest.find("<image>"), rest.find("<video>")) if i >= 0), default=-1)
+        if cut < 0:
+            parts.append({"type": "text", "text": rest})
+            break
+        if cut > 0:
+            parts.append({"type": "text", "text": rest[:cut]})
+        parts.append({"type": "image" if rest.startswith("<image>", cut) else "video"})
+        rest = rest[cut + 7:]
+    return [{"role": "user", "content": parts}]
+
+
+def label_of_sentence(text: str) -> str | None:
+    """The finding a drafted sentence states (None for a negative or normal statement)."""
+    from .inference import _label_of_phrase  # the current phrase table; one home for text -> label
+
+    lowered = text.lower()
+    if any(neg in lowered for neg in ("no ", "without ", "normal", "clear", "unremarkable")):
+        return None
+    for word_end in range(len(lowered), 0, -1):
+        label = _label_of_phrase(lowered[:word_end].rstrip(" .,;"))
+        if label:
+            return label
+    return None
+
+
+class Qwen2VLGazeX:
+    """A loaded Qwen2-VL GazeX. Same public API as :class:`gazex_core.inference.GazeX`."""
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu", threads: int | None = None,
+                 settings: GenerationSettings | None = None, allow_download: bool = False):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.path = Path(model_dir)
+        self.device = device
+        self.settings = settings or GenerationSettings()
+        self.model, self.processor, self.base_dir, self.adapter_dir = load_qwen2vl(
+            model_dir, device=device, allow_download=allow_download)
+        self.version = self.path.name
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ generation
+    def _inputs(self, turns: list[str], images: list[np.ndarray]):
+        texts = [self.processor.apply_chat_template(user_messages(t), tokenize=False, add_generation_prompt=True)
+                 for t in turns]
+        self.processor.tokenizer.padding_side = "left"
+        return self.processor(text=texts, images=images, padding=True, return_tensors="pt").to(self.device)
+
+    def generate(self, turns: list[str], images: list[np.ndarray], max_new_tokens: int | None = None) -> list[str]:
+        """One assistant reply per (upstream user turn, image)."""
+        import torch
+
+        s = self.settings
+        inputs = self._inputs(turns, images)
+        kwargs = dict(max_new_tokens=max_new_tokens or s.max_new_tokens, do_sample=s.do_sample,
+                      pad_token_id=self.processor.tokenizer.pad_token_id)
+        if s.do_sample:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p)
+        with self._lock, torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)]
+
+    # ------------------------------------------------------------ public API
+    def analyze(self, image: ImageSource) -> EvidenceBundle:
+        return self.analyze_many([image])[0]
+
+    def analyze_many(self, images: list[ImageSource], batch_size: int = 8) -> list[EvidenceBundle]:
+        """Draft a whole worklist: the report task batched, then each report's grounding batched."""
+        bundles: list[EvidenceBundle] = []
+        for start in range(0, len(images), batch_size):
+            chunk = [to_rgb_uint8(im, self.settings.max_image_side) for im in images[start:start + batch_size]]
+            t0 = time.perf_counter()
+            reports = self.generate([prompt("report")] * len(chunk), [c[0] for c in chunk])
+            for (rgb, width, height, warnings), report in zip(chunk, reports):
+                bundles.append(self._bundle(rgb, width, height, warnings, report, t0))
+        return bundles
+
+    def _bundle(self, rgb, width, height, warnings, report: str, t0: float) -> EvidenceBundle:
+        sentences = split_report(report)
+        groundings = self.generate([prompt("ground", sentence=text) for _, text in sentences],
+                                   [rgb] * len(sentences)) if sentences else []
+        evidence = []
+        for i, ((section, text), raw) in enumerate(zip(sentences, groundings)):
+            parsed = parse_grounding(raw)
+            warnings += [f"sentence {i + 1}: {d}" for d in parsed.dropped]
+            label = label_of_sentence(text)
+            evidence.append(EvidenceSentence(
+                id=f"s{i + 1}", section=section, text=text, label=label,
+                region=LABEL_REGION.get(label) if label else None, confidence=1.0,
+                observation_box=parsed.observation.to_box(width, height) if parsed.observation else None,
+                trajectory=parsed.trajectory(width, height)))
+        if not sentences:
+            warnings.append("the model's report text had no sentences")
+        return EvidenceBundle(model_name=f"gazex-{BACKBONE}", model_version=self.version, image_width=width,
+                              image_height=height, sentences=evidence, findings=[],
+                              timing_ms={"total": (time.perf_counter() - t0) * 1000.0},
+                              warnings=warnings).validate()
+
+    def ask(self, image: ImageSource, question: str):
+        from .inference import Answer
+
+        rgb, _, _, warnings = to_rgb_uint8(image, self.settings.max_image_side)
+        text = self.generate(["<image>" + question.strip()], [rgb], max_new_tokens=64)[0]
+        return Answer(text=text, confidence=1.0, warnings=warnings)
+
+    def ground(self, image: ImageSource, sentence: str):
+        from .inference import Grounding
+
+        rgb, width, height, warnings = to_rgb_uint8(image, self.settings.max_image_side)
+        parsed = parse_grounding(self.generate([prompt("ground", sentence=sentence)], [rgb])[0])
+        label = label_of_sentence(sentence)
+        return Grounding(sentence=sentence, region=LABEL_REGION.get(label) if label else None, label=label,
+                         trajectory=parsed.trajectory(width, height),
+                         box=parsed.observation.to_box(width, height) if parsed.observation else None,
+                         warnings=warnings + parsed.dropped)

@@ -77,3 +77,26 @@ def build_tiny_qwen2vl(out: Path, seed: int = 0) -> Path:
 def tiny_base() -> Path:
     """One tiny base model per test session."""
     return build_tiny_qwen2vl(Path(tempfile.mkdtemp(prefix="gazex-tiny-qwen2vl-")) / "base")
+
+
+def memorised_model(base: Path, records, out: Path, steps: int = 60, lr: float = 3e-3) -> Path:
+    """The tiny base with every weight trained until it reproduces ``records`` (greedy), saved as a base dir.
+    Full fine-tuning, because LoRA on a random 64-wide model learns too slowly for a unit test."""
+    import torch
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    from training.qwen_train import QwenTrainParams, encode_batch
+
+    torch.manual_seed(0)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(base)
+    processor = AutoProcessor.from_pretrained(base)
+    batch = encode_batch(processor, records, QwenTrainParams(base_model=str(base), data="", out=str(out)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

@@ -6,9 +6,26 @@ import argparse
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.backbone == "qwen2-vl":
+        return _train_qwen2vl(args)
     from training.train import main
 
     return main(args)
+
+
+def _train_qwen2vl(args: argparse.Namespace) -> int:
+    import sys
+
+    from gazex_core.qwen2vl import ModelMismatch, ModelNotFound
+    from training.qwen_train import params_from_args, train_qwen2vl
+    from training.sft_export import ExportError
+
+    try:
+        train_qwen2vl(params_from_args(args))
+    except (ModelNotFound, ModelMismatch, ExportError, ValueError) as exc:
+        print(f"gazex train: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -18,10 +35,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
+    from training.qwen_train import add_arguments as add_qwen_arguments
     from training.train import add_arguments
 
     p = subparsers.add_parser("train", help="train the GazeX model (CPU by default)")
     add_arguments(p)
+    p.add_argument("--backbone", choices=["gazex-tiny", "qwen2-vl"], default="gazex-tiny",
+                   help="gazex-tiny (this repo's CPU model) or qwen2-vl (the paper's recipe; --data is an export-sft dir)")
+    add_qwen_arguments(p)
     p.set_defaults(handler=_train)
 
     e = subparsers.add_parser("evaluate", help="evaluate a GazeX model on a dataset's test split")

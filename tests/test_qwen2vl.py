@@ -1,0 +1,134 @@
+"""The Qwen2-VL backbone on CPU, with a tiny randomly initialised Qwen2-VL (tests/qwen_support.py): training,
+LoRA save/reload, parsing generated text into an EvidenceBundle, and one-line errors for missing or
+mismatched weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gazex_core.evidence import EvidenceBundle
+from gazex_core.qwen2vl import GenerationSettings, ModelMismatch, ModelNotFound, Qwen2VLGazeX
+from gazex_core.upstream_format import prompt
+from qwen_support import memorised_model, tiny_base
+from training.cli import main as gazex
+from training.qwen_train import QwenTrainParams, encode_batch, lora_model, train_qwen2vl
+from training.sft_export import SftRecord
+
+REPORT = "FINDINGS: Small left pleural effusion. The heart is normal in size."
+GROUND = "visual clues : [(10,12)(30,40)(20,26)] observation : [(10,12)(30,40)(20,26)]"
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory):
+    import cv2
+
+    path = tmp_path_factory.mktemp("img") / "chest.png"
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(path), (rng.random((160, 160)) * 255).astype(np.uint8))
+    return path
+
+
+@pytest.fixture(scope="module")
+def records(image_path):
+    return [SftRecord("report", prompt("report"), REPORT, [str(image_path)]),
+            SftRecord("ground", prompt("ground", sentence="Small left pleural effusion."), GROUND, [str(image_path)])]
+
+
+def _params(tmp_path: Path, **kw) -> QwenTrainParams:
+    base = dict(base_model=str(tiny_base()), data="", out=str(tmp_path / "adapter"), lora_r=8, lora_alpha=16,
+                lr=5e-3, steps=2, save_every=0, gradient_checkpointing=True, seed=0)
+    base.update(kw)
+    return QwenTrainParams(**base)
+
+
+def test_one_training_step_lowers_the_loss(records, tmp_path):
+    torch.manual_seed(0)
+    params = _params(tmp_path)
+    model, processor, _ = lora_model(params, "cpu")
+    batch = encode_batch(processor, records, params)
+    assert (batch["labels"] != -100).sum() < batch["input_ids"].numel() / 2  # the prompt is masked
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=params.lr)
+    before = model(**batch).loss
+    before.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = model(**batch).loss
+    assert float(after) < float(before.detach())
+
+
+def test_adapter_saves_and_reloads_to_identical_outputs(records, tmp_path, image_path):
+    params = _params(tmp_path, steps=3)
+    out = train_qwen2vl(params, records=records, log=lambda *_: None)
+    assert (out / "adapter_model.safetensors").is_file() and (out / "gazex_backbone.json").is_file()
+    settings = GenerationSettings(max_new_tokens=24)
+    first, second = Qwen2VLGazeX(out, settings=settings), Qwen2VLGazeX(out, settings=settings)
+    base = Qwen2VLGazeX(tiny_base(), settings=settings)
+    batch = encode_batch(first.processor, records, params)
+    with torch.no_grad():
+        a, b = first.model(**batch).logits, second.model(**batch).logits
+        plain = base.model(**batch).logits
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, plain)  # the adapter changed something
+    assert first.generate([prompt("report")], [np.zeros((64, 64, 3), np.uint8)]) == \
+        second.generate([prompt("report")], [np.zeros((64, 64, 3), np.uint8)])
+
+
+def test_resume_continues_from_the_saved_state(records, tmp_path):
+    params = _params(tmp_path, steps=2, save_every=1)
+    train_qwen2vl(params, records=records, log=lambda *_: None)
+    state = json.loads((Path(params.out) / "checkpoints" / "last" / "step.json").read_text())
+    assert state["step"] == 2
+    params.steps, params.resume = 3, True
+    train_qwen2vl(params, records=records, log=lambda *_: None)
+    meta = json.loads((Path(params.out) / "gazex_backbone.json").read_text())
+    assert [h["step"] for h in meta["history"]] == [3]  # only the missing step ran
+
+
+def test_generated_text_becomes_a_valid_bundle(records, tmp_path, image_path):
+    out = memorised_model(tiny_base(), records, tmp_path / "memorised")
+    gx = Qwen2VLGazeX(out, settings=GenerationSettings(max_new_tokens=48))
+    bundle = gx.analyze(str(image_path))
+    EvidenceBundle.from_json(bundle.to_json())  # schema-valid
+    assert bundle.sentences, bundle.warnings
+    texts = [s.text for s in bundle.sentences]
+    assert "Small left pleural effusion." in texts, texts
+    effusion = bundle.sentences[texts.index("Small left pleural effusion.")]
+    assert effusion.observation_box is not None and effusion.trajectory
+    # (10,12)-(30,40) in quarter-scale pixels of a 160 px image = 0.25-0.75 x 0.30-1.0 normalised
+    assert effusion.observation_box.x_min == pytest.approx(0.25) and effusion.observation_box.y_max == pytest.approx(1.0)
+    assert effusion.label == "Pleural Effusion"
+
+
+def test_missing_base_model_is_one_line(tmp_path, capsys):
+    with pytest.raises(ModelNotFound) as err:
+        Qwen2VLGazeX(tmp_path / "Qwen2-VL-2B-Instruct")
+    assert "\n" not in str(err.value) and "never downloaded" in str(err.value)
+    code = gazex(["train", "--backbone", "qwen2-vl", "--base-model", str(tmp_path / "nope"), "--data", str(tmp_path),
+                  "--out", str(tmp_path / "o")])
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err_lines) == 1 and err_lines[0].startswith("gazex train: ")
+
+
+def test_mismatched_weights_and_processor_are_one_line(tmp_path):
+    broken = tmp_path / "base"
+    shutil.copytree(tiny_base(), broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["image_token_id"] = 7
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelMismatch, match="processor image_token_id") as err:
+        Qwen2VLGazeX(broken)
+    assert "\n" not in str(err.value)
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(ModelNotFound, match="no weights"):
+        Qwen2VLGazeX(broken)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    with pytest.raises(ModelMismatch, match="gazex_backbone.json"):
+        Qwen2VLGazeX(adapter)

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from .evidence import EvidenceBundle, EvidenceSentence
-from .imaging import ImageSource, load_image
+from .imaging import ImageSource, drafting_scope, load_image
+from .labeler import sentence_label
 from .upstream_format import parse_grounding, prompt, split_report
 from .vocab import LABEL_REGION
 
@@ -152,11 +153,16 @@ def load_qwen2vl(path: str | Path, *, device: str = "cpu", dtype=None, allow_dow
     return model.to(device).eval(), processor, base, adapter
 
 
-def to_rgb_uint8(image: ImageSource, max_side: int = MAX_IMAGE_SIDE) -> tuple[np.ndarray, int, int, list[str]]:
-    """The image the processor sees: grey 0-1 from gazex_core's reader -> RGB uint8, long side <= max_side."""
+def to_rgb_uint8(image: ImageSource, max_side: int = MAX_IMAGE_SIDE, scope: list[str] | None = None
+                 ) -> tuple[np.ndarray, int, int, list[str]]:
+    """The image the processor sees: grey 0-1 from gazex_core's reader -> RGB uint8, long side <= max_side.
+    With ``scope`` (a list to fill) the DICOM header is checked first, as for gazex-tiny: an out-of-scope
+    modality raises OutOfScopeError, body part / view warnings are appended to ``scope``."""
     import cv2
 
     img = load_image(image)
+    if scope is not None:
+        scope.extend(drafting_scope(img))
     grey = (np.clip(img.pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
     h, w = grey.shape
     scale = min(1.0, max_side / max(h, w))
@@ -183,17 +189,8 @@ def user_messages(text: str) -> list[dict]:
 
 
 def label_of_sentence(text: str) -> str | None:
-    """The finding a drafted sentence states (None for a negative or normal statement)."""
-    from .inference import _label_of_phrase  # the current phrase table; one home for text -> label
-
-    lowered = text.lower()
-    if any(neg in lowered for neg in ("no ", "without ", "normal", "clear", "unremarkable")):
-        return None
-    for word_end in range(len(lowered), 0, -1):
-        label = _label_of_phrase(lowered[:word_end].rstrip(" .,;"))
-        if label:
-            return label
-    return None
+    """The finding a drafted sentence states (None for a negative or normal statement): the one labeler."""
+    return sentence_label(text)[0]
 
 
 class Qwen2VLGazeX:
@@ -243,14 +240,16 @@ class Qwen2VLGazeX:
         """Draft a whole worklist: the report task batched, then each report's grounding batched."""
         bundles: list[EvidenceBundle] = []
         for start in range(0, len(images), batch_size):
-            chunk = [to_rgb_uint8(im, self.settings.max_image_side) for im in images[start:start + batch_size]]
+            scopes: list[list[str]] = [[] for _ in images[start:start + batch_size]]
+            chunk = [to_rgb_uint8(im, self.settings.max_image_side, scope)
+                     for im, scope in zip(images[start:start + batch_size], scopes)]
             t0 = time.perf_counter()
             reports = self.generate([prompt("report")] * len(chunk), [c[0] for c in chunk])
-            for (rgb, width, height, warnings), report in zip(chunk, reports):
-                bundles.append(self._bundle(rgb, width, height, warnings, report, t0))
+            for (rgb, width, height, warnings), scope, report in zip(chunk, scopes, reports):
+                bundles.append(self._bundle(rgb, width, height, warnings, scope, report, t0))
         return bundles
 
-    def _bundle(self, rgb, width, height, warnings, report: str, t0: float) -> EvidenceBundle:
+    def _bundle(self, rgb, width, height, warnings, scope, report: str, t0: float) -> EvidenceBundle:
         sentences = split_report(report)
         groundings = self.generate([prompt("ground", sentence=text) for _, text in sentences],
                                    [rgb] * len(sentences)) if sentences else []
@@ -269,22 +268,24 @@ class Qwen2VLGazeX:
         return EvidenceBundle(model_name=f"gazex-{BACKBONE}", model_version=self.version, image_width=width,
                               image_height=height, sentences=evidence, findings=[],
                               timing_ms={"total": (time.perf_counter() - t0) * 1000.0},
-                              warnings=warnings).validate()
+                              warnings=warnings, scope_warnings=scope).validate()
 
     def ask(self, image: ImageSource, question: str):
         from .inference import Answer
 
-        rgb, _, _, warnings = to_rgb_uint8(image, self.settings.max_image_side)
+        scope: list[str] = []
+        rgb, _, _, warnings = to_rgb_uint8(image, self.settings.max_image_side, scope)
         text = self.generate(["<image>" + question.strip()], [rgb], max_new_tokens=64)[0]
-        return Answer(text=text, confidence=1.0, warnings=warnings)
+        return Answer(text=text, confidence=1.0, warnings=warnings + scope)
 
     def ground(self, image: ImageSource, sentence: str):
         from .inference import Grounding
 
-        rgb, width, height, warnings = to_rgb_uint8(image, self.settings.max_image_side)
+        scope: list[str] = []
+        rgb, width, height, warnings = to_rgb_uint8(image, self.settings.max_image_side, scope)
         parsed = parse_grounding(self.generate([prompt("ground", sentence=sentence)], [rgb])[0])
         label = label_of_sentence(sentence)
         return Grounding(sentence=sentence, region=LABEL_REGION.get(label) if label else None, label=label,
                          trajectory=parsed.trajectory(width, height),
                          box=parsed.observation.to_box(width, height) if parsed.observation else None,
-                         warnings=warnings + parsed.dropped)
+                         warnings=warnings + scope + parsed.dropped)

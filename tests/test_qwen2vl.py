@@ -105,6 +105,16 @@ def test_generated_text_becomes_a_valid_bundle(records, tmp_path, image_path):
     assert effusion.label == "Pleural Effusion"
 
 
+def test_a_ct_slice_is_refused_before_drafting():
+    import pydicom
+
+    from gazex_core.imaging import OutOfScopeError
+
+    ct = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+    with pytest.raises(OutOfScopeError, match="Modality CT is out of scope"):
+        Qwen2VLGazeX(tiny_base()).analyze(str(ct))
+
+
 def test_missing_base_model_is_one_line(tmp_path, capsys):
     with pytest.raises(ModelNotFound) as err:
         Qwen2VLGazeX(tmp_path / "Qwen2-VL-2B-Instruct")
@@ -132,3 +142,39 @@ def test_mismatched_weights_and_processor_are_one_line(tmp_path):
     (adapter / "adapter_config.json").write_text("{}")
     with pytest.raises(ModelMismatch, match="gazex_backbone.json"):
         Qwen2VLGazeX(adapter)
+
+
+def test_finetune_runs_one_round_on_reviewers_corrections(tmp_path, image_path):
+    from annotations_db.service import ReviewService
+    from gazex_core.evidence import Box, EvidenceBundle, EvidenceSentence
+    from training.finetune.qwen import finetune_qwen2vl
+
+    service = ReviewService.open(None, data_dir=str(tmp_path / "db"))
+    base_version = service.register_model_version("gazex-qwen2-vl", "tiny", "0" * 64, path=str(tiny_base()),
+                                                  status="active")
+    service.create_reader("admin1", "password123", role="admin")
+    service.create_reader("reader1", "password123", acting="admin1")
+    study = service.register_study("1.2.3", str(image_path), width=160, height=160)
+    bundle = EvidenceBundle("gazex-qwen2-vl", "tiny", 160, 160, sentences=[
+        EvidenceSentence("s1", "findings", "Small left pleural effusion.", "breathing", "Pleural Effusion",
+                         observation_box=Box(0.5, 0.6, 0.9, 0.95)),
+        EvidenceSentence("s2", "findings", "Old rib fracture.", "everything_else", "Fracture",
+                         observation_box=Box(0.1, 0.1, 0.2, 0.2))])
+    service.save_draft(study.id, base_version.id, bundle.to_dict())
+    session = service.open_session("reader1", study.id)
+    service.decide_sentence("reader1", session.session_id, "s1", "accepted", duration_ms=900)
+    service.decide_sentence("reader1", session.session_id, "s2", "deleted", error_category="finding",
+                            clinically_significant=True, duration_ms=700)
+    service.decide_box("reader1", session.session_id, "s1", "moved", box=(0.55, 0.6, 0.95, 0.95), duration_ms=800)
+    service.decide_box("reader1", session.session_id, "s2", "rejected", duration_ms=500)
+    service.sign_off("reader1", session.session_id, "modify", "FINDINGS: Small left pleural effusion.",
+                     active_ms=5000)
+
+    params = _params(tmp_path, steps=1, out=str(tmp_path / "r1"))
+    result = finetune_qwen2vl(service, tiny_base(), tmp_path / "r1", params, parent_version_id=base_version.id,
+                              log=lambda *_: None)
+    assert result["records"] == 2  # the signed report + the moved box as a grounding target
+    candidate = service.get_model_version(result["model_version_id"])
+    assert candidate.status == "candidate" and Path(candidate.path, "adapter_model.safetensors").is_file()
+    assert Qwen2VLGazeX(candidate.path).adapter_dir == Path(candidate.path)
+    service.close()

@@ -51,6 +51,11 @@ def add_finetune_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the finished run row as JSON")
+    q = p.add_argument_group("qwen2-vl backbone (docs/full_scale.md)")
+    q.add_argument("--backbone", choices=["gazex-tiny", "qwen2-vl"], default="gazex-tiny")
+    q.add_argument("--model", default=None, help="qwen2-vl: the adapter (or base) directory to continue")
+    q.add_argument("--out", default=None, help="qwen2-vl: directory for the new adapter")
+    q.add_argument("--steps", type=int, default=200, help="qwen2-vl: optimiser steps")
     p.set_defaults(handler=finetune_main)
 
 
@@ -78,6 +83,8 @@ def _open(args: argparse.Namespace):
 def finetune_main(args: argparse.Namespace) -> int:
     from .job import FinetuneInputError, run_finetune
 
+    if args.backbone == "qwen2-vl":
+        return _finetune_qwen2vl(args)
     if args.threads:
         import torch
 
@@ -96,6 +103,31 @@ def finetune_main(args: argparse.Namespace) -> int:
     print(metrics_table(run["metrics"]))
     if args.json:
         print(json.dumps(run, default=str))
+    return 0
+
+
+def _finetune_qwen2vl(args: argparse.Namespace) -> int:
+    from gazex_core.qwen2vl import ModelMismatch, ModelNotFound
+    from training.qwen_train import QwenTrainParams
+
+    from .job import FinetuneInputError
+    from .qwen import finetune_qwen2vl
+
+    if not args.model or not args.out:
+        print("gazex finetune: --backbone qwen2-vl needs --model DIR and --out DIR", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    service, _ = _open(args)
+    try:
+        params = QwenTrainParams(base_model=args.model, data="", out=args.out, steps=args.steps, lr=args.lr,
+                                 seed=args.seed)
+        result = finetune_qwen2vl(service, args.model, args.out, params, parent_version_id=args.since_version)
+    except (FinetuneInputError, ModelNotFound, ModelMismatch) as exc:
+        print(f"gazex finetune: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        service.close()
+    print(f"candidate version {result['model_version_id']}: adapter {result['adapter']} "
+          f"({result['records']} records from corrections)")
     return 0
 
 

@@ -73,7 +73,7 @@ class AccountsGate:
         self.service = service
         self.title = title
         self.tokens = SessionTokens(service)
-        passwords.dummy_hash()  # computed now, so the first unknown username is not slower than the rest
+        passwords.dummy_hash()  # cached; launch_app computes it before serving (equal time from the first try)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):

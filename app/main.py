@@ -293,11 +293,14 @@ def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1",
     Gradio's traffic monitoring off, and the deliberate queue settings."""
     from starlette.middleware import Middleware
 
+    from annotations_db import passwords
+
     from .auth import SESSION_ENDED_HEAD, AccountsGate
 
     workstation_css, workstation_head = workstation_assets()
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
     gate = Middleware(AccountsGate, service=context.service, title=context.title)
+    passwords.dummy_hash()  # unknown usernames are checked against it: compute it before the first sign-in
     return demo.launch(
         server_name=host, server_port=port, prevent_thread_lock=prevent_thread_lock, quiet=quiet,
         auth=lambda username, password: handlers.check_login(context.service, username, password),

@@ -217,3 +217,45 @@ def test_in_the_browser_refusals_and_an_ended_session_are_said_plainly(gate):
                                                 "Please sign in again.")
         finally:
             browser.close()
+
+
+@pytest.mark.browser
+def test_in_the_browser_an_admin_disables_a_reader_and_sets_their_own_password(gate):
+    from playwright.sync_api import sync_playwright
+
+    gate.service.create_reader("admin2", "admin2-pass-1", "admin", acting=ADMIN[0])
+    gate.service.create_reader("browser2", "browser2-pass", "reader", acting=ADMIN[0])
+    victim = gate.sign_in(("browser2", "browser2-pass"))
+    other_admin_session = gate.sign_in(("admin2", "admin2-pass-1"))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(gate.url)
+            page.fill("input[type=text]", "admin2")
+            page.fill("input[type=password]", "admin2-pass-1")
+            page.keyboard.press("Enter")
+            page.wait_for_function("(document.querySelector('#gx-header') || {}).innerText?.includes("
+                                   "'signed in as admin2')", timeout=60_000)
+            page.get_by_role("tab", name="Admin").click()
+            page.locator("#gx-admin-account-username textarea").first.fill("browser2")
+            page.click("#gx-admin-disable")
+            page.wait_for_function("document.querySelector('#gx-admin-account-result').innerText.includes("
+                                   "'Disabled browser2')", timeout=30_000)
+            assert victim.get("/config").status_code == 401
+
+            page.locator("#gx-admin-account-username textarea").first.fill("admin2")
+            page.locator("#gx-admin-set-password input").first.fill("admin2-new-pass")
+            page.click("#gx-admin-set-password-button")
+            page.wait_for_function("document.querySelector('#gx-admin-account-result').innerText.includes("
+                                   "'Password of admin2 set')", timeout=30_000)
+            assert other_admin_session.get("/config").status_code == 401  # the admin's other session ended
+            page.locator("#gx-admin-account-username textarea").first.fill("browser2")  # this session lives on
+            page.click("#gx-admin-enable")
+            page.wait_for_function("document.querySelector('#gx-admin-account-result').innerText.includes("
+                                   "'Enabled browser2')", timeout=30_000)
+            assert page.locator("#gx-session-ended").count() == 0
+        finally:
+            browser.close()
+    gate.sign_in(("admin2", "admin2-new-pass"))

@@ -2,6 +2,12 @@
 
     .venv/bin/python benchmarks/bench_synth.py --n 1000 --repeats 3          # the 1,000-study target
     .venv/bin/python benchmarks/bench_synth.py --n 50 --repeats 3 --stages   # quick, plus per-stage table
+    git worktree add /tmp/synth-old 20f5149                                    # the generator before the speed-up
+    .venv/bin/python benchmarks/bench_synth.py --n 200 --repeats 3 --against /tmp/synth-old
+
+``--against DIR`` times another checkout's generator and this one in alternation (old, new, old,
+new, ...), each run in a fresh subprocess, and prints the old/new ratio of each pair: on a shared
+machine whose load drifts, the ratio of neighbouring runs is steadier than either time.
 
 Prints median and spread (min-max) over the repeats, with the machine noted. Each repeat writes
 into a fresh temporary directory that is deleted afterwards. Besides wall time it reports the CPU
@@ -17,6 +23,8 @@ import platform
 import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +63,44 @@ def time_generation(n: int, size: int, workers: int, raw_gaze: bool) -> tuple[fl
         return time.perf_counter() - start, cpu_seconds() - cpu0
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+CHILD = """
+import sys, time
+from training.synth.generator import generate
+n, size, workers, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+generate(n, out, seed=0, size=size, workers=workers, progress=False)
+"""
+
+
+def time_checkout(root: Path, n: int, size: int, workers: int) -> tuple[float, float]:
+    """(wall s, CPU s) of generating with the code under ``root``, in a fresh subprocess."""
+    out = Path(tempfile.mkdtemp(prefix="bench-synth-vs-"))
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", CHILD, str(n), str(size), str(workers), str(out)], env=env, check=True, cwd=root)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def compare(against: Path, n: int, size: int, workers: int, repeats: int) -> None:
+    here = Path(__file__).resolve().parent.parent
+    print("| pair | old wall s | new wall s | old/new wall | old CPU s | new CPU s | old/new CPU |")
+    print("|---|---|---|---|---|---|---|")
+    walls, cpus = [], []
+    for k in range(repeats):
+        old_wall, old_cpu = time_checkout(against, n, size, workers)
+        new_wall, new_cpu = time_checkout(here, n, size, workers)
+        walls.append(old_wall / new_wall)
+        cpus.append(old_cpu / new_cpu)
+        print(f"| {k + 1} | {old_wall:.1f} | {new_wall:.1f} | {walls[-1]:.2f} | {old_cpu:.1f} | {new_cpu:.1f} | {cpus[-1]:.2f} |", flush=True)
+    print(f"median old/new: wall {statistics.median(walls):.2f} ({min(walls):.2f}-{max(walls):.2f}), "
+          f"CPU {statistics.median(cpus):.2f} ({min(cpus):.2f}-{max(cpus):.2f}); load avg at end {os.getloadavg()[0]:.1f}")
 
 
 def stage_times(n: int, size: int) -> dict[str, list[float]]:
@@ -98,9 +144,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--raw-gaze", action="store_true")
     parser.add_argument("--stages", action="store_true", help="also time each stage of one study (20 studies, 1 process)")
+    parser.add_argument("--against", type=Path, help="another checkout to time in alternation with this one (ratio old/new)")
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
+    if args.against:
+        compare(args.against.resolve(), args.n, args.size, args.workers, args.repeats)
+        return
     runs, cpus = [], []
     for _ in range(args.repeats):
         wall, cpu = time_generation(args.n, args.size, args.workers, args.raw_gaze)

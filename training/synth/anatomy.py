@@ -42,6 +42,8 @@ class Anatomy:
     rib_phase: float
     has_breasts: bool
     lungs: np.ndarray = field(repr=False, default=None)  # (2, H, W) float32 soft masks, [image-left, image-right]
+    # side_box results; shared by dataclasses.replace copies, which keep the same lungs
+    _side_boxes: dict = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def pixel_spacing_mm(self) -> float:
@@ -70,8 +72,11 @@ class Anatomy:
 
     def side_box(self, side: int) -> tuple[float, float, float, float]:
         """Bounding box of one lung (0 = image-left = patient right)."""
-        ys, xs = np.nonzero(self.lungs[side] > 0.5)
-        return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+        if side not in self._side_boxes:
+            inside = self.lungs[side] > 0.5
+            rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+            self._side_boxes[side] = float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
+        return self._side_boxes[side]
 
     def lung_bottom_at(self, side: int, x: float) -> float:
         column = self.lungs[side][:, int(np.clip(x, 0, self.width - 1))]
@@ -123,10 +128,33 @@ def _place_lungs(mask: np.ndarray, box, rng, height: int, width: int) -> np.ndar
     centre_dst = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
     affine = np.hstack([linear, (centre_dst - linear @ centre_src)[:, None]]).astype(np.float32)
     blur = max(1.0, height / 200)
-    out = np.empty((2, height, width), np.float32)
+    # Warp and blur only the part of the frame the mask can reach (its transformed corners, plus
+    # twice the blur kernel's radius); the rest stays 0.
+    corners = np.array([[0, 0], [src_w, 0], [0, src_h], [src_w, src_h]], np.float64)
+    reached = corners @ affine[:, :2].T.astype(np.float64) + affine[:, 2].astype(np.float64)
+    pad = int(np.ceil(8 * blur)) + 4
+    rx0, ry0 = (max(0, int(np.floor(v)) - pad) for v in reached.min(axis=0))
+    rx1, ry1 = min(width, int(np.ceil(reached[:, 0].max())) + pad), min(height, int(np.ceil(reached[:, 1].max())) + pad)
+    shifted = affine.copy()
+    shifted[:, 2] -= np.array([rx0, ry0], np.float32)
+    out = np.zeros((2, height, width), np.float32)
     for side in range(2):
-        warped = cv2.warpAffine(mask[side].astype(np.float32) / 255, affine, (width, height), flags=cv2.INTER_LINEAR)
-        out[side] = cv2.GaussianBlur(warped, (0, 0), blur)
+        warped = cv2.warpAffine(mask[side].astype(np.float32) / 255, shifted, (rx1 - rx0, ry1 - ry0), flags=cv2.INTER_LINEAR)
+        out[side, ry0:ry1, rx0:rx1] = cv2.GaussianBlur(warped, (0, 0), blur)
+    return out
+
+
+def blur_sparse(canvas: np.ndarray, sigma: float) -> np.ndarray:
+    """``cv2.GaussianBlur(canvas, (0, 0), sigma)`` computed only around the canvas' nonzero pixels
+    (a drawn line or device covers a small part of the frame; the blur of zeros is zero)."""
+    rows, cols = np.flatnonzero(canvas.any(axis=1)), np.flatnonzero(canvas.any(axis=0))
+    out = np.zeros_like(canvas)
+    if rows.size == 0:
+        return out
+    pad = int(np.ceil(8 * sigma)) + 4  # twice OpenCV's kernel radius (4 sigma for float images)
+    y0, y1 = max(0, rows[0] - pad), min(canvas.shape[0], rows[-1] + 1 + pad)
+    x0, x1 = max(0, cols[0] - pad), min(canvas.shape[1], cols[-1] + 1 + pad)
+    out[y0:y1, x0:x1] = cv2.GaussianBlur(np.ascontiguousarray(canvas[y0:y1, x0:x1]), (0, 0), sigma)
     return out
 
 
@@ -217,9 +245,9 @@ def render_layers(anatomy: Anatomy, rng: np.random.Generator) -> Layers:
 def aeration_profile(anatomy: Anatomy, xs, ys) -> np.ndarray:
     """Lungs look darkest mid-zone and centrally; apices (overlying tissue) and periphery are greyer."""
     x0, y0, x1, y1 = anatomy.lung_box
-    v = (ys - y0) / (y1 - y0)
-    u = np.abs(xs - anatomy.midline) / ((x1 - x0) / 2)
-    return np.clip(0.72 + 0.35 * np.sin(np.pi * np.clip(v * 1.1, 0, 1)) - 0.15 * u**4, 0.55, 1).astype(np.float32)
+    v = (ys[:, :1] - y0) / (y1 - y0)  # depends on y only: a column, broadcast below
+    u = np.abs(xs[:1] - anatomy.midline) / ((x1 - x0) / 2)  # x only: a row
+    return np.clip((0.72 + 0.35 * np.sin(np.pi * np.clip(v * 1.1, 0, 1))) - 0.15 * u**4, 0.55, 1).astype(np.float32)
 
 
 def heart_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
@@ -233,8 +261,9 @@ def heart_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
     waist = anatomy.mediastinum_half_width * 0.8
     right_half = np.maximum((anatomy.midline - x_right) * profile, waist)
     left_half = np.maximum((x_left - anatomy.midline) * profile, waist)
-    half = np.where(xs < anatomy.midline, right_half, left_half)
-    inside = smooth_step(half - np.abs(xs - anatomy.midline), anatomy.height * 0.004)
+    row = xs[:1]  # x only
+    half = np.where(row < anatomy.midline, right_half, left_half)
+    inside = smooth_step(half - np.abs(row - anatomy.midline), anatomy.height * 0.004)
     rows = smooth_step(ys - top, anatomy.height * 0.01) * (1 - smooth_step(ys - (bottom + anatomy.height * 0.04), anatomy.height * 0.01))
     return (inside * rows).astype(np.float32)
 
@@ -243,7 +272,7 @@ def mediastinum_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
     half = anatomy.mediastinum_half_width
     column = ys[:, :1]  # the width depends on y only
     top_width = half * (0.75 + 0.25 * np.clip((column - anatomy.lung_box[1]) / (anatomy.heart_top - anatomy.lung_box[1]), 0, 1))
-    band = smooth_step(top_width - np.abs(xs - anatomy.midline), anatomy.height * 0.004)
+    band = smooth_step(top_width - np.abs(xs[:1] - anatomy.midline), anatomy.height * 0.004)
     band *= column < anatomy.heart_top + anatomy.heart_half_height
     knob_y = anatomy.heart_top - anatomy.heart_half_height * 0.15
     knob = ellipse_mask(xs, ys, anatomy.midline + half * 1.05, knob_y, half * 0.45, half * 0.4, anatomy.height * 0.004)
@@ -260,16 +289,17 @@ def trachea_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
     for angle, side in ((np.deg2rad(35), -1), (np.deg2rad(50), 1)):  # right main bronchus is steeper
         end = (int(cx + side * length * np.sin(angle)), int(cy + length * np.cos(angle)))
         cv2.line(canvas, (int(cx), int(cy)), end, 0.8, int(1.3 * hw), cv2.LINE_AA)
-    return cv2.GaussianBlur(canvas, (0, 0), hw * 0.3)
+    return blur_sparse(canvas, hw * 0.3)
 
 
 def body_tissue(anatomy: Anatomy, xs, ys) -> np.ndarray:
     w, h, mid = anatomy.width, anatomy.height, anatomy.midline
-    shoulder = np.clip(ys / (0.12 * h), 0, 1)
-    waist = np.clip((ys - anatomy.lung_box[3]) / (0.25 * h), 0, 1)
+    column, row = ys[:, :1], xs[:1]  # the body's width depends on y only
+    shoulder = np.clip(column / (0.12 * h), 0, 1)
+    waist = np.clip((column - anatomy.lung_box[3]) / (0.25 * h), 0, 1)
     half_width = w * (0.17 + 0.33 * np.sqrt(shoulder) - 0.05 * waist)
-    inside = smooth_step(half_width - np.abs(xs - mid), w * 0.015)
-    thickness = np.sqrt(np.clip(1 - ((xs - mid) / (half_width + 1)) ** 2, 0, 1))
+    inside = smooth_step(half_width - np.abs(row - mid), w * 0.015)
+    thickness = np.sqrt(np.clip(1 - ((row - mid) / (half_width + 1)) ** 2, 0, 1))
     return (0.30 + 0.34 * thickness) * inside
 
 
@@ -299,14 +329,18 @@ def lung_markings(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndar
         for _ in range(40):
             angle = rng.uniform(-np.pi * 0.55, np.pi * 0.7)  # 0 = lateral, negative = upwards
             _branch(canvas, rng, hx * scale, hy * scale, angle, direction, anatomy.width * scale * 0.22, 5.0 * anatomy.height / 1024, 0)
-    canvas = cv2.resize(canvas, (anatomy.width, anatomy.height), interpolation=cv2.INTER_LINEAR)
-    canvas = cv2.GaussianBlur(canvas, (0, 0), max(0.8, anatomy.height / 500))
-    fade = np.zeros_like(xs)
+    # The fade and the blur are smooth: apply them at the drawing's half scale, then upsample once.
+    small_x, small_y = _grid(*canvas.shape)
+    full_x, full_y = (small_x + 0.5) / scale - 0.5, (small_y + 0.5) / scale - 0.5  # INTER_LINEAR's pixel centres
+    fade = np.zeros_like(canvas)
     for hx, hy in hila:
-        d = np.hypot(xs - hx, (ys - hy) * 0.8) / anatomy.thoracic_width
+        d = np.hypot(full_x - hx, (full_y - hy) * 0.8) / anatomy.thoracic_width
         fade = np.maximum(fade, np.clip(1.15 - 2.0 * d, 0.15, 1))
+    canvas = cv2.GaussianBlur(canvas * fade, (0, 0), max(0.8, anatomy.height / 500) * scale)
+    canvas = cv2.resize(canvas, (anatomy.width, anatomy.height), interpolation=cv2.INTER_LINEAR)
     hilar = sum(ellipse_mask(xs, ys, hx, hy, anatomy.width * 0.04, anatomy.height * 0.06, anatomy.height * 0.02) for hx, hy in hila)
-    return np.clip(canvas * fade + 1.3 * hilar, 0, 2).astype(np.float32)
+    canvas += 1.3 * hilar
+    return np.clip(canvas, 0, 2, out=canvas)
 
 
 def _branch(canvas, rng, x, y, angle, direction, length, thickness, depth) -> None:
@@ -334,8 +368,8 @@ def bones(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndarray:
     canvas = np.zeros((anatomy.height, anatomy.width), np.float32)
     draw_ribs(canvas, anatomy, rng)
     draw_clavicles(canvas, anatomy)
-    canvas = cv2.GaussianBlur(canvas, (0, 0), max(1.0, anatomy.height / 350))
-    chest = 1 - smooth_step(ys - (anatomy.lung_box[3] + anatomy.height * 0.02), anatomy.height * 0.03)
+    canvas = blur_sparse(canvas, max(1.0, anatomy.height / 350))
+    chest = 1 - smooth_step(ys[:, :1] - (anatomy.lung_box[3] + anatomy.height * 0.02), anatomy.height * 0.03)  # y only
     return canvas * chest + spine(anatomy, xs, ys) + shoulders(anatomy, xs, ys)
 
 
@@ -386,8 +420,8 @@ def draw_clavicles(canvas: np.ndarray, anatomy: Anatomy) -> None:
 
 def spine(anatomy: Anatomy, xs, ys) -> np.ndarray:
     half = anatomy.width * 0.04
-    column = smooth_step(half - np.abs(xs - anatomy.midline), anatomy.width * 0.006)
-    endplates = 0.5 + 0.5 * np.cos(2 * np.pi * ys / (anatomy.height * 0.038))
+    column = smooth_step(half - np.abs(xs[:1] - anatomy.midline), anatomy.width * 0.006)  # x only
+    endplates = 0.5 + 0.5 * np.cos(2 * np.pi * ys[:, :1] / (anatomy.height * 0.038))  # y only
     return (column * (0.035 + 0.02 * endplates)).astype(np.float32)
 
 
@@ -396,8 +430,15 @@ def finish(density: np.ndarray, rng: np.random.Generator, height: int) -> np.nda
     gain = rng.uniform(0.95, 1.2)
     bias = rng.uniform(-0.06, 0.04)
     gamma = rng.uniform(0.85, 1.15)
-    image = np.clip(density * gain + bias, 0, 1) ** gamma
+    image = density * np.float32(gain)
+    image += np.float32(bias)
+    np.clip(image, 0, 1, out=image)
+    np.power(image, np.float32(gamma), out=image)
     image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.3) * height / 1024)
-    noise = rng.normal(0, rng.uniform(0.008, 0.02), size=image.shape).astype(np.float32)
-    image = image + cv2.GaussianBlur(noise, (0, 0), 0.7) * np.sqrt(np.clip(image, 0.05, 1))
-    return np.clip(image, 0, 1).astype(np.float32)
+    sigma = np.float32(rng.uniform(0.008, 0.02))
+    noise = rng.standard_normal(size=image.shape, dtype=np.float32)  # float32 draws: half the time of float64
+    noise *= sigma
+    shading = np.sqrt(np.clip(image, 0.05, 1))
+    shading *= cv2.GaussianBlur(noise, (0, 0), 0.7)
+    image += shading
+    return np.clip(image, 0, 1, out=image)

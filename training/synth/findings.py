@@ -15,7 +15,7 @@ import numpy as np
 
 from gazex_core.vocab import SYNTH_FINDING_LABEL
 
-from .anatomy import Anatomy, Layers, grid, heart_mask, hilum_points, mediastinum_mask, smooth_step
+from .anatomy import Anatomy, Layers, blur_sparse, grid, heart_mask, hilum_points, mediastinum_mask, smooth_step
 from .resources import nih_box_centres
 
 SIDES = ("right", "left")  # patient side for side index 0 (image-left) and 1 (image-right)
@@ -296,20 +296,31 @@ def draw_pneumothorax(f, layers, anatomy, rng, xs, ys):
     gap = (depth_to_edge < local_depth) & (lung_bin > 0) & (local_depth > 3)
     line_width = max(1.5, anatomy.height / 500)
     line = (np.abs(depth_to_edge - local_depth) < line_width) & (local_depth > 3) & (lung_bin > 0)
-    gap_f = cv2.GaussianBlur(gap.astype(np.float32), (0, 0), 1.0)
+    gap_f = blur_sparse(gap.astype(np.float32), 1.0)
     layers.markings *= 1 - gap_f  # no lung markings lateral to the pleural line
     layers.extra -= 0.1 * gap_f
-    layers.extra += 0.16 * cv2.GaussianBlur(line.astype(np.float32), (0, 0), 0.8)
+    layers.extra += 0.16 * blur_sparse(line.astype(np.float32), 0.8)
     _opacify(layers, 0.12 * (lung_bin > 0) * (1 - gap_f))  # the collapsed lung is a little denser
     return np.maximum(gap_f, line.astype(np.float32))
 
 
 def _blob(anatomy, rng, xs, ys, x, y, r, roughness: float, edge: float = 0.12) -> np.ndarray:
-    """An irregular round shape (0-1) of radius ~r at (x, y)."""
-    angle = np.arctan2(ys - y, xs - x)
+    """An irregular round shape (0-1) of radius ~r at (x, y).
+
+    Computed only inside the square it can reach (the wobble adds at most 3 x roughness to the
+    radius, the soft edge ``edge``); outside it is exactly 0.
+    """
+    reach = r * (1 + 3 * roughness) * (1 + edge) + 2
+    y0, y1 = max(0, int(y - reach)), min(xs.shape[0], int(y + reach) + 2)
+    x0, x1 = max(0, int(x - reach)), min(xs.shape[1], int(x + reach) + 2)
+    out = np.zeros(xs.shape, np.float32)
+    sx, sy = xs[y0:y1, x0:x1], ys[y0:y1, x0:x1]
+    angle = np.arctan2(sy - y, sx - x)
     wobble = sum(rng.uniform(0, roughness) * np.cos(k * angle + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
-    dist = np.hypot(xs - x, ys - y) / (r * (1 + wobble))
-    return smooth_step(1 - dist, edge)
+    if y0 < y1 and x0 < x1:
+        dist = np.hypot(sx - x, sy - y) / (r * (1 + wobble))
+        out[y0:y1, x0:x1] = smooth_step(1 - dist, edge)
+    return out
 
 
 def draw_consolidation(f, layers, anatomy, rng, xs, ys):
@@ -332,7 +343,7 @@ def _bronchograms(anatomy, rng, p, shape) -> np.ndarray:
         start = np.array([p["x"], p["y"]]) + rng.normal(0, p["r"] * 0.2, 2)
         end = start + p["r"] * 0.7 * np.array([np.cos(angle), np.sin(angle)])
         cv2.line(canvas, tuple(int(v) for v in start), tuple(int(v) for v in end), 1.0, max(2, int(anatomy.height / 300)), cv2.LINE_AA)
-    return cv2.GaussianBlur(canvas, (0, 0), 1.0) * (shape > 0.6)
+    return blur_sparse(canvas, 1.0) * (shape > 0.6)
 
 
 def draw_atelectasis(f, layers, anatomy, rng, xs, ys):
@@ -374,7 +385,7 @@ def draw_edema(f, layers, anatomy, rng, xs, ys):
 def draw_device(f, layers, anatomy, rng, xs, ys):
     canvas = np.zeros((anatomy.height, anatomy.width), np.float32)
     DEVICE_DRAWERS[f.device](canvas, f, anatomy, rng)
-    canvas = cv2.GaussianBlur(canvas, (0, 0), 0.7)
+    canvas = blur_sparse(canvas, 0.7)
     layers.extra += canvas
     return canvas / max(canvas.max(), 1e-6)
 

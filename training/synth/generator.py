@@ -35,6 +35,14 @@ def _one(index: int, seed: int, size: int, out: Path, raw_gaze: bool) -> dict[st
     return write_study(make_study(seed, index, size), out, raw_gaze)
 
 
+def _single_threaded_worker() -> None:
+    """One OpenCV thread per worker process: the pool already has a process per core, and OpenCV's
+    own threads on top of it only contend (its results do not depend on the thread count)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def check_output_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +80,7 @@ def generate(
         results = map(job, range(n))
         _collect(results, tables, bar)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded_worker) as pool:
             _collect(pool.map(job, range(n), chunksize=max(1, min(16, n // (workers * 4) or 1))), tables, bar)
     bar.close()
     for name, (filename, columns, crlf) in TABLES.items():

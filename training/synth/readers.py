@@ -9,6 +9,7 @@ fixations. Abnormal regions get more and longer fixations.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -143,11 +144,12 @@ class _Clock:
         while done < count or (until is not None and self.t < until):
             box = boxes[int(self.rng.integers(len(boxes)))]
             target = self._point_in(box, wide)
-            amplitude_deg = np.hypot(*(target - self.pos)) / self.ppd
+            amplitude_deg = math.hypot(target[0] - self.pos[0], target[1] - self.pos[1]) / self.ppd
             self.t += 0.02 + 0.0025 * amplitude_deg  # saccade
-            duration = np.exp(self.rng.normal(np.log(self.style.fixation_median_ms * (1 + 0.25 * (factor - 1))), self.style.fixation_sigma))
-            duration = float(np.clip(duration, 80, 2500)) / 1000
-            x, y = np.clip(target + self.offset, 0, [self.width - 1, self.height - 1])
+            duration = math.exp(self.rng.normal(math.log(self.style.fixation_median_ms * (1 + 0.25 * (factor - 1))), self.style.fixation_sigma))
+            duration = min(max(duration, 80.0), 2500.0) / 1000
+            x = min(max(target[0] + self.offset[0], 0.0), self.width - 1)
+            y = min(max(target[1] + self.offset[1], 0.0), self.height - 1)
             out.append((round(self.t, 3), round(self.t + duration, 3), float(round(x)), float(round(y))))
             self.pos = target
             self.t = round(self.t + duration, 3)
@@ -157,11 +159,11 @@ class _Clock:
 
     def _point_in(self, box, wide: bool) -> np.ndarray:
         x0, y0, x1, y1 = box
-        centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
-        half = np.array([(x1 - x0) / 2, (y1 - y0) / 2])
         spread = 0.6 if wide else self.style.spread
-        point = centre + self.rng.normal(0, 1, 2) * half * spread
-        return np.clip(point, [x0, y0], [x1, y1])
+        dx, dy = self.rng.normal(0, 1, 2)
+        x = (x0 + x1) / 2 + dx * ((x1 - x0) / 2) * spread
+        y = (y0 + y1) / 2 + dy * ((y1 - y0) / 2) * spread
+        return (min(max(x, x0), x1), min(max(y, y0), y1))
 
 
 def dictate(text: str, start: float, style: ReaderStyle, rng) -> list[tuple[str, float, float]]:

@@ -9,6 +9,7 @@ patient's right (radiological convention).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -207,35 +208,51 @@ def smooth_step(x: np.ndarray, edge: float) -> np.ndarray:
     return t2
 
 
-def ellipse_mask(xs, ys, cx, cy, rx, ry, edge_px: float) -> np.ndarray:
-    """Soft-edged ellipse; computed only inside its bounding box (it is exactly 0 outside)."""
-    out = np.zeros(xs.shape, np.float32)
+def ellipse_patch(xs, ys, cx, cy, rx, ry, edge_px: float) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """A soft-edged ellipse inside its bounding box: (where, values); None when off the frame (it is 0 outside)."""
     reach = 1 + 2 * edge_px / min(rx, ry)
     x0, x1 = max(0, int(cx - rx * reach) - 1), min(xs.shape[1], int(cx + rx * reach) + 2)
     y0, y1 = max(0, int(cy - ry * reach) - 1), min(xs.shape[0], int(cy + ry * reach) + 2)
     if x0 >= x1 or y0 >= y1:
-        return out
+        return None
     sx, sy = xs[y0:y1, x0:x1], ys[y0:y1, x0:x1]
     r = np.sqrt(((sx - cx) / rx) ** 2 + ((sy - cy) / ry) ** 2)
-    out[y0:y1, x0:x1] = smooth_step((1 - r) * min(rx, ry), edge_px)
+    return (slice(y0, y1), slice(x0, x1)), smooth_step((1 - r) * min(rx, ry), edge_px)
+
+
+def ellipse_mask(xs, ys, cx, cy, rx, ry, edge_px: float) -> np.ndarray:
+    """Soft-edged ellipse; computed only inside its bounding box (it is exactly 0 outside)."""
+    out = np.zeros(xs.shape, np.float32)
+    add_ellipse(out, 1.0, xs, ys, cx, cy, rx, ry, edge_px)
     return out
+
+
+def add_ellipse(out: np.ndarray, weight: float, xs, ys, cx, cy, rx, ry, edge_px: float) -> None:
+    """``out += weight * ellipse_mask(...)``, touching only the ellipse's bounding box."""
+    patch = ellipse_patch(xs, ys, cx, cy, rx, ry, edge_px)
+    if patch is not None:
+        where, values = patch
+        out[where] += np.float32(weight) * values
 
 
 def render_layers(anatomy: Anatomy, rng: np.random.Generator) -> Layers:
     xs, ys = grid(anatomy)
     heart = heart_mask(anatomy, xs, ys)
     mediastinum = mediastinum_mask(anatomy, xs, ys)
-    lungs = np.maximum(anatomy.lungs[0], anatomy.lungs[1])
-    air = lungs * (1 - np.maximum(heart, mediastinum))
-    air = air * aeration_profile(anatomy, xs, ys)
+    air = np.maximum(anatomy.lungs[0], anatomy.lungs[1])
+    covered = np.maximum(heart, mediastinum)
+    np.subtract(1, covered, out=covered)
+    air *= covered
+    air *= aeration_profile(anatomy, xs, ys)
     # the heart is seen only where it hides lung: over the spine it is as dense as the mediastinum
-    tissue = body_tissue(anatomy, xs, ys) + gastric_bubble(anatomy, xs, ys)
+    tissue = body_tissue(anatomy, xs, ys).astype(np.float32, copy=False)
+    tissue += gastric_bubble(anatomy, xs, ys)
     tissue -= 0.22 * trachea_mask(anatomy, xs, ys)
     if anatomy.has_breasts:
         tissue += breast_shadows(anatomy, xs, ys)
     return Layers(
-        tissue=tissue.astype(np.float32),
-        air=air.astype(np.float32),
+        tissue=tissue,
+        air=air.astype(np.float32, copy=False),
         markings=lung_markings(anatomy, rng, xs, ys),
         bone=bones(anatomy, rng, xs, ys),
         extra=np.zeros_like(tissue, dtype=np.float32),
@@ -275,8 +292,12 @@ def mediastinum_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
     band = smooth_step(top_width - np.abs(xs[:1] - anatomy.midline), anatomy.height * 0.004)
     band *= column < anatomy.heart_top + anatomy.heart_half_height
     knob_y = anatomy.heart_top - anatomy.heart_half_height * 0.15
-    knob = ellipse_mask(xs, ys, anatomy.midline + half * 1.05, knob_y, half * 0.45, half * 0.4, anatomy.height * 0.004)
-    return np.maximum(band, knob).astype(np.float32)
+    band = band.astype(np.float32, copy=False)
+    knob = ellipse_patch(xs, ys, anatomy.midline + half * 1.05, knob_y, half * 0.45, half * 0.4, anatomy.height * 0.004)
+    if knob is not None:
+        where, values = knob
+        np.maximum(band[where], values, out=band[where])
+    return band
 
 
 def trachea_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
@@ -307,7 +328,9 @@ def gastric_bubble(anatomy: Anatomy, xs, ys) -> np.ndarray:
     x = anatomy.midline + anatomy.thoracic_width * 0.22
     y = anatomy.lung_bottom_at(1, x) + anatomy.height * 0.045
     r = anatomy.width * 0.045
-    return -0.12 * ellipse_mask(xs, ys, x, y, r, r * 0.7, anatomy.height * 0.006)
+    out = np.zeros(xs.shape, np.float32)
+    add_ellipse(out, -0.12, xs, ys, x, y, r, r * 0.7, anatomy.height * 0.006)
+    return out
 
 
 def breast_shadows(anatomy: Anatomy, xs, ys) -> np.ndarray:
@@ -315,7 +338,7 @@ def breast_shadows(anatomy: Anatomy, xs, ys) -> np.ndarray:
     y = anatomy.lung_box[3] - anatomy.height * 0.07
     for side in (-1, 1):
         x = anatomy.midline + side * anatomy.thoracic_width * 0.3
-        out += 0.08 * ellipse_mask(xs, ys, x, y, anatomy.width * 0.2, anatomy.height * 0.12, anatomy.height * 0.01)
+        add_ellipse(out, 0.08, xs, ys, x, y, anatomy.width * 0.2, anatomy.height * 0.12, anatomy.height * 0.01)
     return out
 
 
@@ -338,8 +361,8 @@ def lung_markings(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndar
         fade = np.maximum(fade, np.clip(1.15 - 2.0 * d, 0.15, 1))
     canvas = cv2.GaussianBlur(canvas * fade, (0, 0), max(0.8, anatomy.height / 500) * scale)
     canvas = cv2.resize(canvas, (anatomy.width, anatomy.height), interpolation=cv2.INTER_LINEAR)
-    hilar = sum(ellipse_mask(xs, ys, hx, hy, anatomy.width * 0.04, anatomy.height * 0.06, anatomy.height * 0.02) for hx, hy in hila)
-    canvas += 1.3 * hilar
+    for hx, hy in hila:
+        add_ellipse(canvas, 1.3, xs, ys, hx, hy, anatomy.width * 0.04, anatomy.height * 0.06, anatomy.height * 0.02)
     return np.clip(canvas, 0, 2, out=canvas)
 
 
@@ -347,8 +370,8 @@ def _branch(canvas, rng, x, y, angle, direction, length, thickness, depth) -> No
     steps = 4
     for _ in range(steps):
         angle += rng.normal(0, 0.25)
-        nx = x + direction * np.cos(angle) * length / steps
-        ny = y + np.sin(angle) * length / steps + length / steps * 0.25
+        nx = x + direction * math.cos(angle) * length / steps
+        ny = y + math.sin(angle) * length / steps + length / steps * 0.25
         cv2.line(canvas, (int(x), int(y)), (int(nx), int(ny)), 1.0, max(1, int(round(thickness))), cv2.LINE_AA)
         x, y = nx, ny
         thickness *= 0.85
@@ -370,7 +393,10 @@ def bones(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndarray:
     draw_clavicles(canvas, anatomy)
     canvas = blur_sparse(canvas, max(1.0, anatomy.height / 350))
     chest = 1 - smooth_step(ys[:, :1] - (anatomy.lung_box[3] + anatomy.height * 0.02), anatomy.height * 0.03)  # y only
-    return canvas * chest + spine(anatomy, xs, ys) + shoulders(anatomy, xs, ys)
+    canvas *= chest
+    canvas += spine(anatomy, xs, ys)
+    canvas += shoulders(anatomy, xs, ys)
+    return canvas
 
 
 def shoulders(anatomy: Anatomy, xs, ys) -> np.ndarray:
@@ -380,9 +406,9 @@ def shoulders(anatomy: Anatomy, xs, ys) -> np.ndarray:
     for side in (-1, 1):
         x = anatomy.midline + side * anatomy.width * 0.47
         y = anatomy.lung_box[1] + anatomy.height * 0.01
-        out += 0.16 * ellipse_mask(xs, ys, x, y, r, r * 1.1, anatomy.height * 0.006)
+        add_ellipse(out, 0.16, xs, ys, x, y, r, r * 1.1, anatomy.height * 0.006)
         sx = anatomy.midline + side * anatomy.width * 0.36
-        out += 0.05 * ellipse_mask(xs, ys, sx, y + anatomy.height * 0.12, anatomy.width * 0.05, anatomy.height * 0.14, anatomy.height * 0.01)
+        add_ellipse(out, 0.05, xs, ys, sx, y + anatomy.height * 0.12, anatomy.width * 0.05, anatomy.height * 0.14, anatomy.height * 0.01)
     return out
 
 

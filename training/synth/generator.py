@@ -6,6 +6,7 @@ output is byte-identical whatever the number of workers.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -37,7 +38,9 @@ def _one(index: int, seed: int, size: int, out: Path, raw_gaze: bool) -> dict[st
 
 def _single_threaded_worker() -> None:
     """One OpenCV thread per worker process: the pool already has a process per core, and OpenCV's
-    own threads on top of it only contend (its results do not depend on the thread count)."""
+    own threads on top of it only contend (its results do not depend on the thread count).
+    The workers are spawned, not forked: a forked child that touches the thread pool OpenCV had
+    started in its parent waits forever."""
     import cv2
 
     cv2.setNumThreads(1)
@@ -80,7 +83,8 @@ def generate(
         results = map(job, range(n))
         _collect(results, tables, bar)
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded_worker) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_single_threaded_worker) as pool:
             _collect(pool.map(job, range(n), chunksize=max(1, min(16, n // (workers * 4) or 1))), tables, bar)
     bar.close()
     for name, (filename, columns, crlf) in TABLES.items():

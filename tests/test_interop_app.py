@@ -72,7 +72,7 @@ def test_export_of_a_signed_review_downloads_a_zip_of_the_four_files(context, tm
     sid = service.open_session(READER[0], study.id).session_id
     assert export_review_zip(context, ADMIN[0], sid) == (None, f"**Not exported:** review session {sid} is not "
                                                                "signed; only signed reviews are exported")
-    service.sign_off(READER[0], sid, "accept", "FINDINGS: As drafted.", active_ms=1000)
+    service.sign_off(READER[0], sid, "accept", "FINDINGS: As drafted.", active_ms=1000, accept_rest=True)
     archive, message = export_review_zip(context, ADMIN[0], sid)
     assert sorted(zipfile.ZipFile(archive).namelist()) == ["gsps.dcm", "report.txt", "review.json", "sr.dcm"]
     assert export_review_zip(context, READER[0], sid)[1] == "**Not exported:** only an admin can do this"

@@ -52,12 +52,13 @@ def signed_review(tmp_path):
     service.decide_sentence(READER[0], sid, "s3", "deleted", error_category="finding", clinically_significant=True)
     service.decide_box(READER[0], sid, "s3", "rejected")
     drawn = service.decide_box(READER[0], sid, None, "added", box=(0.6, 0.6, 0.8, 0.9))
-    service.sign_off(READER[0], sid, "modify", "FINDINGS: Cardiomegaly. Small left pleural effusion.", active_ms=9000)
+    service.sign_off(READER[0], sid, "modify", "FINDINGS: Cardiomegaly. Small left pleural effusion.", active_ms=9000,
+                     accept_rest=True)  # s4 was never looked at: accepted at sign-off (issue 9), not silently
     yield service, sid, drawn.box_id, tmp_path
     service.close()
 
 
-EXPECTED_STATUS = {"s1": "accepted", "s2": "edited", "s3": "rejected", "s4": "drafted"}
+EXPECTED_STATUS = {"s1": "accepted", "s2": "edited", "s3": "rejected", "s4": "accepted_at_signoff"}
 
 
 def test_sr_round_trip_has_the_boxes_statuses_and_observers_of_the_record(signed_review):
@@ -100,7 +101,7 @@ def test_gsps_has_boxes_and_trajectories_on_their_own_layers(signed_review):
     assert set(boxes) == {"s1", "s2", "s3", "s4", drawn_id}
     assert all(o.GraphicType == "POLYLINE" and o.NumberOfGraphicPoints == 5 for o in boxes.values())
     texts = sorted(t.UnformattedTextValue for t in layers[FINDINGS_LAYER].TextObjectSequence)
-    assert "rejected: Pneumothorax" in texts and "drafted: Atelectasis" in texts
+    assert "rejected: Pneumothorax" in texts and "accepted_at_signoff: Atelectasis" in texts
     paths = layers[TRAJECTORY_LAYER].GraphicObjectSequence
     assert len(paths) == 4
     assert np.allclose(np.array(paths[0].GraphicData, dtype=float).reshape(-1, 2),

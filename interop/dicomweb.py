@@ -19,7 +19,7 @@ import pydicom
 import requests
 from pydicom.dataset import Dataset
 
-from .importer import Importer, ImportReport, Refused, _reason_kind
+from .importer import Importer, ImportReport, Refused, reason_kind, quiet_original_header
 
 DICOMWEB_ROOT = "dicom-web"
 TIMEOUT_S = 30
@@ -89,11 +89,12 @@ def pull(service, url: str, *, study_set: str, data_dir: str | Path, filters: di
     report = ImportReport()
     with tempfile.TemporaryDirectory(prefix="gazex-pull-") as scratch, importer.staging_area() as staging:
         for number, study_uid in enumerate(_bar(study_uids, progress), start=1):
-            instances = _calling(srv, "a study retrieval", srv.client().retrieve_study, study_uid)
+            with quiet_original_header():  # parsing the originals may warn quoting their values
+                instances = _calling(srv, "a study retrieval", srv.client().retrieve_study, study_uid)
             for index, dataset in enumerate(instances, start=1):
                 name = f"{srv.name} study {number}/{len(study_uids)} instance {index}"
                 _import_retrieved(importer, dataset, Path(scratch), staging, name, report)
-    reasons = Counter(_reason_kind(reason) for _, reason in report.skipped)
+    reasons = Counter(reason_kind(reason) for _, reason in report.skipped)
     service.record_import_run(study_set, "dicomweb", len(report.imported), len(report.skipped), dict(reasons),
                               started)
     return report
@@ -103,7 +104,8 @@ def _import_retrieved(importer: Importer, dataset: Dataset, scratch: Path, stagi
                       report: ImportReport) -> None:
     path = scratch / f"{uuid.uuid4().hex}.dcm"
     try:
-        dataset.save_as(path, enforce_file_format=True)
+        with quiet_original_header():
+            dataset.save_as(path, enforce_file_format=True)
         imported, _ = importer.import_file(path, staging)
         report.imported.append(imported)
     except Refused as exc:

@@ -13,7 +13,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import uuid
+import warnings
 import zipfile
 from collections import Counter
 from contextlib import contextmanager
@@ -58,7 +60,7 @@ class ImportReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name as given, reason)
 
     def summary(self) -> str:
-        reasons = Counter(_reason_kind(reason) for _, reason in self.skipped)
+        reasons = Counter(reason_kind(reason) for _, reason in self.skipped)
         text = f"imported {len(self.imported)}, skipped {len(self.skipped)}"
         if reasons:
             text += " (" + ", ".join(f"{n} {kind}" for kind, n in reasons.most_common()) + ")"
@@ -103,7 +105,7 @@ def import_paths(service, paths: Iterable[str | Path], *, study_set: str, data_d
                 progress(done, len(candidates))
     if linkage_file is not None and linkage:
         append_linkage(Path(linkage_file), linkage)
-    reasons = Counter(_reason_kind(reason) for _, reason in report.skipped)
+    reasons = Counter(reason_kind(reason) for _, reason in report.skipped)
     service.record_import_run(study_set, source, len(report.imported), len(report.skipped), dict(reasons), started)
     log.info("import into study set %s: %s", study_set, report.summary())
     return report
@@ -126,6 +128,34 @@ class Prepared:
 
 def prepare(path: Path, staging: Path, deid: Deidentifier) -> Prepared:
     """Sniffs, de-identifies and stages one file, then validates its pixels; raises Refused. No database access."""
+    with quiet_original_header():
+        return _prepare(path, staging, deid)
+
+
+class _QuietWhileReadingOriginals(logging.Filter):
+    """pydicom logs and warns about invalid values by quoting them (a malformed birth date, a name): while this
+    thread handles an original header those records are dropped, so no header value reaches a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_THREAD, "reading_original", False)
+
+
+_THREAD = threading.local()
+logging.getLogger("pydicom").addFilter(_QuietWhileReadingOriginals())
+
+
+@contextmanager
+def quiet_original_header() -> Iterator[None]:
+    _THREAD.reading_original = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        _THREAD.reading_original = False
+
+
+def _prepare(path: Path, staging: Path, deid: Deidentifier) -> Prepared:
     kind = sniff_kind(path)
     if kind == "dicom":
         ds = _read_dicom(path)
@@ -294,7 +324,7 @@ def _dicom_meta(ds) -> dict:
             "series_uid": str(ds.get("SeriesInstanceUID", "") or "") or None}
 
 
-def _reason_kind(reason: str) -> str:
+def reason_kind(reason: str) -> str:
     """The reason's category (the text before any detail), for counts that never name a file."""
     return reason.split(" (")[0].split(":")[0].split(";")[0].strip()
 

@@ -74,6 +74,30 @@ def test_no_identifier_survives_in_files_database_logs_payloads_or_output(tmp_pa
     assert [(r["imported"], r["skipped"]) for r in runs] == [(3, 0)]
 
 
+def test_invalid_header_values_quoting_the_patient_never_reach_logs_or_warnings(tmp_path, caplog):
+    import warnings
+
+    import pydicom
+    from pydicom.config import IGNORE
+
+    writing = pydicom.config.settings.writing_validation_mode
+    pydicom.config.settings.writing_validation_mode = IGNORE  # write the malformed values a real PACS may hold
+    try:
+        make_cr(tmp_path / "odd.dcm", seed=9, PatientBirthDate="1948-SMITHERSON", StudyDate="2024-Smitherson",
+                PatientAge="SMITHERSON")
+    finally:
+        pydicom.config.settings.writing_validation_mode = writing
+    caplog.clear()  # what writing the test file said
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, report = _import(tmp_path / "site", [tmp_path / "odd.dcm"])
+    assert report.summary() == "imported 1, skipped 0"
+    said = [r.getMessage() for r in caplog.records] + [str(w.message) for w in caught]
+    assert [line for line in said if "mithers" in line.lower()] == []
+    assert files_containing(tmp_path / "site", {b"SMITHERSON", b"Smitherson"}) == []
+
+
 def test_uids_and_dates_remap_the_same_way_under_one_key_and_differently_under_another(tmp_path):
     source = tmp_path / "in"
     source.mkdir()

@@ -52,3 +52,15 @@ def test_an_unreachable_pacs_is_one_line_naming_the_server(tmp_path):
     service.close()
     message = str(refused.value)
     assert message == f"PACS 127.0.0.1:{port} unreachable (the study query: connection refused or no route)"
+
+
+def test_the_pacs_commands_push_and_pull(tmp_path, orthanc_url, capsys):
+    from interop_support import gazex_interop
+
+    make_cr(tmp_path / "cli.dcm", seed=80, AccessionNumber="CLI-1")
+    assert gazex_interop(["pacs", "push", orthanc_url, str(tmp_path / "cli.dcm")]) == 0
+    assert capsys.readouterr().out.startswith("stored 1 instances on ")
+    site = str(tmp_path / "site")
+    assert gazex_interop(["pacs", "pull", orthanc_url, "--filter", "AccessionNumber=CLI-1", "--study-set", "cli",
+                          "--data-dir", site]) == 0
+    assert "imported 1, skipped 0; study set 'cli'" in capsys.readouterr().out

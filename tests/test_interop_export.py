@@ -82,7 +82,7 @@ def test_sr_round_trip_has_the_boxes_statuses_and_observers_of_the_record(signed
                          [b.x_min, b.y_min]]) * SIZE
         assert np.allclose(points, want, atol=1e-3)
     drafted = np.asarray(by_id["s4"].roi.value)
-    assert np.allclose(drafted[0], [0.4 * SIZE, 0.2 * SIZE], atol=1e-3)  # untouched: the model's own box
+    assert np.allclose(drafted[0], [0.4 * SIZE, 0.2 * SIZE], atol=1e-3)  # accepted unchanged: the model's own box
     assert by_id["s1"].finding_type.value == "8186001"
     (person,) = sr.content.get_observer_contexts(observer_type=codes.DCM.Person)
     (device,) = sr.content.get_observer_contexts(observer_type=codes.DCM.Device)
@@ -143,3 +143,14 @@ def test_stow_the_export_to_orthanc_then_qido_and_wado_back(signed_review, ortha
     back = dicomweb.retrieve_instance(orthanc_url, study_uid, sr_instance["series_uid"], sr_instance["sop_uid"])
     groups = hd.sr.Comprehensive3DSR.from_dataset(back).content.get_planar_roi_measurement_groups()
     assert {g.tracking_identifier for g in groups} == {"s1", "s2", "s3", "s4", drawn_id}
+
+
+def test_a_finding_nobody_decided_stays_drafted_and_rejection_wins():
+    from types import SimpleNamespace as Decision
+
+    from interop.sr import finding_status
+
+    assert finding_status(None, None) == "drafted"  # e.g. a draft rejected as a whole at sign-off
+    assert finding_status(Decision(decision="accepted"), Decision(decision="deleted")) == "rejected"
+    assert finding_status(Decision(decision="resized"), Decision(decision="accepted_at_signoff")) == "edited"
+    assert finding_status(None, Decision(decision="accepted_at_signoff")) == "accepted_at_signoff"

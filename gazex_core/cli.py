@@ -13,9 +13,11 @@ def _model(args: argparse.Namespace):
 
 
 def _image(args: argparse.Namespace):
-    from gazex_core.imaging import load_image
+    from gazex_core.imaging import drafting_scope, load_image
 
-    return load_image(args.path)  # bad input fails here, before the model loads
+    image = load_image(args.path)  # bad input and out-of-scope studies fail here, before the model loads
+    drafting_scope(image)
+    return image
 
 
 def _analyze(args: argparse.Namespace) -> int:

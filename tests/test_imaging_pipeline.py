@@ -388,3 +388,14 @@ def test_launch_real_film_imports_rg1_once_deidentified_with_its_pixels(tmp_path
         assert np.array_equal(image.stored, pydicom.dcmread(corpus_file("RG1_UNCR.dcm")).pixel_array)
     finally:
         service.close()
+
+
+def test_cli_refuses_a_ct_slice_in_one_line_before_loading_the_model():
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "training.cli", "analyze", str(corpus_file("CT_small.dcm"))],
+                         capture_output=True, text=True, cwd=repo, timeout=300)
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert "CT_small.dcm: Modality CT is out of scope for drafting" in out.stderr

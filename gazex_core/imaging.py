@@ -460,33 +460,42 @@ def _spacing(value: Any) -> tuple[float, float] | None:
 
 
 def _read_raster(data: bytes, name: str, limits: ImageLimits) -> LoadedImage:
-    import cv2
-    from PIL import Image
+    """PNG / JPEG (8 or 16-bit, grey or colour) through PIL: the size from the header first, then the pixels."""
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            cols, rows = probe.size
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types (and DecompressionBombError)
-        raise ImageInputError(f"{name}: not a readable DICOM, PNG or JPEG image ({_one_line(exc)})") from None
-    limits.check(name, rows, cols)
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageInputError(f"{name}: image file is corrupt or truncated (could not be decoded)")
+        with Image.open(io.BytesIO(data)) as image:
+            cols, rows = image.size
+            limits.check(name, rows, cols)
+            image.load()  # a truncated or corrupt file raises here (PIL never prints; cv2 would)
+            stored = _raster_array(image)
+    except ImageInputError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{name}: not a readable DICOM, PNG or JPEG image (unrecognised image data)") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types (OSError, DecompressionBombError, ...)
+        raise ImageInputError(f"{name}: image file is corrupt or truncated ({_one_line(exc)})") from None
     warns: list[str] = []
-    if img.ndim == 3:
-        img = img[..., :3][..., ::-1]  # BGR(A) -> RGB
-        stored = np.ascontiguousarray(img)
-        top = 65535.0 if stored.dtype == np.uint16 else 255.0
+    if stored.ndim == 3:
         if not _is_grey_rgb(stored):
             warns.append("colour (RGB) image converted to grey; a chest X-ray is normally greyscale")
         values = _luma(stored)
-        voi = auto_window(values, 0.0, top) if stored.dtype == np.uint8 else auto_window(values)
-        return LoadedImage(source=name, kind="raster", stored=stored, values=values, voi=voi, photometric="RGB",
-                           bits_stored=stored.dtype.itemsize * 8, warnings=warns)
-    values = img.astype(np.float32)
-    voi = auto_window(values, 0.0, 255.0) if img.dtype == np.uint8 else auto_window(values)
-    return LoadedImage(source=name, kind="raster", stored=img, values=values, voi=voi, photometric="MONOCHROME2",
-                       bits_stored=img.dtype.itemsize * 8, warnings=warns)
+        return LoadedImage(source=name, kind="raster", stored=stored, values=values, voi=auto_window(values, 0.0, 255.0),
+                           photometric="RGB", bits_stored=8, warnings=warns)
+    values = stored.astype(np.float32)
+    voi = auto_window(values, 0.0, 255.0) if stored.dtype == np.uint8 else auto_window(values)
+    return LoadedImage(source=name, kind="raster", stored=stored, values=values, voi=voi, photometric="MONOCHROME2",
+                       bits_stored=stored.dtype.itemsize * 8, warnings=warns)
+
+
+def _raster_array(image) -> np.ndarray:
+    """Grey modes keep their values (8-bit, 16-bit, 32-bit int, float); everything else becomes 8-bit RGB."""
+    if image.mode in ("L", "I;16", "I;16L", "I;16B", "I", "F"):
+        arr = np.array(image)
+        return arr.astype(np.uint16) if image.mode.startswith("I;16") else arr
+    if image.mode in ("1", "LA", "La"):
+        return np.array(image.convert("L"))
+    return np.array(image.convert("RGB"))
 
 
 def _from_array(arr: np.ndarray, name: str = "array") -> LoadedImage:

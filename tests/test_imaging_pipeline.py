@@ -399,3 +399,15 @@ def test_cli_refuses_a_ct_slice_in_one_line_before_loading_the_model():
                          capture_output=True, text=True, cwd=repo, timeout=300)
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
     assert "CT_small.dcm: Modality CT is out of scope for drafting" in out.stderr
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_truncated_or_corrupt_raster_is_refused_in_one_line(tmp_path, ext):
+    ok, encoded = cv2.imencode(ext, (np.random.default_rng(3).random((300, 300)) * 255).astype(np.uint8))
+    path = tmp_path / f"cut{ext}"
+    path.write_bytes(encoded.tobytes()[:2000])
+    with pytest.raises(ImageInputError, match=rf"^cut\{ext}: image file is corrupt or truncated \(OSError: image file is truncated"):
+        load_image(path)
+    (tmp_path / f"text{ext}").write_text("this is a text file with an image extension\n" * 20)
+    with pytest.raises(ImageInputError, match=rf"^text\{ext}: not a readable DICOM, PNG or JPEG image \(unrecognised image data\)$"):
+        load_image(tmp_path / f"text{ext}")

@@ -138,11 +138,14 @@ def read_csv(
         return None
     keep = None if only is None else set(required) | set(only)
     positions = [i for i, c in enumerate(columns) if c is not None and (keep is None or c in keep)]
-    frame = _fast_frame(content, lines, header, positions, columns) if '"' not in content else None
-    if frame is None:
-        frame = _checked_frame(content, header, positions, columns, name, issues)
+    source = io.StringIO(content) if text is not None else Path(path)  # pandas reads a file faster itself
+    frame = _fast_frame(source, content, lines, header, positions, columns) if '"' not in content else None
+    if frame is not None:
+        keys = lines[1:]  # the fast path has one row per line
+    else:
+        frame, keys = _checked_frame(content, header, positions, columns, name, issues)
     if unique_rows and len(frame):
-        frame = _drop_repeated_rows(frame, lines, name, issues)
+        frame = _drop_repeated_rows(frame, keys, name, issues)
     return frame
 
 
@@ -183,14 +186,14 @@ def _canonical_columns(header: list[str], expected: list[str], name: str, issues
     return out
 
 
-def _fast_frame(content: str, lines: list[str], header: list[str], positions: list[int],
+def _fast_frame(source: Any, content: str, lines: list[str], header: list[str], positions: list[int],
                 columns: list[str | None]) -> pd.DataFrame | None:
     """pandas' C parser when every line has the header's field count (no quotes, no blank lines); else None."""
-    delimiters = np.array([line.count(",") for line in lines[1:]], dtype=np.int64)
-    if len(delimiters) and not np.all(delimiters == len(header) - 1):
+    # Equal totals and pandas' own refusal of a row with too many fields rule out misfit rows.
+    if content.count(",") != (len(header) - 1) * len(lines):
         return None
     try:
-        frame = pd.read_csv(io.StringIO(content), header=None, skiprows=1, usecols=positions, dtype=str,
+        frame = pd.read_csv(source, header=None, skiprows=1, usecols=positions, dtype=str, encoding="utf-8",
                             keep_default_na=False, index_col=False, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
         return None
@@ -202,7 +205,7 @@ def _fast_frame(content: str, lines: list[str], header: list[str], positions: li
 
 
 def _checked_frame(content: str, header: list[str], positions: list[int], columns: list[str | None],
-                   name: str, issues: Issues) -> pd.DataFrame:
+                   name: str, issues: Issues) -> tuple[pd.DataFrame, list[tuple[str, ...]]]:
     """The exact path: the csv module, row by row, each misfit row an issue naming its line."""
     width = _named_width(header)
     records: list[tuple[int, list[str]]] = []
@@ -227,6 +230,7 @@ def _checked_frame(content: str, header: list[str], positions: list[int], column
         issues.add_rows(name, trailing, "trailing comma: every data row has an empty field after the last column; ignored")
     rows: list[list[str]] = []
     row_lines: list[int] = []
+    keys: list[tuple[str, ...]] = []
     for line, record in records:
         if accept_trailing or len(header) > width:
             record = record[:width] if not any(v.strip() for v in record[width:]) else record
@@ -236,20 +240,23 @@ def _checked_frame(content: str, header: list[str], positions: list[int], column
             continue
         rows.append([record[i] for i in positions])
         row_lines.append(line)
+        keys.append(tuple(record))
     data = {columns[i]: [r[k] for r in rows] for k, i in enumerate(positions)}
-    return pd.DataFrame(data, index=pd.Index(row_lines, dtype=np.int64), dtype=object).astype(str)
+    return pd.DataFrame(data, index=pd.Index(row_lines, dtype=np.int64), dtype=str), keys
 
 
-def _drop_repeated_rows(frame: pd.DataFrame, lines: list[str], name: str, issues: Issues) -> pd.DataFrame:
-    """Drop rows that repeat an earlier row exactly (same values in every kept column), each an issue."""
-    repeated = frame.duplicated(keep="first").to_numpy()
-    if not repeated.any():
+def _drop_repeated_rows(frame: pd.DataFrame, keys: list, name: str, issues: Issues) -> pd.DataFrame:
+    """Drop rows that repeat an earlier row exactly (every field, ``keys`` one per row), each an issue."""
+    if len(set(keys)) == len(keys):
         return frame
-    first: dict[tuple, int] = {}
-    for line, values in zip(frame.index, frame.itertuples(index=False, name=None)):
-        first.setdefault(values, int(line))
-    for line, values in zip(frame.index[repeated], frame[repeated].itertuples(index=False, name=None)):
-        issues.add(name, int(line), f"row repeats line {first[values]} exactly; ignored")
+    first: dict = {}
+    repeated = np.zeros(len(keys), dtype=bool)
+    for i, (line, key) in enumerate(zip(frame.index, keys)):
+        if key in first:
+            issues.add(name, int(line), f"row repeats line {first[key]} exactly; ignored")
+            repeated[i] = True
+        else:
+            first[key] = int(line)
     return frame[~repeated]
 
 

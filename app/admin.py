@@ -1,4 +1,4 @@
-"""The Admin tab: readers, model versions, draft progress — and the marked place for re-fine-tuning.
+"""The Admin tab: readers, model versions, draft progress and re-fine-tuning (app/admin_models.py).
 
 Every admin action is checked on the server (handlers.require_admin): hiding the tab from readers
 is only a convenience.
@@ -7,29 +7,17 @@ is only a convenience.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gradio as gr
 
 from annotations_db.service import ReviewError
 
 from . import admin_import, admin_models, handlers
-
-if TYPE_CHECKING:
-    from .main import AppContext
+from .context import AppContext, progress_text, request_username
 
 READER_COLUMNS = ["id", "username", "role", "display name", "account", "last sign-in"]
 MODEL_COLUMNS = ["id", "name", "version", "status", "parent", "weights", "metrics"]
-
-FINETUNE_PLACEHOLDER = """\
-#### Model re-fine-tuning — *reserved for the re-fine-tuning work (not built yet)*
-
-This section will show: pending corrections (signed reviews since the active model version),
-**Start fine-tune**, run progress, before/after metrics on the frozen validation split, and
-**Promote** / **Rollback** of model versions. The service calls it will use already exist:
-`signed_reviews_since`, `start_finetune_run`, `finetune_runs`, `promote_model_version`,
-`rollback_model_version`.
-"""
 
 
 @dataclass
@@ -58,7 +46,7 @@ class ReaderAccountParts:
     result: gr.Markdown
 
 
-def build_admin_tab(context: "AppContext") -> AdminParts:
+def build_admin_tab(context: AppContext) -> AdminParts:
     with gr.Accordion("Readers", open=True):
         readers = gr.Dataframe(headers=READER_COLUMNS, interactive=False, elem_id="gx-admin-readers")
         with gr.Row():
@@ -95,9 +83,7 @@ def build_reader_account_controls() -> ReaderAccountParts:
     return ReaderAccountParts(username, disable_button, enable_button, password, password_button, result)
 
 
-def wire_admin_tab(context: "AppContext", parts: AdminParts, demo: gr.Blocks) -> None:
-    from .main import _progress_text, request_username
-
+def wire_admin_tab(context: AppContext, parts: AdminParts, demo: gr.Blocks) -> None:
     service = context.service
 
     def load_tables(request: gr.Request) -> tuple[Any, Any, str]:
@@ -105,7 +91,7 @@ def wire_admin_tab(context: "AppContext", parts: AdminParts, demo: gr.Blocks) ->
         if handlers.reader_role(service, acting) != "admin":
             return gr.skip(), gr.skip(), ""
         return (handlers.readers_rows(service, acting), handlers.model_version_rows(service, acting),
-                _progress_text(context))
+                progress_text(context))
 
     def add(username: str, password: str, role: str, request: gr.Request) -> tuple[Any, str, str]:
         acting = request_username(request)

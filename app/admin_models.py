@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gradio as gr
 import plotly.graph_objects as go
@@ -25,9 +25,7 @@ from annotations_db.provenance import ACCEPTED_DECISIONS
 from annotations_db.service import InvalidTransition, ReviewError, ReviewService
 
 from . import handlers
-
-if TYPE_CHECKING:
-    from .main import AppContext
+from .context import AppContext, request_username
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STALE_AFTER_S = 120.0
@@ -74,9 +72,18 @@ def data_dir_for(service: ReviewService) -> Path:
 
 
 def finetune_command(service: ReviewService, extra: list[str] | None = None) -> list[str]:
-    url = service.engine.url.render_as_string(hide_password=False)
-    return [sys.executable, "-m", "training.cli", "finetune", "--database-url", url,
-            "--data-dir", str(data_dir_for(service)), *(extra or [])]
+    """The command line of the fine-tune process: no database URL on it (see finetune_environment)."""
+    return [sys.executable, "-m", "training.cli", "finetune", "--data-dir", str(data_dir_for(service)),
+            *(extra or [])]
+
+
+def finetune_environment(service: ReviewService) -> dict[str, str]:
+    """The fine-tune process's environment: the database URL, password included, travels as
+    GAZEX_DATABASE_URL - a process's environment is readable only by its owner, its command line by every
+    local user."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path,
+            "GAZEX_DATABASE_URL": service.engine.url.render_as_string(hide_password=False)}
 
 
 def start_finetune(service: ReviewService, acting: str | None, extra: list[str] | None = None,
@@ -90,9 +97,8 @@ def start_finetune(service: ReviewService, acting: str | None, extra: list[str] 
     log_dir = log_dir or data_dir_for(service) / "finetune_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"finetune_{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.log", "w")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen(finetune_command(service, extra), cwd=REPO_ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(finetune_command(service, extra), cwd=REPO_ROOT, env=finetune_environment(service),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def latest_run(service: ReviewService) -> dict[str, Any] | None:
@@ -206,7 +212,7 @@ class ModelSectionParts:
     timer: gr.Timer
 
 
-def build_model_section(context: "AppContext") -> ModelSectionParts:
+def build_model_section(context: AppContext) -> ModelSectionParts:
     gr.Markdown("#### Re-fine-tuning on corrections (LoRA)")
     pending = gr.Markdown(elem_id="gx-ft-pending")
     start_button = gr.Button("Start fine-tune", variant="primary", elem_id="gx-ft-start")
@@ -225,9 +231,7 @@ def build_model_section(context: "AppContext") -> ModelSectionParts:
                              rollback_button, result, timer)
 
 
-def wire_model_section(context: "AppContext", parts: ModelSectionParts, demo: gr.Blocks) -> None:
-    from .main import request_username
-
+def wire_model_section(context: AppContext, parts: ModelSectionParts, demo: gr.Blocks) -> None:
     service = context.service
 
     def is_admin(request: gr.Request) -> bool:

@@ -7,16 +7,14 @@ database-backed login and the deliberate queue settings described in docs/app.md
 
 import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
 
-from annotations_db.service import ReviewError, ReviewService
+from annotations_db.service import ReviewError
 
 from . import admin, handlers, plots
-from .inference_worker import InferenceWorker
+from .context import AppContext, drafts_pending, progress_text, request_username
 
 log = logging.getLogger(__name__)
 
@@ -29,33 +27,6 @@ DEFAULT_CONCURRENCY = 8
 OPEN_STUDY_CONCURRENCY = 4
 QUEUE_MAX_SIZE = 256
 MAX_THREADS = 40
-
-
-@dataclass
-class AppContext:
-    service: ReviewService
-    worker: InferenceWorker | None
-    image_payload: Callable[[str], dict[str, Any]]
-    title: str = "GazeX Review"
-    data_dir: Path | None = None  # where imports go (interop); None: GAZEX_DATA_DIR or ~/.gazex
-
-
-def request_username(request: Any) -> str | None:
-    """The signed-in username for a gr.Request or the raw request a workstation server function gets."""
-    if request is None:
-        return None
-    username = getattr(request, "username", None)
-    if username:
-        return username
-    raw = getattr(request, "request", request)
-    app = getattr(raw, "app", None)
-    tokens = getattr(app, "tokens", None)
-    cookie_id = getattr(app, "cookie_id", None)
-    if tokens is None or cookie_id is None:
-        return None
-    cookies = getattr(raw, "cookies", {}) or {}
-    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
-    return tokens.get(token)
 
 
 # --- workstation server functions --------------------------------------------------------
@@ -159,7 +130,7 @@ def build_app(context: AppContext) -> gr.Blocks:
             rows = handlers.worklist_rows(service, reader, status)
             head = f"### {context.title} &nbsp;·&nbsp; signed in as **{reader}** ({role})"
             return (head, gr.Tab(visible=role == "admin"), rows, handlers.worklist_summary(rows),
-                    _progress_text(context))
+                    progress_text(context))
 
         demo.load(on_load, [status_filter], [header, admin_tab, worklist, summary, progress])
 
@@ -171,9 +142,9 @@ def build_app(context: AppContext) -> gr.Blocks:
             trigger(refresh, [status_filter], [worklist, summary])
 
         def tick(status: str, request: gr.Request):
-            busy = _drafts_pending(context)
+            busy = drafts_pending(context)
             rows = handlers.worklist_rows(service, request_username(request), status)
-            return _progress_text(context), gr.Timer(active=busy), rows, handlers.worklist_summary(rows)
+            return progress_text(context), gr.Timer(active=busy), rows, handlers.worklist_summary(rows)
 
         progress_timer.tick(tick, [status_filter], [progress, progress_timer, worklist, summary],
                             show_progress="hidden")
@@ -252,20 +223,6 @@ def _study_title(state) -> str:
     if state.draft is None and state.arm != "no_ai":
         parts.append("draft still computing — reopen in a moment")
     return " · ".join(parts)
-
-
-def _drafts_pending(context: AppContext) -> bool:
-    worker = context.worker
-    if worker is None:
-        return False
-    p = worker.progress
-    return not p.model_error and (p.done + p.failed) < p.total
-
-
-def _progress_text(context: AppContext) -> str:
-    if context.worker is None:
-        return "Review-only mode: no model loaded on this server."
-    return context.worker.progress.as_text()
 
 
 # Plotly rendering competes with the workstation's image decode on the browser's main thread: the chart

@@ -37,8 +37,10 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the throwaway cluster is test scaffolding
 
-from annotations_db import ReviewService, pgcluster  # noqa: E402
+import pgcluster  # noqa: E402
+from annotations_db import ReviewService  # noqa: E402
 
 READERS = 20
 FORK = multiprocessing.get_context("fork")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the workstation demo is test scaffolding
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -79,9 +80,9 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from app.workstation.demo import build_demo
+    from workstation_demo import build_demo
 
-    from app.workstation.demo import study_value, synthetic_cxr
+    from workstation_demo import study_value, synthetic_cxr
     from app.workstation import image_payload
 
     demo, recorder = build_demo()

@@ -33,7 +33,7 @@ class MovableClock:
 @pytest.fixture(scope="session")
 def postgres_server_url():
     """URL of a PostgreSQL server for the whole test session (started here unless given)."""
-    from annotations_db import pgcluster
+    import pgcluster
 
     given = os.environ.get("GAZEX_TEST_POSTGRES_URL")
     if given:
@@ -55,7 +55,7 @@ def db_url(request, tmp_path: Path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'gazex.sqlite3'}"
         return
-    from annotations_db import pgcluster
+    import pgcluster
 
     url = pgcluster.create_database(request.getfixturevalue("postgres_server_url"))
     try:

@@ -29,7 +29,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def demo_server():
-    from app.workstation.demo import build_demo, study_value
+    from workstation_demo import build_demo, study_value
 
     demo, recorder = build_demo(idle_ms=IDLE_MS)
     study_value(1)                                  # pre-build the studies the tests switch to (slow on a busy CPU)
@@ -100,7 +100,7 @@ def click_norm(page, nx, ny, **kw):
 def test_image_painted_window_invert_zoom(ws):
     page, rec = ws
     # the browser decoded the rgb16 PNG exactly: stored value at a display pixel equals the Python value
-    from app.workstation.demo import _IMAGES
+    from workstation_demo import _IMAGES
     import base64
     from app.workstation import unpack_rgb16_png
 

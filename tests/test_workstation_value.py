@@ -7,7 +7,7 @@ import pytest
 
 from app.workstation import (SERVER_FUNCTION_NAMES, Workstation, bundled_js, image_payload, pack_rgb16_png,
                              unpack_rgb16_png, window_presets, workstation_value)
-from app.workstation.demo import sample_bundle, synthetic_cxr
+from workstation_demo import sample_bundle, synthetic_cxr
 
 
 def test_rgb16_round_trip_is_exact():

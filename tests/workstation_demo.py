@@ -1,6 +1,7 @@
-"""Standalone workstation demo: the component, two sample studies with synthetic X-rays, in-memory server functions.
+"""Test scaffolding: the workstation component alone, two sample studies with synthetic X-rays, in-memory server
+functions (no database, no model).
 
-Run: ``.venv/bin/python -m app.workstation.demo [--port 7870]``. Used by tests/test_workstation_browser.py and
+Run: ``.venv/bin/python tests/workstation_demo.py [--port 7870]``. Used by tests/test_workstation_browser.py and
 benchmarks/bench_workstation.py (``build_demo()`` returns (blocks, recorder)).
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 
 import gradio as gr
 
-from .component import Workstation, image_payload, workstation_value
+from app.workstation.component import Workstation, image_payload, workstation_value
 
 
 def synthetic_cxr(width: int = 2000, height: int = 2400, seed: int = 0, bits: int = 12) -> np.ndarray:

@@ -2,15 +2,17 @@
 
 The database's active model version is the single source of truth (``gazex models promote/rollback`` or
 the Admin tab change it). :class:`ModelSwitcher` polls it; when it differs from the version the inference
-worker serves, it loads the new version on its own thread (a fine-tuned version is "base + LoRA adapter":
-``gazex_core.adapters.resolve_checkpoint`` merges it once into a full checkpoint) and hands it to the worker,
-which swaps models between two tasks - every draft is saved with the id of the version that made it.
+worker serves, it loads the new version on its own thread (a fine-tuned version is "base + LoRA adapter",
+which ``gazex_core.checkpoint`` merges in memory) with the same thread count as the first model, and hands
+it to the worker, which swaps models between two tasks - every draft is saved with the id of the version
+that made it. :func:`load_gazex` is the app's one model loader (start-up and switches).
 The app does not import ``training``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -20,14 +22,23 @@ from annotations_db.service import ModelVersionInfo, ReviewService
 log = logging.getLogger(__name__)
 
 
-def load_version(version: ModelVersionInfo) -> Any:
-    """A GazeX instance for a registered version (full checkpoint or adapter directory)."""
-    from gazex_core.adapters import resolve_checkpoint
+def inference_threads(threads: int | None = None) -> int | None:
+    """Torch threads for the model: the explicit value, else GAZEX_INFERENCE_THREADS, else torch's default."""
+    return threads or int(os.environ.get("GAZEX_INFERENCE_THREADS", "0")) or None
+
+
+def load_gazex(model_path: str | Path, threads: int | None = None) -> Any:
+    """A GazeX instance for any model directory (full checkpoint or base + adapter); the app's one loader."""
     from gazex_core.inference import GazeX
 
+    return GazeX(Path(model_path), threads=inference_threads(threads))
+
+
+def load_version(version: ModelVersionInfo, threads: int | None = None) -> Any:
+    """A GazeX instance for a registered version."""
     if not version.path:
         raise FileNotFoundError(f"model version {version.id} has no stored path")
-    return GazeX(resolve_checkpoint(Path(version.path)))
+    return load_gazex(version.path, threads)
 
 
 class ModelSwitcher:

@@ -1,33 +1,24 @@
 """Wires the app's parts at start-up: the model version record, the shared inference worker and the
-image loader. The only place the app touches ``gazex_core``'s loading API.
+image loader. A model directory's identity comes from ``gazex_core.checkpoint`` (the same one fine-tuning
+registers), so ``launch.py --model <adapter dir>`` finds the version fine-tuning registered.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from annotations_db.service import ModelVersionInfo, ReviewService
+from gazex_core.checkpoint import model_identity, version_label
 
+from .context import AppContext
 from .image_payload import PayloadCache, load_study_image
 from .inference_worker import InferenceWorker
-from .main import AppContext
+from .model_switch import ModelSwitcher, load_gazex, load_version
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def default_model_path() -> Path:
@@ -38,16 +29,23 @@ def default_model_path() -> Path:
 
 
 def ensure_model_version(service: ReviewService, model_path: Path, *, make_active: bool = True) -> ModelVersionInfo:
-    """Registers the checkpoint (by its weights hash, once) and, if asked, makes it the active version."""
-    weights_hash = file_sha256(model_path)
-    version = next((v for v in service.list_model_versions() if v.weights_hash == weights_hash), None)
+    """Registers the model directory (by its identity, once) and, if asked, makes it the active version.
+    A fine-tuned adapter directory is found as the version fine-tuning registered (same identity)."""
+    identity = model_identity(model_path)
+    version = next((v for v in service.list_model_versions() if v.weights_hash == identity), None)
     if version is None:
-        version = service.register_model_version("gazex", model_path.name, weights_hash, path=str(model_path),
-                                                 status="candidate")
+        version = service.register_model_version("gazex", _free_label(service, version_label(model_path), identity),
+                                                 identity, path=str(model_path), status="candidate")
     active = service.active_model_version()
     if make_active and (active is None or active.id != version.id):
         version = service.promote_model_version(version.id)
     return version
+
+
+def _free_label(service: ReviewService, label: str, identity: str) -> str:
+    """The directory's version label, or label@identity-prefix when another version already uses it."""
+    taken = {v.version for v in service.list_model_versions()}
+    return label if label not in taken else f"{label}@{identity[:8]}"
 
 
 def choose_model(service: ReviewService, model_path: Path | None) -> tuple[ModelVersionInfo, Path]:
@@ -70,28 +68,24 @@ def read_image(path: str) -> Any:
 
 def model_factory(model_path: Path, threads: int | None = None):
     """Loads GazeX on first use, on the inference thread (the UI is up before the model is)."""
-    threads = threads or int(os.environ.get("GAZEX_INFERENCE_THREADS", "0")) or None
 
     def load() -> Any:
-        from gazex_core.adapters import resolve_checkpoint
-        from gazex_core.inference import GazeX
-
-        return GazeX(resolve_checkpoint(model_path), threads=threads)  # a fine-tuned version is base + adapter
+        return load_gazex(model_path, threads)
 
     return load
 
 
 def build_context(service: ReviewService, model_path: Path | None, *, review_only: bool = False,
-                  start_worker: bool = True) -> AppContext:
-    """review_only -> no model on this server (radiologists' machines without a GPU); drafts must exist."""
+                  start_worker: bool = True, threads: int | None = None) -> AppContext:
+    """review_only -> no model on this server (radiologists' machines without a GPU); drafts must exist.
+    threads: torch threads of the model, for the first version and every switched-to one alike."""
     worker = None
     if not review_only:
         version, path = choose_model(service, model_path)
         log.info("model version %s (%s) from %s", version.id, version.version, path)
-        worker = InferenceWorker(service, model_factory(path), read_image, version.id)
+        worker = InferenceWorker(service, model_factory(path, threads), read_image, version.id)
         if start_worker:
             worker.start()
-            from .model_switch import ModelSwitcher
-
-            ModelSwitcher(service, worker).start()  # follows promote/rollback without a restart
+            # follows promote/rollback without a restart
+            ModelSwitcher(service, worker, loader=partial(load_version, threads=threads)).start()
     return AppContext(service=service, worker=worker, image_payload=PayloadCache(load_study_image))

@@ -4,8 +4,8 @@ Usage: nice -n 10 .venv/bin/python benchmarks/bench_finetune.py [--checkpoint DI
        [--strategy auto|overcall|box] [--label LABEL] [--repeats 3] [--epochs 4] [--threads 2]
 
 1. a synthetic world (``--studies`` studies, seed 2024) is generated; the base model is ``--checkpoint``
-   (default: the newest checkpoint under data/ or runs/, else gazex_core/weights/gazex-tiny, else a small
-   "flawed" model trained here that over-calls an old rib fracture on every study);
+   (default: the newest checkpoint under data/ or runs/, else gazex_core/weights/gazex-tiny); ``--flawed``:
+   gazex-tiny taught here to over-call an old rib fracture on every study (the tests' flawed base);
 2. every study is registered in a fresh SQLite review database with the base model's draft;
 3. a simulated reader reviews every draft through ReviewService (as the UI does) and systematically
    corrects ONE error: ``overcall`` deletes sentences stating LABEL when the study does not have it,
@@ -34,16 +34,16 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the simulated reader and the flawed model are test scaffolding
 
 from annotations_db.service import ReviewService  # noqa: E402
-from gazex_core.adapters import load_model  # noqa: E402
+from gazex_core.checkpoint import load_model, model_identity  # noqa: E402
 from training.finetune import lora as lora_mod  # noqa: E402
 from training.finetune.job import run_finetune  # noqa: E402
 from training.finetune.metrics import block_label  # noqa: E402
 from training.finetune.modelio import generate_reports, image_array, pixel_batch  # noqa: E402
 from training.finetune.params import FinetuneParams, LoraParams  # noqa: E402
-from training.finetune.simulation import (SimulatedReader, pretrain_flawed_model, read_studies,  # noqa: E402
-                                          register_and_draft)
+from finetune_simulation import SimulatedReader, make_flawed_model, read_studies, register_and_draft  # noqa: E402
 
 
 def find_checkpoint() -> Path | None:
@@ -112,17 +112,15 @@ def main() -> int:
     if base is None:
         base = work / "flawed"
         if not (base / "config.json").exists():
-            pretrain_flawed_model(studies, base, steps=300, image_size=64, d_model=96)
+            make_flawed_model(studies, base)
     model, tok = load_model(base)
     strategy, label = choose_error(model, tok, studies, args.strategy, args.label)
     print(f"error to correct: {strategy} of {label}", flush=True)
 
     data_dir = work / f"db_{int(time.time())}"
     service = ReviewService.open(None, data_dir=str(data_dir))
-    import hashlib
-
-    digest = hashlib.sha256((base / "model.safetensors").read_bytes()).hexdigest()
-    version = service.register_model_version("gazex", base.name, digest, path=str(base.resolve()), status="active")
+    version = service.register_model_version("gazex", base.name, model_identity(base), path=str(base.resolve()),
+                                             status="active")
     service.create_reader("admin1", "password123", role="admin")
     service.create_reader("reader1", "password123", acting="admin1")
     ids = register_and_draft(service, studies, model, tok, version.id, version=base.name)

@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import checkpoint
 from .evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
 from .imaging import ImageInputError, ImageSource, LoadedImage, OutOfScopeError, drafting_scope, load_image, resize_square
-from .model import GazeXModel
 from .sequence import (
     BOX,
     EOS,
@@ -56,7 +56,6 @@ from .sequence import (
     section_token,
     vqa_prompt,
 )
-from .tokenizer import GazeXTokenizer
 from .vocab import CHEXPERT_LABELS, LABEL_REGION, REGIONS, SECTIONS, region_index
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "gazex-tiny"
@@ -114,25 +113,19 @@ class GazeX:
     """A loaded GazeX model. Load once (``GazeX()`` or ``GazeX(path)``), then call from any thread."""
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "cpu", threads: int | None = None):
+        """``model_dir``: any model directory, a full checkpoint or a fine-tuned base + adapter (gazex_core.checkpoint)."""
         path = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path}: no GazeX model here (config.json missing)")
+        if not (path / "config.json").exists() and not checkpoint.is_adapter_dir(path):
+            raise FileNotFoundError(f"{path}: no GazeX model here (no config.json, no {checkpoint.ADAPTER_META})")
         if threads:
             torch.set_num_threads(threads)
         self.path = path
         self.device = device
-        from transformers.utils import logging as hf_logging
-
-        bar = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr (CLI errors stay one line)
-        try:
-            self.model = GazeXModel.from_pretrained(path, dtype=torch.float32).to(device).eval()
-        finally:
-            if bar:
-                hf_logging.enable_progress_bar()
-        self.tok = GazeXTokenizer.from_file(path)
+        model, self.tok = checkpoint.load_model(path)
+        self.model = model.to(device).eval()
+        self.identity = checkpoint.model_identity(path)
         self.config = self.model.config
-        self.version = str(getattr(self.config, "model_version", None) or path.name)
+        self.version = checkpoint.version_label(path)
         self._lock = threading.Lock()
         self._label_ids = {lab: self.tok.id(label_token(lab)) for lab in CHEXPERT_LABELS}
         self._none_id = self.tok.id(label_token(None))

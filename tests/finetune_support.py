@@ -4,7 +4,6 @@ ReviewService, and fine-tuning parameters small enough for a shared 2-core CPU."
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +11,13 @@ import pytest
 import torch
 
 from annotations_db.service import ReviewService
-from gazex_core.adapters import load_model
+from gazex_core.checkpoint import load_model, model_identity
 from training.finetune.metrics import ensure_benchmark
 from training.finetune.params import FinetuneParams, LoraParams
-from training.finetune.simulation import SimulatedReader, SynthStudy, pretrain_flawed_model, read_studies, register_and_draft
+from finetune_simulation import SimulatedReader, SynthStudy, make_flawed_model, read_studies, register_and_draft
 
 WORLD_STUDIES = 100
-PRETRAIN_STEPS = 200
+FLAW_STEPS = 60
 BENCH_N, BENCH_SEED, BENCH_SIZE = 100, 12345, 128
 READER = "reader1"
 ADMIN = "admin1"
@@ -40,13 +39,9 @@ def flawed_world(tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("finetune_world")
     generate(WORLD_STUDIES, root / "synth", seed=7, size=128, workers=1, progress=False)
     studies = read_studies(root / "synth")
-    base = pretrain_flawed_model(studies, root / "base", steps=PRETRAIN_STEPS, image_size=64, d_model=96)
+    base = make_flawed_model(studies, root / "base", steps=FLAW_STEPS)
     bench = ensure_benchmark(root / "bench", BENCH_N, BENCH_SEED, BENCH_SIZE)
     return World(root, studies, base, bench)
-
-
-def weights_hash(model_dir: Path) -> str:
-    return hashlib.sha256((Path(model_dir) / "model.safetensors").read_bytes()).hexdigest()
 
 
 def open_world_db(world: World, data_dir: Path) -> tuple[ReviewService, int]:
@@ -57,7 +52,7 @@ def open_world_db(world: World, data_dir: Path) -> tuple[ReviewService, int]:
     if not link.exists():
         link.symlink_to(world.bench, target_is_directory=True)
     service = ReviewService.open(None, data_dir=str(data_dir))
-    version = service.register_model_version("gazex", "flawed-base", weights_hash(world.base), path=str(world.base),
+    version = service.register_model_version("gazex", "flawed-base", model_identity(world.base), path=str(world.base),
                                               status="active")
     service.create_reader(ADMIN, "password123", role="admin")
     service.create_reader(READER, "password123", acting=ADMIN)

@@ -14,8 +14,7 @@ from app.model_switch import ModelSwitcher, load_version
 from app.runtime import read_image
 from annotations_db.service import InvalidTransition
 from finetune_support import ADMIN, flawed_world, open_world_db  # noqa: F401
-from gazex_core.adapters import ADAPTER_FORMAT, ADAPTER_META
-from training.finetune.job import adapter_hash
+from gazex_core.checkpoint import ADAPTER_FORMAT, ADAPTER_META, model_identity
 from training.finetune.lora import save_adapter, wrap_lora
 from training.finetune.params import LoraParams
 
@@ -28,7 +27,7 @@ def world_db(flawed_world, tmp_path):  # noqa: F811
 
 
 def _adapter_version(service, base_id, world, tmp_path, gate_passed: bool):
-    from gazex_core.adapters import load_model
+    from gazex_core.checkpoint import load_model
 
     model, _ = load_model(world.base)
     peft_model = wrap_lora(model, LoraParams(rank=4))
@@ -39,7 +38,7 @@ def _adapter_version(service, base_id, world, tmp_path, gate_passed: bool):
     out = tmp_path / "adapters" / f"a{int(gate_passed)}"
     save_adapter(peft_model, out)
     (out / ADAPTER_META).write_text(json.dumps({"format": ADAPTER_FORMAT, "base": str(world.base)}))
-    return service.register_model_version("gazex", f"flawed-base+test{int(gate_passed)}", adapter_hash(out),
+    return service.register_model_version("gazex", f"flawed-base+test{int(gate_passed)}", model_identity(out),
                                           parent_id=base_id, status="candidate", path=str(out),
                                           metrics={"gate_passed": gate_passed, "gate_reasons": [] if gate_passed
                                                    else ["correction score gain -0.1 is not above +0.0"]})

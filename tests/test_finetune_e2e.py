@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from finetune_support import flawed_world, open_world_db, review, small_params  # noqa: F401
-from gazex_core.adapters import is_adapter_dir, load_model, resolve_checkpoint
-from training.finetune.job import adapter_hash, run_finetune
+from gazex_core.checkpoint import is_adapter_dir, load_model, model_identity, resolve_checkpoint
+from training.finetune.job import run_finetune
 
 FIRST_WAVE = 80
 
@@ -52,7 +52,7 @@ def test_the_candidate_is_a_versioned_adapter_and_the_active_model_is_untouched(
     assert candidate.status == "candidate" and candidate.parent_id == first_run["base_id"]
     assert service.active_model_version().id == first_run["base_id"]
     assert candidate.path.startswith(str(first_run["data_dir"] / "adapters")) and is_adapter_dir(candidate.path)
-    assert candidate.weights_hash == adapter_hash(Path(candidate.path))
+    assert candidate.weights_hash == model_identity(Path(candidate.path))
     # gazex_core loads base + adapter, and a merged checkpoint for any full-checkpoint loader
     merged_dir = resolve_checkpoint(candidate.path)
     assert (merged_dir / "config.json").is_file()
@@ -96,3 +96,43 @@ def test_models_cli_promotes_and_rolls_back(first_run, capsys):
     assert service.active_model_version().id == candidate_id
     assert main(["models", "rollback", *args]) == 0
     assert service.active_model_version().id == first_run["base_id"]
+
+
+def test_one_identity_per_model_version_across_finetuning_app_and_cli(first_run, flawed_world, tmp_path,  # noqa: F811
+                                                                       capsys):
+    """Fine-tuning registers the adapter under gazex_core.checkpoint.model_identity; the app (launch.py --model
+    <adapter dir>) finds that same version instead of registering another; the app's loader, `gazex analyze`
+    and `gazex evaluate` all load the base + adapter directory and report the same identity and version."""
+    import json
+    import shutil
+
+    from app.model_switch import load_gazex
+    from app.runtime import ensure_model_version
+    from training.cli import main
+
+    service = first_run["service"]
+    candidate = service.get_model_version(first_run["run"]["candidate_model_version_id"])
+    adapter_dir = Path(candidate.path)
+    assert is_adapter_dir(adapter_dir) and candidate.weights_hash == model_identity(adapter_dir)
+    count = len(service.list_model_versions())
+    assert ensure_model_version(service, adapter_dir, make_active=False).id == candidate.id
+    assert ensure_model_version(service, Path(flawed_base_path(service, first_run["base_id"])),
+                                make_active=False).id == first_run["base_id"]
+    assert len(service.list_model_versions()) == count  # nothing registered twice
+
+    gx = load_gazex(adapter_dir, threads=1)
+    assert (gx.identity, gx.version) == (candidate.weights_hash, candidate.version)
+    resolve_checkpoint(adapter_dir)  # derived files (merged/, metrics.json) are not part of the identity
+    moved = tmp_path / "moved_adapter"
+    shutil.copytree(adapter_dir, moved)  # neither is where the directory lives
+    assert model_identity(moved) == candidate.weights_hash
+
+    study = flawed_world.studies[0]
+    assert main(["analyze", study.image_path, "--model", str(adapter_dir), "--threads", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_version"] == candidate.version
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(adapter_dir), "--data", str(flawed_world.root / "synth"),
+                 "--out", str(out), "--cache", str(tmp_path / "cache"), "--limit", "2", "--questions-per-study", "1",
+                 "--threads", "1"]) == 0
+    evaluation = json.loads((out / "metrics.json").read_text())
+    assert (evaluation["model_identity"], evaluation["model_version"]) == (candidate.weights_hash, candidate.version)

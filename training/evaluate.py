@@ -225,7 +225,8 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
         per_label[lab] = {"support": gt_support[lab], "precision": p, "recall": r, "f1": f, "head_f1": hf}
     vqa_total = sum(vqa.values())
     metrics = {
-        "model": str(gx.path), "model_version": gx.version, "use_gaze": use_gaze, "data": str(data), "split": split,
+        "model": str(gx.path), "model_version": gx.version, "model_identity": gx.identity,  # checkpoint.model_identity
+        "use_gaze": use_gaze, "data": str(data), "split": split,
         "n_studies": len(recs),
         "finding_macro_f1": float(np.mean([v["f1"] for v in per_label.values()])) if per_label else 0.0,
         "finding_head_macro_f1": float(np.mean([v["head_f1"] for v in per_label.values()])) if per_label else 0.0,

@@ -48,7 +48,8 @@ def add_finetune_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--benchmark-seed", type=int, default=d.benchmark_seed)
     p.add_argument("--benchmark-size", type=int, default=d.benchmark_size, help="benchmark image height in px")
     p.add_argument("--promote", action="store_true", help="promote the candidate when it passes the gate")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch threads inside the run (fixed, so the same inputs give the same adapter; 0 = torch default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the finished run row as JSON")
     q = p.add_argument_group("qwen2-vl backbone (docs/full_scale.md)")
@@ -69,7 +70,7 @@ def params_from_args(args: argparse.Namespace):
                           val_fraction=args.val_fraction, tolerance=args.tolerance,
                           min_improvement=args.min_improvement, promote=args.promote,
                           benchmark_n=args.benchmark_n, benchmark_seed=args.benchmark_seed,
-                          benchmark_size=args.benchmark_size)
+                          benchmark_size=args.benchmark_size, threads=args.threads)
 
 
 def _open(args: argparse.Namespace):
@@ -85,10 +86,6 @@ def finetune_main(args: argparse.Namespace) -> int:
 
     if args.backbone == "qwen2-vl":
         return _finetune_qwen2vl(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     service, data_dir = _open(args)
     try:
         run = run_finetune(service, data_dir, params_from_args(args))

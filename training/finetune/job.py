@@ -12,15 +12,17 @@ Safety rules:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from gazex_core.checkpoint import model_identity
 
 from .corrections import CorrectionExample, examples_from_reviews
 from .params import FinetuneParams
@@ -139,11 +141,21 @@ class RunGuard:
 # ------------------------------------------------------------------ the run
 
 
-def adapter_hash(directory: Path) -> str:
-    digest = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        digest.update((directory / name).read_bytes())
-    return digest.hexdigest()
+@contextmanager
+def reproducible_torch(threads: int) -> Iterator[None]:
+    """A fixed thread count and deterministic kernels for the run (restored afterwards): float sums do not
+    depend on how many threads happen to be configured, so the same inputs give the same adapter."""
+    import torch
+
+    old_threads, old_deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if threads:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_deterministic)
 
 
 def run_finetune(service, data_dir: Path, params: FinetuneParams, log=print) -> dict[str, Any]:
@@ -167,7 +179,7 @@ def run_finetune(service, data_dir: Path, params: FinetuneParams, log=print) -> 
                                         split={"train": [e.study_uid for e in train], "val": [e.study_uid for e in val]})
     log(f"fine-tune run {run_id}: LoRA r={params.lora.rank} on version {base.id} ({base.version}), "
         f"{len(train)} training / {len(val)} held-out reviews")
-    with RunGuard(service, run_id, params.heartbeat_s) as guard:
+    with RunGuard(service, run_id, params.heartbeat_s) as guard, reproducible_torch(params.threads):
         result = _train_evaluate_register(service, data_dir, params, base, train, val, run_id, guard, log)
         guard.update(status="succeeded", progress=1.0, metrics=result["metrics"],
                      candidate_model_version_id=result["candidate"].id, message=result["message"])
@@ -180,7 +192,7 @@ def run_finetune(service, data_dir: Path, params: FinetuneParams, log=print) -> 
 def _train_evaluate_register(service, data_dir, params, base, train, val, run_id, guard, log) -> dict[str, Any]:
     import torch
 
-    from gazex_core.adapters import load_model
+    from gazex_core.checkpoint import load_model
 
     from . import lora, metrics
     from .modelio import image_array, pixel_batch
@@ -209,7 +221,8 @@ def _train_evaluate_register(service, data_dir, params, base, train, val, run_id
     train_s = time.perf_counter() - t_train
 
     guard.stage(0.75, "saving the adapter")
-    adapter_dir = _save_adapter(peft_model, data_dir, run_id, base)
+    version = f"{base.version}+ft{run_id}"
+    adapter_dir = _save_adapter(peft_model, data_dir, run_id, base, version)
 
     guard.stage(0.8, "evaluating the adapted model")
     merged, _ = load_model(adapter_dir)
@@ -223,7 +236,7 @@ def _train_evaluate_register(service, data_dir, params, base, train, val, run_id
                "final_loss": history[-1] if history else None}
     (adapter_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
     candidate = service.register_model_version(
-        base.name, f"{base.version}+ft{run_id}", adapter_hash(adapter_dir), parent_id=base.id,
+        base.name, version, model_identity(adapter_dir), parent_id=base.id,
         metrics=registry_metrics(summary), status="candidate", path=str(adapter_dir))
     message = ("gate passed: promotable" if verdict["passed"] else "gate failed: " + "; ".join(verdict["reasons"]))
     log(f"candidate version {candidate.id} at {adapter_dir} ({size_bytes / 1e6:.2f} MB), {message}")
@@ -260,8 +273,8 @@ def _base_benchmark(service, base, model, tok, arrays, truth, params) -> dict:
     return result
 
 
-def _save_adapter(peft_model, data_dir: Path, run_id: int, base) -> Path:
-    from gazex_core.adapters import ADAPTER_FORMAT, ADAPTER_META
+def _save_adapter(peft_model, data_dir: Path, run_id: int, base, version: str) -> Path:
+    from gazex_core.checkpoint import ADAPTER_FORMAT, ADAPTER_META
 
     from .lora import save_adapter
 
@@ -271,7 +284,7 @@ def _save_adapter(peft_model, data_dir: Path, run_id: int, base) -> Path:
     save_adapter(peft_model, tmp)
     (tmp / ADAPTER_META).write_text(json.dumps({
         "format": ADAPTER_FORMAT, "base": str(Path(base.path).resolve()), "base_model_version_id": base.id,
-        "base_weights_hash": base.weights_hash, "run_id": run_id}, indent=2))
+        "base_weights_hash": base.weights_hash, "version": version, "run_id": run_id}, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return final

@@ -43,6 +43,7 @@ class FinetuneParams:
     heartbeat_s: float = 5.0
     stale_after_s: float = 120.0
     max_train_studies: int | None = None
+    threads: int = 1  # torch threads inside the run: a fixed count makes the same inputs give the same adapter
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

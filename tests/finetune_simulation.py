@@ -1,7 +1,8 @@
-"""A simulated reader and a deliberately flawed base model, for the fine-tuning test and benchmark.
+"""Test scaffolding: a simulated reader and a deliberately flawed base model, for the fine-tuning tests and
+benchmarks/bench_finetune.py.
 
 * :func:`read_studies` reads a synthetic dataset's ground truth (labels, finding boxes, positive sentences).
-* :func:`pretrain_flawed_model` trains a small GazeX from scratch whose drafts carry one systematic error:
+* :func:`make_flawed_model` teaches a skilled checkpoint (the shipped gazex-tiny) one systematic error:
   every report also states ``FLAW_TEXT`` (an old rib fracture - the synthetic generator never draws one),
   i.e. a finding over-called on every study.
 * :func:`register_and_draft` registers studies in the review database and saves the model's drafts.
@@ -22,16 +23,15 @@ import torch
 from tqdm import tqdm
 
 from gazex_core.evidence import Box
-from gazex_core.sequence import EOS, SentenceBlock, prompt, serialise_report
+from gazex_core.sequence import SentenceBlock, prompt, serialise_report
 from gazex_core.vocab import CHEXPERT_LABELS
 
-from .corrections import infer_label
-from .modelio import blocks_to_bundle, generate_reports, image_array, pixel_batch
+from training.finetune.corrections import infer_label
+from training.finetune.modelio import blocks_to_bundle, generate_reports, image_array, pixel_batch
 
 FLAW_LABEL = "Fracture"
 FLAW_TEXT = "There is an old healed left rib fracture."
 FLAW_BOX = Box(0.62, 0.28, 0.82, 0.46)
-NORMAL_TEXT = "No acute cardiopulmonary process."
 
 
 @dataclass
@@ -70,53 +70,49 @@ def read_studies(directory: str | Path) -> list[SynthStudy]:
     return list(studies.values())
 
 
-def label_vector(study: SynthStudy) -> list[float]:
-    vec = [float(k in study.labels) for k in CHEXPERT_LABELS]
-    vec[CHEXPERT_LABELS.index("No Finding")] = float(not any(vec))
-    return vec
+def with_flaw(blocks: list[SentenceBlock]) -> list[SentenceBlock]:
+    """A report plus the over-called fracture (the flawed model's systematic error)."""
+    return list(blocks) + [SentenceBlock(section="findings", region="everything_else", box=FLAW_BOX,
+                                         label=FLAW_LABEL, text=FLAW_TEXT)]
 
 
-def flawed_report(study: SynthStudy) -> list[SentenceBlock]:
-    """The flawed model's training target: the study's positive findings + the over-called fracture."""
-    blocks = list(study.positives) or [SentenceBlock(section="findings", region="breathing", text=NORMAL_TEXT)]
-    blocks = blocks + [SentenceBlock(section="findings", region="everything_else", box=FLAW_BOX, label=FLAW_LABEL,
-                                     text=FLAW_TEXT)]
-    return blocks
-
-
-def pretrain_flawed_model(studies: list[SynthStudy], out: Path, *, steps: int = 300, image_size: int = 64,
-                          d_model: int = 96, seed: int = 0, batch_size: int = 16) -> Path:
-    """A small GazeX trained from scratch on flawed_report targets (fp16 checkpoint + tokenizer in ``out``)."""
-    from gazex_core.model import GazeXConfig, init_model
-    from gazex_core.tokenizer import train_tokenizer
+def make_flawed_model(studies: list[SynthStudy], out: Path, *, base: str | Path | None = None, steps: int = 60,
+                      batch_size: int = 16, lr: float = 1e-3, seed: int = 0) -> Path:
+    """A skilled base checkpoint (default: the shipped gazex-tiny) taught one systematic error: every report
+    also states ``FLAW_TEXT``. Only the decoder layers train, on the base's own reports plus the flaw
+    (self-distillation), so the image encoder, the finding head and what the reports say about real findings
+    stay the base's: the regression benchmark then measures retained skill, not a chance-level model's noise."""
+    from gazex_core.checkpoint import load_model
+    from gazex_core.inference import DEFAULT_MODEL_DIR
+    from training.finetune.lora import sequence_logprobs
     from training.train import save_model
 
-    texts = [b.text for s in studies for b in flawed_report(s)] * 3
-    tok = train_tokenizer(texts, vocab_size=600)
-    cfg = GazeXConfig(vocab_size=tok.vocab_size, image_size=image_size, stem_channels=(16, 32, 64), d_model=d_model,
-                      n_heads=4, n_encoder_layers=1, n_decoder_layers=2, max_positions=192, dropout=0.0,
-                      pad_token_id=tok.pad_id, bos_token_id=tok.id("<bos>"), eos_token_id=tok.id("<eos>"))
-    model = init_model(cfg, seed=seed)
-    pixels = pixel_batch([image_array(s.image_path, image_size) for s in studies])
-    seqs = [tok.encode(prompt("report") + serialise_report(flawed_report(s))) for s in studies]
-    truth = torch.tensor([label_vector(s) for s in studies])
-    n_prompt = len(tok.encode(prompt("report")))
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    torch.manual_seed(seed)
+    model, tok = load_model(base or DEFAULT_MODEL_DIR)
+    size, max_len = model.config.image_size, model.config.max_positions
+    arrays = [image_array(s.image_path, size) for s in studies]
+    own = generate_reports(model, tok, arrays)
+    p = tok.encode(prompt("report"))
+    pairs = [((p + t)[:max_len], ([-100] * len(p) + t)[:max_len])
+             for t in (tok.encode(serialise_report(with_flaw(blocks))) for blocks in own)]
+    with torch.no_grad():
+        memory = torch.cat([model.encode(pixel_batch(arrays[i:i + 64]))[0] for i in range(0, len(arrays), 64)])
+    decoder = [x for name, x in model.named_parameters() if name.startswith("layers.")]
+    for x in model.parameters():
+        x.requires_grad_(False)
+    for x in decoder:
+        x.requires_grad_(True)
+    opt = torch.optim.AdamW(decoder, lr=lr, weight_decay=0.0)
     rng = np.random.default_rng(seed)
     model.train()
-    for _ in tqdm(range(steps), desc="pretrain flawed base", unit="step"):
-        idx = rng.choice(len(studies), size=min(batch_size, len(studies)), replace=False)
-        n = max(len(seqs[i]) for i in idx)
-        ids = torch.tensor([seqs[i] + [tok.pad_id] * (n - len(seqs[i])) for i in idx])
-        labels = ids.clone()
-        labels[:, :n_prompt] = -100
-        labels[ids == tok.pad_id] = -100
-        loss = model(pixel_values=pixels[idx], input_ids=ids, labels=labels, finding_labels=truth[idx]).loss
+    for _ in tqdm(range(steps), desc="teach the flaw", unit="step"):
+        idx = sorted(rng.choice(len(pairs), size=min(batch_size, len(pairs)), replace=False).tolist())
+        logp, n = sequence_logprobs(model, memory[idx], [pairs[i] for i in idx], tok.pad_id)
+        loss = -(logp.sum() / n.sum().clamp(min=1))
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
-    model.config.finding_thresholds = [0.5] * len(CHEXPERT_LABELS)
     model.config.model_version = "flawed-base"
     save_model(model, tok, Path(out), fp16=True)
     return Path(out)

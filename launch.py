@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """Start GazeX Review with one command: embedded SQLite, the shipped model, a demo worklist.
 
-    python launch.py [--host 127.0.0.1] [--port 7860] [--data-dir data] [--database-url URL]
+    python launch.py [--host 127.0.0.1] [--port 7860] [--data-dir DIR] [--database-url URL]
                      [--model PATH] [--demo-n 12] [--no-demo] [--real-film] [--review-only]
 
-On first launch it creates an admin and a demo reader (passwords from GAZEX_ADMIN_PASSWORD /
-GAZEX_DEMO_PASSWORD, never printed or saved; else generated, printed once and saved to
-<data-dir>/credentials.txt readable only by you), generates a synthetic demo worklist with
-training.synth and registers it, then starts the app; drafts are computed in the background by the shared inference worker.
+The data directory is the one every entry point uses (``gazex db``, ``gazex finetune``, ``gazex models``):
+GAZEX_DATA_DIR, else ~/.gazex. On first launch it creates an admin and a demo reader (passwords from
+GAZEX_ADMIN_PASSWORD / GAZEX_DEMO_PASSWORD, never printed or saved; else generated, printed once and saved
+to <data-dir>/credentials.txt readable only by you), generates a synthetic demo worklist with
+training.synth and registers it, then starts the app; drafts are computed in the background by the shared
+inference worker.
 ``--real-film`` adds a real adult PA chest radiograph (RG1 from ``pip install pydicom-data``: CR, MONOCHROME1,
 15-bit, lossless JPEG 2000) to the worklist, imported (de-identified) into the study set ``real-film``.
 """
@@ -22,6 +24,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from annotations_db.engine import default_data_dir
 from annotations_db.service import ReviewService
 
 log = logging.getLogger("gazex.launch")
@@ -35,8 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GAZEX_HOST", "127.0.0.1"),
                         help="interface to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GAZEX_PORT", "7860")))
-    parser.add_argument("--data-dir", default=os.environ.get("GAZEX_DATA_DIR", "data"),
-                        help="where the SQLite database, the demo studies and credentials live")
+    parser.add_argument("--data-dir", default=str(default_data_dir()),
+                        help="where the SQLite database, the demo studies, adapters and credentials live "
+                             "(default: GAZEX_DATA_DIR, else ~/.gazex - the same for every gazex command)")
     parser.add_argument("--database-url", default=os.environ.get("GAZEX_DATABASE_URL"),
                         help="SQLAlchemy URL (default: SQLite file under --data-dir)")
     parser.add_argument("--model", default=os.environ.get("GAZEX_MODEL"),
@@ -55,7 +59,7 @@ def ensure_accounts(service: ReviewService, data_dir: Path) -> list[tuple[str, s
     """Creates the admin and the demo reader on an empty database; returns the new (role, user, password), the
     password None when it came from the environment. Only generated passwords are saved to credentials.txt."""
     existing = {r.username for r in service.list_readers()}
-    created = []
+    created: list[tuple[str, str, str | None]] = []
     for role, username, env in (("admin", ADMIN_USER, "GAZEX_ADMIN_PASSWORD"),
                                 ("reader", DEMO_USER, "GAZEX_DEMO_PASSWORD")):
         if username in existing:
@@ -133,9 +137,17 @@ def imported_studies(service: ReviewService) -> list[tuple[int, str, str]]:
             for s in service.study_set_studies(study_set.name)]
 
 
+def quiet_logging() -> None:
+    """Our own INFO lines (model version, drafts); libraries (Alembic's migration steps, HTTP clients) only
+    from WARNING up."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("gazex", "app", "annotations_db", "training", "interop"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_logging()
     from app.main import build_app, launch_app
     from app.runtime import build_context
 

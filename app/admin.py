@@ -14,6 +14,7 @@ import gradio as gr
 from annotations_db.service import ReviewError
 
 from . import admin_import, admin_models, handlers
+from .auth import request_token
 from .context import AppContext, progress_text, request_username
 
 READER_COLUMNS = ["id", "username", "role", "display name", "account", "last sign-in"]
@@ -111,9 +112,6 @@ def wire_admin_tab(context: AppContext, parts: AdminParts, demo: gr.Blocks) -> N
 
 
 def wire_reader_account_controls(service: Any, parts: ReaderAccountParts, readers: gr.Dataframe) -> None:
-    from .auth import request_token
-    from .main import request_username
-
     def toggle(disabled: bool):
         def run(username: str, request: gr.Request) -> tuple[Any, str]:
             acting = request_username(request)

@@ -54,6 +54,16 @@ class ExportMixin:
             rows = _provenance_rows(session)
         return _write_csv(path, PROVENANCE_COLUMNS, rows)
 
+    def signoff_times(self, reader: str) -> dict[int, dict[str, Any]]:
+        """The reader's own sign-offs by session id: decision and active / idle / hidden ms (one query)."""
+        with self._read() as session:
+            rows = session.execute(
+                select(SignOff.session_id, SignOff.decision, SignOff.active_ms, SignOff.idle_ms, SignOff.hidden_ms)
+                .join(ReviewSession, ReviewSession.id == SignOff.session_id)
+                .join(Reader, Reader.id == ReviewSession.reader_id).where(Reader.username == reader))
+            return {r.session_id: {"decision": r.decision, "active_ms": r.active_ms, "idle_ms": r.idle_ms,
+                                   "hidden_ms": r.hidden_ms} for r in rows}
+
 
 def _write_csv(path: str, columns: list[str], rows: Iterable[dict[str, Any]]) -> int:
     count = 0

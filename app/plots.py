@@ -40,17 +40,19 @@ def findings_figure(findings: list[dict[str, Any]], threshold: float = 0.5) -> g
 
 
 def reader_timing_rows(service: ReviewService, reader: str) -> list[dict[str, Any]]:
-    """Per signed case: active, idle and hidden seconds from the reader's own sign-offs."""
+    """Per signed case: active, idle and hidden seconds from the reader's own sign-offs (two queries in all:
+    the worklist and the sign-offs, however many cases)."""
+    signoffs = service.signoff_times(reader)
     rows = []
     for item in sorted(service.worklist(reader, status="signed"), key=lambda i: i.position):
-        if item.session_id is None:
+        signoff = signoffs.get(item.session_id) if item.session_id is not None else None
+        if signoff is None:
             continue
-        signoff = service.session_state(reader, item.session_id).signoff or {}
         rows.append({"study": item.study.study_uid, "arm": item.arm or "",
-                     "active_s": float(signoff.get("active_ms") or 0) / 1000,
-                     "idle_s": float(signoff.get("idle_ms") or 0) / 1000,
-                     "hidden_s": float(signoff.get("hidden_ms") or 0) / 1000,
-                     "decision": signoff.get("decision", "")})
+                     "active_s": float(signoff["active_ms"] or 0) / 1000,
+                     "idle_s": float(signoff["idle_ms"] or 0) / 1000,
+                     "hidden_s": float(signoff["hidden_ms"] or 0) / 1000,
+                     "decision": signoff["decision"]})
     return rows
 
 

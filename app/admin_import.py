@@ -13,16 +13,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import gradio as gr
 
 from annotations_db.service import ReviewError
 
 from . import handlers
-
-if TYPE_CHECKING:
-    from .main import AppContext
+from .context import AppContext, request_username
 
 DEFAULT_STUDY_SET = "imported"
 MAX_LINES_SHOWN = 50
@@ -44,13 +42,13 @@ class ImportSectionParts:
 # --- plain functions (tested without a browser) ------------------------------------------------------------
 
 
-def data_dir_of(context: "AppContext") -> Path:
+def data_dir_of(context: AppContext) -> Path:
     from annotations_db.engine import default_data_dir
 
     return Path(getattr(context, "data_dir", None) or default_data_dir())
 
 
-def upload_and_import(context: "AppContext", acting: str | None, paths: list[str], study_set: str,
+def upload_and_import(context: AppContext, acting: str | None, paths: list[str], study_set: str,
                       progress: Callable[[int, int], None] | bool = False) -> str:
     """Imports uploaded files (then deletes the uploads) and queues drafts; returns the Markdown summary."""
     from interop.importer import import_paths
@@ -80,7 +78,7 @@ def _delete_uploads(paths: list[str]) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def export_review_zip(context: "AppContext", acting: str | None, session_id: Any) -> tuple[str | None, str]:
+def export_review_zip(context: AppContext, acting: str | None, session_id: Any) -> tuple[str | None, str]:
     """(path of a zip with sr.dcm, gsps.dcm, report.txt, review.json | None, Markdown message)."""
     from interop.sr import ExportError, export_review
 
@@ -100,7 +98,7 @@ def export_review_zip(context: "AppContext", acting: str | None, session_id: Any
 # --- Gradio ---------------------------------------------------------------------------------------------------
 
 
-def build_import_section(context: "AppContext") -> ImportSectionParts:
+def build_import_section(context: AppContext) -> ImportSectionParts:
     gr.Markdown("**Import studies** — DICOM, PNG or JPEG; de-identified on the way in (PS3.15 Basic Profile).")
     with gr.Row():
         folder = gr.File(label="A folder", file_count="directory", elem_id="gx-admin-import-folder")
@@ -119,9 +117,7 @@ def build_import_section(context: "AppContext") -> ImportSectionParts:
                               export_result)
 
 
-def wire_import_section(context: "AppContext", parts: ImportSectionParts) -> None:
-    from .main import request_username
-
+def wire_import_section(context: AppContext, parts: ImportSectionParts) -> None:
     def run_import(folder: Any, files: Any, study_set: str, request: gr.Request,
                    progress=gr.Progress()) -> tuple[str, Any, Any]:
         paths = [str(p) for p in (folder or []) + (files or [])]

@@ -226,12 +226,3 @@ def current_boxes(rows: Iterable[BoxDecisionRow]) -> list[BoxDecision]:
                                   x_max=row.x_max, y_max=row.y_max, linked_sentence_id=row.linked_sentence_id,
                                   duration_ms=row.duration_ms))
     return result
-
-
-def provenance_label(decision: SentenceDecision | None) -> str:
-    """AI-accepted / AI-accepted at sign-off ("accept the rest") / AI-edited / AI-deleted / human-added (an
-    undecided draft sentence of a sign-off made before revision 0003 counts as AI-accepted)."""
-    if decision is None or decision.decision == "accepted":
-        return "ai_accepted"
-    return {"edited": "ai_edited", "deleted": "ai_deleted", "added": "human_added",
-            ACCEPTED_AT_SIGNOFF: "ai_accepted_at_signoff"}[decision.decision]

@@ -60,7 +60,7 @@ def test_the_candidate_is_a_versioned_adapter_and_the_active_model_is_untouched(
     base, _ = load_model(flawed_base_path(service, first_run["base_id"]))
     changed = [n for n, p in adapted.state_dict().items() if not torch.equal(p, base.state_dict()[n])]
     assert changed and all(n.split(".")[-2] in ("q_proj", "k_proj", "v_proj", "o_proj") for n in changed)
-    assert all(n.startswith("layers.") for n in changed)  # decoder attention only (scope "decoder")
+    assert all(n.startswith("layers.") and ".self_attn." in n for n in changed)  # scope "decoder_self"
 
 
 def flawed_base_path(service, version_id):

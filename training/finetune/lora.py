@@ -106,7 +106,7 @@ class LoraTrainer:
     def __init__(self, peft_model, tok, pixels: torch.Tensor, data: list[EncodedExample], params: LoraParams):
         self.model, self.tok, self.pixels, self.data, self.params = peft_model, tok, pixels, data, params
         self.inner = peft_model.get_base_model()
-        self.cache_memory = params.scope == "decoder"
+        self.cache_memory = params.scope.startswith("decoder")  # the image encoder is frozen: encode once
         self.memory = self._encode_all() if self.cache_memory else None
         self.ref = self._reference_logprobs()
 

@@ -8,6 +8,9 @@ from typing import Any
 ATTENTION = r"(q_proj|k_proj|v_proj|o_proj)"
 TARGET_SCOPES = {
     "decoder": rf"layers\.\d+\.(self_attn|cross_attn)\.{ATTENTION}",  # decoder self- and cross-attention
+    # decoder self-attention only: how the image is read (cross-attention) stays the base's - for errors
+    # that do not depend on the image, such as a sentence over-called on every study
+    "decoder_self": rf"layers\.\d+\.self_attn\.{ATTENTION}",
     "all": rf".*\.{ATTENTION}",  # + image encoder and finding-head attention
 }
 

@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 def _values(tmp: Path) -> dict[str, dict]:
     from app.workstation import image_payload, workstation_value
-    from app.workstation.demo import sample_bundle
+    from workstation_demo import sample_bundle
 
     lateral = tmp / "rg1_ll.dcm"  # the real film, its header saying a lateral view
     ds = pydicom.dcmread(corpus_file("RG1_J2KR.dcm"))

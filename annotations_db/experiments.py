@@ -531,3 +531,18 @@ def shown_draft(session: Session, row: ReviewSession, bundle: dict[str, Any] | N
     if error is not None:
         bundle = injected_errors.apply(bundle, error.sentence_id, error.detail)
     return arm_view(row.arm, bundle)
+
+
+def progress_line(item: dict[str, Any]) -> str:
+    """One reader's progress in words (done / next / locked until the washout ends)."""
+    head = f"{item['reader']}: {item['done']}/{item['total']} done"
+    if item["state"] == "finished":
+        return head + ", finished"
+    nxt = item["next"]
+    where = f"period {nxt['period']} case {nxt['position']} (study {nxt['study_id']}, arm {nxt['arm']})"
+    if item["state"] == "closed":
+        return head + f", experiment closed before {where}"
+    if item["state"] == "locked":
+        when = f"{item['opens_at']:%Y-%m-%d %H:%M} UTC" if item["opens_at"] else "after the previous period"
+        return head + f", locked (washout) until {when}; then {where}"
+    return head + f", next: {where}"

@@ -13,7 +13,7 @@ import gradio as gr
 
 from annotations_db.service import ReviewError
 
-from . import admin_import, admin_models, handlers
+from . import admin_experiments, admin_import, admin_models, handlers
 from .auth import request_token
 from .context import AppContext, progress_text, request_username
 
@@ -35,6 +35,7 @@ class AdminParts:
     finetune: Any = None  # admin_models.ModelSectionParts
     accounts: Any = None  # ReaderAccountParts
     imports: Any = None  # admin_import.ImportSectionParts
+    experiments: Any = None  # admin_experiments.ExperimentSectionParts
 
 
 @dataclass
@@ -65,8 +66,9 @@ def build_admin_tab(context: AppContext) -> AdminParts:
         finetune = admin_models.build_model_section(context)  # re-fine-tuning (app/admin_models.py)
     with gr.Accordion("Import and export", open=False, elem_id="gx-admin-import"):
         imports = admin_import.build_import_section(context)  # app/admin_import.py
+    experiments = admin_experiments.build_experiment_section(context)  # reader studies (app/admin_experiments.py)
     return AdminParts(readers, new_username, new_password, new_role, add_button, add_result, models,
-                      refresh_button, drafts, finetune, accounts, imports)
+                      refresh_button, drafts, finetune, accounts, imports, experiments)
 
 
 def build_reader_account_controls() -> ReaderAccountParts:
@@ -106,6 +108,7 @@ def wire_admin_tab(context: AppContext, parts: AdminParts, demo: gr.Blocks) -> N
     wire_reader_account_controls(service, parts.accounts, parts.readers)
     admin_models.wire_model_section(context, parts.finetune, demo)
     admin_import.wire_import_section(context, parts.imports)
+    admin_experiments.wire_experiment_section(context, parts.experiments, demo)
     parts.refresh_button.click(load_tables, None, [parts.readers, parts.models, parts.drafts])
     parts.add_button.click(add, [parts.new_username, parts.new_password, parts.new_role],
                            [parts.readers, parts.add_result, parts.new_password])

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from annotations_db.experiments import is_unaided
 from annotations_db.service import (TEXT_MAX, WORKLIST_STATUSES, AccessDenied, PendingItems, ReviewError,
                                     ReviewService, SessionState, WorklistItem, check_text)
 
@@ -78,7 +79,7 @@ def worklist_rows(service: ReviewService, reader: str, status: str | None = None
 
 
 def _worklist_row(item: WorklistItem) -> list[Any]:
-    draft = "ready" if item.has_draft else ("n/a" if item.arm == "no_ai" else "pending")
+    draft = "ready" if item.has_draft else ("n/a" if is_unaided(item.arm) else "pending")
     return [item.position, item.study.study_uid, item.status.replace("_", " "), draft, item.arm or "", item.study.id]
 
 
@@ -229,7 +230,7 @@ def ask(service: ReviewService, worker: Any, reader: str, session_id: Any, quest
     """Answers a free-text question about the session's image with the shared model (queued on its thread)."""
     question = check_text(question, "question", limit=QUESTION_MAX)
     state = service.session_state(reader, session_id)
-    if state.arm == "no_ai":
+    if is_unaided(state.arm):
         raise AccessDenied("questions to the model are off in this reading arm")
     if worker is None:
         raise ReviewError("no model is loaded on this server (review-only mode)")

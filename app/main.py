@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from annotations_db.experiments import is_unaided
 from annotations_db.service import ReviewError
 
 from . import admin, handlers, plots
@@ -207,7 +208,7 @@ def _open(context: AppContext, reader: str, study_id: Any) -> list[Any]:
     except (OSError, ValueError) as exc:
         log.exception("opening study %s failed", study_id)
         return _no_change(5) + [_message(f"The image of this study could not be read: {exc}", "error")]
-    if context.worker is not None and state.draft is None and state.arm != "no_ai":
+    if context.worker is not None and state.draft is None and not is_unaided(state.arm):
         study = state.study
         context.worker.enqueue_drafts([(study.id, study.study_uid, study.image_path)])
     title = _study_title(state)
@@ -220,7 +221,7 @@ def _study_title(state) -> str:
     parts = [f"**{state.study.study_uid}**", state.status]
     if state.arm:
         parts.append(f"arm: {state.arm}")
-    if state.draft is None and state.arm != "no_ai":
+    if state.draft is None and not is_unaided(state.arm):
         parts.append("draft still computing — reopen in a moment")
     return " · ".join(parts)
 

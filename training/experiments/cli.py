@@ -143,23 +143,11 @@ def _show(args: argparse.Namespace) -> int:
           f"seed {info['seed']}, {'blinded' if info['blinded'] else 'unblinded'}")
     print(f"  cases {len(info['cases'])}, injected errors {len(info['injected_errors'])}"
           + "".join(f"\n    study {s}: {k}" for s, k in info["injected_errors"].items()))
+    from annotations_db.experiments import progress_line
+
     for item in service.experiment_progress(args.experiment_id):
         print("  " + progress_line(item))
     return 0
-
-
-def progress_line(item: dict) -> str:
-    head = f"{item['reader']}: {item['done']}/{item['total']} done"
-    if item["state"] == "finished":
-        return head + ", finished"
-    nxt = item["next"]
-    where = f"period {nxt['period']} case {nxt['position']} (study {nxt['study_id']}, arm {nxt['arm']})"
-    if item["state"] == "closed":
-        return head + f", experiment closed before {where}"
-    if item["state"] == "locked":
-        when = f"{item['opens_at']:%Y-%m-%d %H:%M} UTC" if item["opens_at"] else "after the previous period"
-        return head + f", locked (washout) until {when}; then {where}"
-    return head + f", next: {where}"
 
 
 def _assign(args: argparse.Namespace) -> int:

@@ -78,6 +78,8 @@ def test_full_analysis_of_a_simulated_study_has_every_part():
     assert set(detection) == {"draft", "draft_trajectory"} and detection["draft"]["injected_reads"] == 40
     assert result["detection"]["obuchowski_rockette"]["readers"] == 4
     assert len(result["reader_effects"]) == 8 and "shorter than unaided" in result["summary"]
+    rates = {row["arm"]: row["acceptance_rate"] for row in result["arms"]}
+    assert rates["draft"] == pytest.approx(0.75)  # 3 of 4 decided draft sentences accepted
 
 
 def test_too_few_observations_is_one_line():

@@ -40,6 +40,8 @@ def test_simulated_crossover_through_the_service_recovers_the_draft_effect(tmp_p
     assert detection["draft"]["injected_reads"] == 40 and "unaided" not in detection
     for arm, row in detection.items():
         assert row["ci95"][0] <= truth.detect[arm] <= row["ci95"][1]
+    arms = {row["arm"]: row for row in result["arms"]}
+    assert arms["unaided"]["acceptance_rate"] is None and 0.9 < arms["draft"]["acceptance_rate"] <= 1.0
     html = (out / "report.html").read_text()
     assert "<script src" not in html and "Plotly.newPlot" in html and "% shorter than unaided" in html
     table = (out / "long_table.csv").read_text().splitlines()

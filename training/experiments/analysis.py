@@ -123,8 +123,9 @@ def arm_summary(done: pd.DataFrame, arms: list[str]) -> list[dict[str, Any]]:
     rows = []
     for arm in arms:
         reads = done[done["arm"] == arm]
-        drafted = pd.to_numeric(reads["draft_sentences"], errors="coerce").fillna(0)
-        total = float(drafted.sum())
+        decided = reads[["sentences_accepted", "sentences_edited", "sentences_deleted"]].apply(
+            pd.to_numeric, errors="coerce").fillna(0)
+        total = float(decided.to_numpy().sum())  # draft sentences the readers decided on (as shown to them)
         rows.append({"arm": arm, "reads": int(len(reads)),
                      "median_time_s": float(reads["time_s"].median()) if len(reads) else None,
                      "geomean_time_s": float(np.exp(reads["log_time"].mean())) if len(reads) else None,

@@ -65,7 +65,8 @@ th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}.summary
 {_table(_detection_rows(result), ["arm", "detected", "rate", "95 % CI"])}
 {_or_text(result)}
 <h2>Agreement between readers (Fleiss' κ on final labels)</h2>
-{_table(_kappa_rows(result), ["arm", "label", "κ", "prevalence", "cases"])}
+{_table(_kappa_rows(result), ["arm", "label", "κ", "prevalence", "cases"], "(no label was both present and absent "
+        "among the final reports of cases every reader read in one arm)")}
 {_questionnaire_html(result)}
 {body}
 <p>Files: <code>long_table.csv</code> (reader, case, arm, period, outcomes; for iMRMC / RJafroc),
@@ -79,9 +80,9 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _table(rows: list[list[Any]], header: list[str]) -> str:
+def _table(rows: list[list[Any]], header: list[str], empty: str = "(no data)") -> str:
     if not rows:
-        return "<p>(no data)</p>"
+        return f"<p>{html.escape(empty)}</p>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import checkpoint, labeler
 from .evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
 from .imaging import ImageInputError, ImageSource, LoadedImage, OutOfScopeError, drafting_scope, load_image, resize_square
 from .sequence import (
@@ -61,23 +61,6 @@ from .vocab import CHEXPERT_LABELS, LABEL_REGION, REGIONS, SECTIONS, region_inde
 DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "gazex-tiny"
 MODEL_NAME = "gazex-tiny"
 LOW_CONFIDENCE = 0.5
-
-_PRESENCE_PHRASES = {
-    "Cardiomegaly": ("cardiomegaly", "enlarged heart"),
-    "Enlarged Cardiomediastinum": ("enlarged cardiomediastinum", "widened mediastinum", "mediastinal widening"),
-    "Pleural Effusion": ("pleural effusion", "effusion"),
-    "Pneumothorax": ("pneumothorax",),
-    "Consolidation": ("consolidation",),
-    "Atelectasis": ("atelectasis",),
-    "Lung Lesion": ("lung lesion", "nodule", "mass"),
-    "Edema": ("pulmonary edema", "edema"),
-    "Support Devices": ("support device", "device", "line", "tube", "pacemaker"),
-    "Lung Opacity": ("opacity",),
-    "Pneumonia": ("pneumonia",),
-    "Fracture": ("fracture",),
-    "Pleural Other": ("pleural thickening",),
-}
-
 
 @dataclass
 class Answer:
@@ -289,12 +272,9 @@ class GazeX:
 
 
 def _label_of_phrase(thing: str) -> str | None:
-    thing = thing.strip().rstrip("?").strip()
-    for label, phrases in _PRESENCE_PHRASES.items():
-        for ph in phrases:
-            if thing == ph or thing.endswith(" " + ph) or thing == ph + "s":
-                return label
-    return None
+    """The observation a question asks about ("a left pleural effusion" -> Pleural Effusion)."""
+    mentioned = labeler.mentioned(thing.strip().rstrip("?").strip())
+    return mentioned[0] if mentioned else None
 
 
 class _GuidedReport:

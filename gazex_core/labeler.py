@@ -25,17 +25,19 @@ LABEL_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Cardiomegaly", ("cardiomegaly", "enlarged cardiac silhouette", "heart is enlarged", "heart size is enlarged",
                       "enlarged heart", "cardiac enlargement", "heart is mildly enlarged",
                       "heart size is mildly enlarged", "cardiac silhouette is enlarged", "enlarged heart size",
-                      "heart is borderline enlarged", "heart size is borderline enlarged")),
+                      "heart is borderline enlarged", "heart size is borderline enlarged", "borderline heart size",
+                      "heart size is borderline", "borderline cardiomegaly", "borderline enlarged heart")),
     ("Enlarged Cardiomediastinum", ("widened mediastinum", "mediastinal widening", "enlarged cardiomediastinal",
+                                    "enlarged cardiomediastinum",
                                     "wide mediastinum", "mediastinum is widened", "mediastinal enlargement",
                                     "enlarged mediastinum", "cardiomediastinal silhouette is enlarged")),
     ("Edema", ("edema", "oedema", "pulmonary vascular congestion", "vascular congestion", "interstitial edema",
                "kerley")),
-    ("Consolidation", ("consolidation", "consolidations", "consolidative", "airspace disease")),
+    ("Consolidation", ("consolidation", "consolidations", "consolidative")),
     ("Pneumonia", ("pneumonia", "pneumonias")),
     ("Atelectasis", ("atelectasis", "atelectases", "atelectatic", "collapse")),
-    ("Lung Lesion", ("nodule", "nodules", "nodular", "mass", "masses", "lesion", "lesions", "granuloma",
-                     "granulomas", "granulomatous", "neoplasm", "tumor", "cyst", "cysts")),
+    ("Lung Lesion", ("nodule", "nodules", "nodular", "mass", "masses", "lesion", "lesions", "neoplasm", "tumor",
+                     "cyst", "cysts")),
     ("Fracture", ("fracture", "fractures", "fractured")),
     ("Support Devices", ("pacemaker", "catheter", "endotracheal tube", "et tube", "ng tube", "nasogastric tube",
                          "enteric tube", "picc", "central line", "central venous", "sternotomy wires", "icd",
@@ -44,7 +46,8 @@ LABEL_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Pleural Other", ("pleural thickening", "pleural plaque", "pleural plaques", "fibrothorax",
                        "pleural scarring", "pleural calcification")),
     ("Lung Opacity", ("opacity", "opacities", "opacification", "infiltrate", "infiltrates", "haziness",
-                      "airspace opacity", "scarring", "density", "densities")),
+                      "airspace opacity", "airspace disease", "air space disease", "scarring", "density",
+                      "densities")),
 )
 PRE_NEGATION = re.compile(
     r"\b(no|not|without|negative for|free of|clear of|resolved|resolution of|ruled out|rule out|absence of|"
@@ -54,8 +57,10 @@ POST_NEGATION = re.compile(r"^\W*(is|are|has|have|was|were)?\s*(not seen|not ide
 UNCERTAINTY = re.compile(
     r"\b(may|might|possible|possibly|likely|probable|probably|suspicious for|suspected|suggest\w*|"
     r"cannot be excluded|can not be excluded|cannot exclude|not excluded|could (be|represent)|questionable|"
-    r"concerning for|versus|vs|equivocal|consider|differential|indeterminate|borderline)\b", re.IGNORECASE)
-CLAUSE_BOUNDARY = re.compile(r"[;:]|,\s(?!and\b|or\b)|\bbut\b|\bhowever\b|\balthough\b|\bwhich\b", re.IGNORECASE)
+    r"concerning for|versus|vs|equivocal|consider|differential|indeterminate)\b", re.IGNORECASE)
+# A negation cue reaches over comma lists ("no effusion, pneumothorax, or consolidation") up to these.
+CLAUSE_BOUNDARY = re.compile(r"[;:]|\bbut\b|\bhowever\b|\balthough\b|\bwhich\b|\bexcept\b|\bwith\b"
+                             r"|\bthere (is|are)\b|\bwhich\b", re.IGNORECASE)
 NORMAL_STATEMENT = re.compile(r"\b(normal|clear|midline|unremarkable|intact|stable|unchanged|within normal limits)\b",
                               re.IGNORECASE)
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9_(\"'])")
@@ -97,6 +102,16 @@ def report_labels(text: str, *, uncertain_as_positive: bool = False) -> set[str]
     """The observations a report states as present (uncertain ones too when asked)."""
     accepted = (POSITIVE, UNCERTAIN) if uncertain_as_positive else (POSITIVE,)
     return {label for label, value in label_report(text).items() if value in accepted}
+
+
+def mentioned(text: str) -> list[str]:
+    """Observations the text names, negated or not, in order of appearance (e.g. the subject of a question)."""
+    found: list[str] = []
+    for match in _KEYWORD_RE.finditer(text):
+        label = LABEL_KEYWORDS[int(match.lastgroup[1:])][0]
+        if label not in found:
+            found.append(label)
+    return found
 
 
 def sentence_label(text: str) -> tuple[str | None, bool]:

@@ -18,11 +18,11 @@ A drawn box without a linked sentence has no sentence to attach to and is counte
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from annotations_db.provenance import ACCEPTED_DECISIONS
+from gazex_core import labeler
 from gazex_core.evidence import Box
 from gazex_core.sequence import SentenceBlock
 from gazex_core.vocab import LABEL_REGION, region_index
@@ -32,44 +32,17 @@ from .modelio import sentence_to_block
 SENTENCE_CORRECTIONS = ("edited", "deleted", "added")
 BOX_CORRECTIONS = ("moved", "resized", "rejected", "added")
 
-# Whole words that state a CheXpert finding (checked in this order; the first hit names the label).
-LABEL_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("Pleural Effusion", r"effusions?"),
-    ("Pneumothorax", r"pneumothora(x|ces)"),
-    ("Cardiomegaly", r"cardiomegaly|heart (size )?is (\w+ )?enlarged|enlarged (heart|cardiac)|cardiac silhouette is (\w+ )?enlarged"),
-    ("Enlarged Cardiomediastinum", r"(mediastinum is widened|widened mediastinum|mediastinal widening"
-                                   r"|enlarged cardiomediastin\w*|mediastinal contours? (is|are) enlarged)"),
-    ("Edema", r"o?edema"),
-    ("Consolidation", r"consolidations?"),
-    ("Atelectasis", r"atelectasis|atelectatic"),
-    ("Lung Lesion", r"nodules?|mass(es)?|lesions?"),
-    ("Pneumonia", r"pneumonia"),
-    ("Support Devices", r"tubes?|catheters?|lines?|pacemakers?|devices?|pacer|wires?"),
-    ("Fracture", r"fractures?"),
-    ("Lung Opacity", r"opacity|opacities"),
-)
-LABEL_REGEX = tuple((label, re.compile(rf"\b({pattern})\b")) for label, pattern in LABEL_PATTERNS)
-NEGATION = re.compile(r"\b(no|without|not|negative for|resolved|free of|clear of)\b")
-
-
 def infer_label(text: str) -> str | None:
-    """The finding a sentence states as present (None for normal/negative statements)."""
-    t = " " + text.lower().strip() + " "
-    if NEGATION.search(t):
-        return None
-    for label, regex in LABEL_REGEX:
-        if regex.search(t):
-            return label
-    return None
+    """The finding a sentence states as present or possible (None for normal/negative statements)."""
+    return labeler.sentence_label(text)[0]
 
 
 def edited_label(original_label: str | None, final_text: str) -> str | None:
     """An edit keeps the draft's label while the text still states it; otherwise the label is re-read."""
+    if original_label and original_label != "No Finding" and labeler.label_sentence(final_text).get(
+            original_label) in (labeler.POSITIVE, labeler.UNCERTAIN):
+        return original_label
     inferred = infer_label(final_text)
-    if original_label and original_label != "No Finding" and inferred is None and not NEGATION.search(final_text.lower()):
-        regex = dict(LABEL_REGEX).get(original_label)
-        if regex is not None and regex.search(final_text.lower()):
-            return original_label
     if original_label == "No Finding" and inferred is None:
         return original_label
     return inferred

@@ -5,14 +5,15 @@ newline + space + ``[A-Z ()/,-]+:`` (the maintainers' regex, also accepting a he
 aliases are folded ("conclusion" -> impression, "chest, two views" -> findings, ...). If neither
 section exists the last paragraph is used as findings (the maintainers' fallback).
 
-``sentence_label(text)`` is a small, conservative keyword labeller: the CheXpert label a sentence
-states as present and whether it is a negative statement. It only tags the obvious cases.
+Sentence labels come from the project's one text-to-label labeler, ``gazex_core.labeler.sentence_label``
+(the CheXpert label a sentence states as present or possible, and whether it is a negative statement).
 """
 
 from __future__ import annotations
 
 import re
 
+from gazex_core.labeler import sentence_label, split_sentences
 from gazex_core.vocab import LABEL_REGION
 from training.data.types import Report, ReportSentence
 
@@ -43,80 +44,9 @@ SECTION_ALIASES: dict[str, str] = {
     "exam": "examination",
 }
 
-SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9_(\"'])")
-# Negation cues before a finding word (within its clause) and a few after it.
-PRE_NEGATION = re.compile(
-    r"\b(no|not|without|negative for|free of|clear of|resolved|resolution of|ruled out|rule out|absence of|"
-    r"no evidence of|no signs? of|neither|nor)\b", re.IGNORECASE)
-POST_NEGATION = re.compile(r"^\W*(is|are|has|have)?\s*(not seen|not identified|not present|resolved|absent)\b", re.IGNORECASE)
-CLAUSE_BOUNDARY = re.compile(r"[;,:]|\bbut\b|\bhowever\b|\bwith\b|\balthough\b", re.IGNORECASE)
-NORMAL_STATEMENT = re.compile(r"\b(normal|clear|midline|unremarkable|intact|stable|unchanged|within normal limits)\b",
-                              re.IGNORECASE)
-
-# CheXpert label -> keywords (lower-case, matched on word boundaries). Order: more specific first.
-LABEL_KEYWORDS: list[tuple[str, tuple[str, ...]]] = [
-    ("Pleural Effusion", ("pleural effusion", "pleural effusions", "effusion", "effusions")),
-    ("Pneumothorax", ("pneumothorax", "pneumothoraces")),
-    ("Cardiomegaly", ("cardiomegaly", "enlarged cardiac silhouette", "heart is enlarged", "heart size is enlarged",
-                      "enlarged heart", "cardiac enlargement")),
-    ("Enlarged Cardiomediastinum", ("widened mediastinum", "mediastinal widening", "enlarged cardiomediastinal",
-                                    "wide mediastinum", "mediastinum is widened")),
-    ("Edema", ("edema", "pulmonary vascular congestion", "vascular congestion")),
-    ("Consolidation", ("consolidation", "consolidations", "consolidative")),
-    ("Pneumonia", ("pneumonia",)),
-    ("Atelectasis", ("atelectasis", "atelectases", "atelectatic")),
-    ("Lung Lesion", ("nodule", "nodules", "mass", "masses", "lesion", "lesions", "granuloma", "granulomas")),
-    ("Fracture", ("fracture", "fractures", "fractured")),
-    ("Support Devices", ("pacemaker", "catheter", "endotracheal tube", "et tube", "ng tube", "nasogastric tube",
-                         "enteric tube", "picc", "central line", "central venous", "sternotomy wires", "icd",
-                         "chest tube", "tracheostomy", "port-a-cath", "line", "lines", "tube", "tubes", "device",
-                         "devices", "leads")),
-    ("Pleural Other", ("pleural thickening", "pleural plaque", "pleural plaques", "fibrothorax")),
-    ("Lung Opacity", ("opacity", "opacities", "opacification", "infiltrate", "infiltrates", "haziness")),
-]
-# One alternation, longest keywords first, group name = label index: a single scan per sentence.
-_KEYWORD_RE = re.compile(
-    "|".join(
-        f"(?P<l{n}>\\b(?:" + "|".join(re.escape(k) for k in sorted(kws, key=len, reverse=True)) + r")\b)"
-        for n, (_, kws) in enumerate(LABEL_KEYWORDS)
-    ),
-    re.IGNORECASE,
-)
-
-
 def split_report_sentences(text: str) -> list[str]:
-    """Paragraph text -> sentences (line wraps joined; '1.5 cm' and '___' stay intact)."""
-    flat = " ".join(text.split())
-    return [s.strip() for s in SENTENCE_BOUNDARY.split(flat) if s.strip() and s.strip() not in {".", "___"}]
-
-
-def sentence_label(text: str) -> tuple[str | None, bool]:
-    """(CheXpert label stated as present or None, is_negative).
-
-    A finding word is negated when a negation cue precedes it in its clause ("no", "without", ...)
-    or a cue follows it ("... is not seen"). The first non-negated finding (in LABEL_KEYWORDS
-    order) is the label. A sentence with no stated finding is negative when it negates one or
-    reads as a normal statement ("Trachea is midline.").
-    """
-    negated_any = False
-    best: int | None = None
-    for match in _KEYWORD_RE.finditer(text):
-        index = int(match.lastgroup[1:])
-        if _is_negated(text, match.start(), match.end()):
-            negated_any = True
-        elif best is None or index < best:
-            best = index
-    if best is not None:
-        return LABEL_KEYWORDS[best][0], False
-    return None, negated_any or bool(NORMAL_STATEMENT.search(text))
-
-
-def _is_negated(text: str, start: int, end: int) -> bool:
-    before = text[:start]
-    boundaries = [m.end() for m in CLAUSE_BOUNDARY.finditer(before)]
-    clause = before[boundaries[-1]:] if boundaries else before
-    # "no X or Y": the cue carries over "or"/"and" lists, which stay inside one clause.
-    return bool(PRE_NEGATION.search(clause)) or bool(POST_NEGATION.search(text[end:]))
+    """Paragraph text -> sentences (the labeler's splitter: line wraps joined, '1.5 cm' and '___' intact)."""
+    return split_sentences(text)
 
 
 def make_sentences(texts: list[str], section: str) -> list[ReportSentence]:

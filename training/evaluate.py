@@ -16,7 +16,9 @@ Metrics
   sequence with the reader's (Kendall tau over shared regions, 1 - normalised edit distance); mean
   distance of predicted clue centroids to the nearest reader clue of the same sentence. Trajectory
   ordering task (shuffled key frames -> order): exact match and Kendall tau.
-* text: corpus BLEU-1/4 of the draft against the ground-truth report (whitespace tokens, lower case).
+* text (training/report_metrics.py): corpus BLEU-1..4, METEOR, ROUGE-L and CIDEr-D of the draft against the
+  ground-truth report (pycocoevalcap), and clinical efficacy: micro/macro precision, recall and F1 over the
+  14 CheXpert observations the project's labeler reads from both.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from gazex_core.inference import GazeX
 from gazex_core.sequence import Clue, order_prompt, parse_order
 from gazex_core.vocab import CHEXPERT_LABELS, REGIONS
 from training.cache import build_cache, load_cache
+from training.report_metrics import clinical_efficacy, nlg_metrics
 from training.tasks import closed_questions
 
 
@@ -73,29 +76,6 @@ def _dedupe(seq: list) -> list:
         if x is not None and (not out or out[-1] != x):
             out.append(x)
     return out
-
-
-def bleu(refs: list[list[str]], hyps: list[list[str]], n_max: int = 4) -> dict[str, float]:
-    out = {}
-    ref_len = sum(len(r) for r in refs)
-    hyp_len = sum(len(h) for h in hyps)
-    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / max(hyp_len, 1))
-    logs = []
-    for n in range(1, n_max + 1):
-        match = total = 0
-        for r, h in zip(refs, hyps):
-            rc = Counter(tuple(r[i : i + n]) for i in range(len(r) - n + 1))
-            hc = Counter(tuple(h[i : i + n]) for i in range(len(h) - n + 1))
-            match += sum(min(c, rc[g]) for g, c in hc.items())
-            total += max(len(h) - n + 1, 0)
-        p = match / total if total else 0.0
-        logs.append(math.log(p) if p > 0 else -1e9)
-        out[f"bleu{n}"] = bp * math.exp(sum(logs) / n) if p > 0 else 0.0
-    return out
-
-
-def _toks(text: str) -> list[str]:
-    return text.lower().replace(".", " .").replace(",", " ,").split()
 
 
 def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
@@ -213,8 +193,8 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
                 order_exact.append(got == truth)
                 t = kendall_tau(got, truth)
                 order_tau.append(t if t is not None else 0.0)
-        refs.append(_toks(" ".join(s["text"] for s in rec["sentences"])))
-        hyps.append(_toks(" ".join(s.text for s in bundle.sentences)))
+        refs.append(" ".join(s["text"] for s in rec["sentences"]))
+        hyps.append(" ".join(s.text for s in bundle.sentences))
 
     per_label = {}
     for lab in labels_eval:
@@ -246,7 +226,8 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
         "trajectory_clue_distance_mean": float(np.mean(clue_dist)) if clue_dist else None,
         "ordering_task_exact": float(np.mean(order_exact)) if order_exact else None,
         "ordering_task_kendall_tau": float(np.mean(order_tau)) if order_tau else None,
-        **bleu(refs, hyps),
+        **nlg_metrics(refs, hyps),
+        "clinical_efficacy": clinical_efficacy(refs, hyps),
         "analyze_ms_p50": float(np.percentile(analyze_ms, 50)),
         "analyze_ms_p95": float(np.percentile(analyze_ms, 95)),
     }
@@ -261,6 +242,11 @@ def _fmt(v) -> str:
     if v is None:
         return "n/a"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _ce(m: dict, kind: str) -> str:
+    v = m["clinical_efficacy"][kind]
+    return f"{v['precision']:.3f} / {v['recall']:.3f} / {v['f1']:.3f}"
 
 
 def markdown(m: dict) -> str:
@@ -278,8 +264,10 @@ def markdown(m: dict) -> str:
         ("clue centroid distance to nearest reader clue (normalised)", m["trajectory_clue_distance_mean"]),
         ("ordering task exact match", m["ordering_task_exact"]),
         ("ordering task Kendall tau", m["ordering_task_kendall_tau"]),
-        ("BLEU-1", m["bleu1"]),
-        ("BLEU-4", m["bleu4"]),
+        *((f"BLEU-{n}", m[f"bleu{n}"]) for n in range(1, 5)),
+        ("METEOR", m["meteor"]), ("ROUGE-L", m["rouge_l"]), ("CIDEr-D", m["cider"]),
+        ("clinical efficacy micro P / R / F1 (labeler, 14 observations)", _ce(m, "micro")),
+        ("clinical efficacy macro P / R / F1", _ce(m, "macro")),
         ("analyze p50 / p95 ms (during evaluation)", f"{m['analyze_ms_p50']:.0f} / {m['analyze_ms_p95']:.0f}"),
     ]
     lines = [f"# GazeX evaluation: {m['model_version']} on {m['split']} ({m['n_studies']} studies, gaze={'on' if m['use_gaze'] else 'off'})",

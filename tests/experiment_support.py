@@ -56,6 +56,7 @@ def simulated_table(truth: Truth, seed: int, n_readers: int = 4, n_cases: int = 
                      "period": s.period, "position": s.position, "status": "signed",
                      "time_s": times[(s.reader, s.study_id, s.period)], "signoff_decision": "accept",
                      "draft_sentences": 0 if s.arm == "unaided" else 4, "sentences_accepted": 3,
+                     "sentences_accepted_at_signoff": 0,
                      "sentences_edited": 1, "sentences_deleted": 0, "sentences_added": 0, "edits": 1,
                      "significant_errors": 0, "injected_kind": "false_finding" if injected else None,
                      "injected_detected": detected, "final_report": None})

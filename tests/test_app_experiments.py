@@ -44,7 +44,8 @@ def test_create_progress_and_analysis_report(service):
             for n, item in enumerate(service.worklist(reader, status="unread")):
                 state = service.open_session(reader, item.study.id)
                 seconds = slow * (60 if state.arm == "unaided" else 45) * (1 + 0.1 * (n % 3))
-                service.sign_off(reader, state.session_id, "accept", "report", active_ms=seconds * 1000)
+                service.sign_off(reader, state.session_id, "accept", "report", active_ms=seconds * 1000,
+                                 accept_rest=True)
     assert "- alice: 12/12 done, finished" in admin_experiments.progress_markdown(service, ADMIN[0], 1)
     frame, paths = admin_experiments.run_analysis(service, ADMIN[0], 1)
     assert frame.startswith('<iframe id="gx-analysis-frame"') and "srcdoc=" in frame and "shorter than unaided" in frame

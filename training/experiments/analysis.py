@@ -23,7 +23,8 @@ from .obuchowski_rockette import or_analysis
 MIN_READS_PER_ARM = 5
 REFERENCE_ARMS = ("unaided", "no_ai")
 LONG_COLUMNS = ["reader", "case", "study_uid", "arm", "period", "position", "sequence", "status", "time_s",
-                "signoff_decision", "draft_sentences", "sentences_accepted", "sentences_edited", "sentences_deleted",
+                "signoff_decision", "draft_sentences", "sentences_accepted", "sentences_accepted_at_signoff",
+                "sentences_edited", "sentences_deleted",
                 "sentences_added", "edits", "significant_errors", "boxes_moved", "boxes_resized", "boxes_rejected",
                 "boxes_added", "injected_kind", "injected_detected", "final_report"]
 
@@ -123,14 +124,15 @@ def arm_summary(done: pd.DataFrame, arms: list[str]) -> list[dict[str, Any]]:
     rows = []
     for arm in arms:
         reads = done[done["arm"] == arm]
-        decided = reads[["sentences_accepted", "sentences_edited", "sentences_deleted"]].apply(
-            pd.to_numeric, errors="coerce").fillna(0)
+        decided = reads[["sentences_accepted", "sentences_accepted_at_signoff", "sentences_edited",
+                         "sentences_deleted"]].apply(pd.to_numeric, errors="coerce").fillna(0)
         total = float(decided.to_numpy().sum())  # draft sentences the readers decided on (as shown to them)
+        accepted = decided["sentences_accepted"] + decided["sentences_accepted_at_signoff"]
         rows.append({"arm": arm, "reads": int(len(reads)),
                      "median_time_s": float(reads["time_s"].median()) if len(reads) else None,
                      "geomean_time_s": float(np.exp(reads["log_time"].mean())) if len(reads) else None,
                      "edits_per_report": float(pd.to_numeric(reads["edits"], errors="coerce").mean()) if len(reads) else None,
-                     "acceptance_rate": _ratio(reads["sentences_accepted"], total),
+                     "acceptance_rate": _ratio(accepted, total),
                      "deletion_rate": _ratio(reads["sentences_deleted"], total),
                      "significant_errors_per_report": float(pd.to_numeric(reads["significant_errors"],
                                                                           errors="coerce").fillna(0).mean())

@@ -48,7 +48,9 @@ def _workstation_id(demo) -> int:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def gate(request, tmp_path_factory):
-    from annotations_db import ReviewService, pgcluster
+    import pgcluster
+
+    from annotations_db import ReviewService
     from app.main import build_app, launch_app
     from app.runtime import build_context
 

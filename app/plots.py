@@ -36,7 +36,8 @@ def findings_figure(findings: list[dict[str, Any]], threshold: float = 0.5) -> g
     if not rows:
         fig.add_annotation(text="No draft for this study (yet)", showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper")
-    return _layout(fig, "Model finding probabilities", max(260, 22 * len(rows) + 70))
+    return _layout(fig, "Model finding probabilities (finding head; the number beside each finding sentence)",
+                   max(260, 22 * len(rows) + 70))
 
 
 def reader_timing_rows(service: ReviewService, reader: str) -> list[dict[str, Any]]:

@@ -31,7 +31,11 @@ def _free_port() -> int:
 def demo_server():
     from workstation_demo import build_demo, study_value
 
-    demo, recorder = build_demo(idle_ms=IDLE_MS)
+    os.environ["GAZEX_TEST_HOOKS"] = "1"   # bundle the test getters (never set in production)
+    try:
+        demo, recorder = build_demo(idle_ms=IDLE_MS)
+    finally:
+        os.environ.pop("GAZEX_TEST_HOOKS", None)
     study_value(1)                                  # pre-build the studies the tests switch to (slow on a busy CPU)
     study_value(5, photometric="MONOCHROME1")
     port = _free_port()
@@ -376,7 +380,10 @@ def test_sign_off_reject_confirms_and_opens_next_case(ws):
     assert "FINDINGS:" in so["final_report"] and "IMPRESSION:" in so["final_report"]
     # the app's signed_off handler opens the next study
     page.wait_for_function("window.gazexWorkstation.studyKey === 'demo-001'", timeout=60000)
-    assert state(page, "readonly") is False and state(page, "painted") is True
+    assert state(page, "readonly") is False
+    # painted means the new study's own image is on screen (never the previous one under the new report)
+    page.wait_for_function("window.gazexWorkstation.painted && window.gazexWorkstation.imageStudyKey === 'demo-001'",
+                           timeout=60000)
 
 
 def test_idle_and_monochrome1(ws):
@@ -407,3 +414,70 @@ def test_idle_and_monochrome1(ws):
         return [[0.5, 0.3], [0.3, 0.45]].map(([x, y]) => { const c = g.toClient(x, y); return g.pixelAt(c.x - r.left, c.y - r.top)[0]; }); }""")
     assert spine_m2 > lung_m2 + 60 and spine_m1 > lung_m1 + 60      # bone bright, lung dark in both
     shot(page, "monochrome1")
+
+
+def test_one_box_per_finding_flags_highlight_ask_and_timing(ws):
+    page, rec = ws
+    # i2 restates s2: no box of its own; selecting it selects s2's box, and deciding that box decides both
+    assert [b["id"] for b in state(page, "boxes") if b["id"] in ("s2", "i2")] == ["s2"]
+    assert next(b for b in state(page, "boxes") if b["id"] == "s2")["also"] == ["i2"]
+    assert page.is_visible('[data-testid="ws-evidence-i2"]')
+    page.click('[data-testid="ws-sentence-text-i2"]')
+    assert state(page, "selectedBox") == "s2"
+    page.wait_for_timeout(700)
+    page.click('[data-testid="ws-box-accept"]')
+    both = wait_calls(rec, "decide_box", 2)
+    assert [(c["box_id"], c["decision"], c["linked_sentence_id"]) for c in both] == [
+        ("s2", "accepted", "s2"), ("i2", "accepted", "i2")]
+    assert both[0]["duration_ms"] >= 500                     # from the selection, not from the click
+    wait_calls(rec, "record_event", event_type="linked_box_decision")
+    # one number per sentence: the finding probability (the chart's quantity), explained in the tooltip
+    conf = page.locator('[data-testid="ws-conf-s2"]')
+    assert conf.inner_text() == "0.91" and "chart" in conf.get_attribute("title")
+    # a one-click accept is timed from when the study was shown
+    page.wait_for_timeout(300)
+    page.click('[data-testid="ws-accept-s1"]')
+    assert wait_calls(rec, "decide_sentence", sentence_id="s1")[0]["duration_ms"] >= 300
+    # a garbled or cut-off text is flagged in the panel
+    page.click('[data-testid="ws-edit-s3"]')
+    page.fill('[data-testid="ws-edit-text"]', "The catheter tip lies approximately 4.")
+    page.click('[data-testid="ws-edit-save"]')
+    assert "unfinished number" in page.inner_text('[data-testid="ws-flag-s3"]')
+    page.click('[data-testid="ws-edit-s3"]')
+    page.fill('[data-testid="ws-edit-text"]', "Right defibrillllllator pads.")
+    page.click('[data-testid="ws-edit-save"]')
+    assert "repeated character" in page.inner_text('[data-testid="ws-flag-s3"]')
+    assert not page.is_visible('[data-testid="ws-flag-s1"]')
+    # after playback only one sentence is highlighted
+    page.select_option('[data-testid="ws-speed"]', "4")
+    page.click('[data-testid="ws-play"]')
+    page.wait_for_function("!window.gazexWorkstation.playing", timeout=30000)
+    page.click('[data-testid="ws-sentence-text-s3"]')
+    assert state(page, "highlighted") == ["s3"]
+    # the ask box echoes the question; the same answer twice is visibly a new answer
+    page.fill('[data-testid="ws-ask-input"]', "Is there an effusion?")
+    page.click('[data-testid="ws-ask"]')
+    page.wait_for_function("document.querySelector('[data-testid=ws-ask-answer]').textContent.startsWith('A1')")
+    assert "Is there an effusion?" in page.inner_text('[data-testid="ws-ask-question"]')
+    page.click('[data-testid="ws-ask"]')
+    page.wait_for_function("document.querySelector('[data-testid=ws-ask-answer]').textContent.startsWith('A2')")
+    # a new case starts with an empty ask box
+    page.click("#demo-next")
+    page.wait_for_function("window.gazexWorkstation.studyKey === 'demo-001'", timeout=60000)
+    assert page.input_value('[data-testid="ws-ask-input"]') == ""
+    assert page.inner_text('[data-testid="ws-ask-answer"]') == ""
+
+
+def test_sign_off_with_pending_items_offers_accept_the_rest(ws):
+    page, rec = ws
+    page.click('[data-testid="ws-accept-s1"]')
+    page.click('[data-testid="ws-signoff-modify"]')
+    text = page.inner_text('[data-testid="ws-confirm"]')
+    assert "5 sentences and 3 boxes are still pending" in text, text
+    page.click('[data-testid="ws-confirm-accept-rest"]')
+    so = wait_calls(rec, "sign_off")[0]
+    decided = {c["sentence_id"]: c["decision"] for c in rec.calls_of("decide_sentence")}
+    assert decided == {"s1": "accepted", **{s: "accepted_at_signoff" for s in ("s2", "s3", "s4", "i1", "i2")}}
+    boxes = {c["box_id"]: c["decision"] for c in rec.calls_of("decide_box")}
+    assert boxes == {b: "accepted_at_signoff" for b in ("s2", "i2", "s3", "s4")}
+    assert so["decision"] == "modify"

@@ -74,6 +74,9 @@ def sample_bundle(variant: int = 0) -> dict[str, Any]:
         {"id": "i1", "section": "impression", "region": None, "label": "Cardiomegaly",
          "text": "Cardiomegaly with a small right pleural effusion.", "confidence": 0.88,
          "observation_box": None, "trajectory": []},
+        {"id": "i2", "section": "impression", "region": None, "label": "Pleural Effusion",   # restates s2: one box
+         "text": "Small right pleural effusion.", "confidence": 0.79,
+         "observation_box": {"x_min": 0.145, "y_min": 0.64, "x_max": 0.44, "y_max": 0.815}, "trajectory": []},
     ]
     if variant:
         sentences = [s for s in sentences if s["id"] != "s4"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -35,15 +36,27 @@ CSS = ""
 HEAD = ""
 
 
+TEST_HOOKS_ENV = "GAZEX_TEST_HOOKS"  # "1": bundle the test getters and levers (tests and benchmarks only)
+TEST_HOOKS_MARKER = "/*@GX_TEST_HOOKS@*/"
+
+
 @lru_cache(maxsize=1)
-def _assets() -> tuple[str, str]:
-    return (ASSET_DIR / "workstation.js").read_text(encoding="utf-8"), (ASSET_DIR / "workstation.css").read_text(encoding="utf-8")
+def _assets() -> tuple[str, str, str]:
+    read = lambda name: (ASSET_DIR / name).read_text(encoding="utf-8")  # noqa: E731
+    return read("workstation.js"), read("workstation.css"), read("test_hooks.js")
 
 
-def bundled_js() -> str:
-    """The js_on_load body: the stylesheet as a JS string constant followed by workstation.js."""
-    js, css = _assets()
-    return f"const GX_CSS = {json.dumps(css)};\n{js}"
+def test_hooks_enabled() -> bool:
+    return os.environ.get(TEST_HOOKS_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def bundled_js(test_hooks: bool | None = None) -> str:
+    """The js_on_load body: the stylesheet as a JS string constant followed by workstation.js; the test hooks
+    (app/workstation/test_hooks.js) go in only when asked for or when GAZEX_TEST_HOOKS is set."""
+    js, css, hooks = _assets()
+    if test_hooks is None:
+        test_hooks = test_hooks_enabled()
+    return f"const GX_CSS = {json.dumps(css)};\n" + js.replace(TEST_HOOKS_MARKER, hooks if test_hooks else "")
 
 
 def bundled_css() -> str:
@@ -199,6 +212,31 @@ def image_payload(image: Any, *, photometric: str | None = None,
     }
 
 
+def _iou(a: dict[str, float], b: dict[str, float]) -> float:
+    w = min(a["x_max"], b["x_max"]) - max(a["x_min"], b["x_min"])
+    h = min(a["y_max"], b["y_max"]) - max(a["y_min"], b["y_min"])
+    inter = max(w, 0.0) * max(h, 0.0)
+    area = lambda r: (r["x_max"] - r["x_min"]) * (r["y_max"] - r["y_min"])  # noqa: E731
+    union = area(a) + area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def evidence_links(sentences: Iterable[dict[str, Any]], min_iou: float = 0.5) -> dict[str, str]:
+    """{impression sentence id: findings sentence id} for impression sentences that restate a findings sentence:
+    same finding label and their boxes overlapping (IoU >= min_iou). Such a finding has one box, not two."""
+    sentences = list(sentences)
+    findings = [s for s in sentences if s.get("section", "findings") == "findings" and s.get("observation_box")]
+    links: dict[str, str] = {}
+    for s in sentences:
+        if s.get("section") != "impression" or not s.get("observation_box") or not s.get("label"):
+            continue
+        same = [(f, _iou(f["observation_box"], s["observation_box"])) for f in findings if f.get("label") == s["label"]]
+        same = [(f, iou) for f, iou in same if iou >= min_iou]
+        if same:
+            links[str(s["id"])] = str(max(same, key=lambda pair: pair[1])[0]["id"])
+    return links
+
+
 def workstation_value(bundle: dict[str, Any], image: dict[str, Any] | np.ndarray | str | Path, *,
                       session_id: int | None = None, study_key: str | None = None, readonly: bool = False,
                       sentence_state: dict[str, dict[str, Any]] | None = None,
@@ -217,23 +255,34 @@ def workstation_value(bundle: dict[str, Any], image: dict[str, Any] | np.ndarray
         bw, bh = bundle["image"].get("width"), bundle["image"].get("height")
         if bw and bh and (int(bw), int(bh)) != (img["width"], img["height"]):
             img = dict(img, width=int(bw), height=int(bh))
+    if study_key is not None:
+        img = dict(img, study_key=study_key)  # the browser shows an image only under the study it names
     sentence_state = sentence_state or {}
     box_state = box_state or {}
+    draft = bundle.get("sentences", [])
+    restates = evidence_links(draft)
     sentences, boxes = [], []
-    for s in bundle.get("sentences", []):
+    box_of: dict[str, dict[str, Any]] = {}
+    for s in draft:
         st = sentence_state.get(s["id"], {})
         sentences.append({
             "id": s["id"], "section": s.get("section", "findings"), "region": s.get("region"), "label": s.get("label"),
             "text": s.get("text", ""), "confidence": s.get("confidence"), "observation_box": s.get("observation_box"),
             "trajectory": s.get("trajectory", []), "status": st.get("status", "pending"),
             "final_text": st.get("final_text") if st.get("final_text") is not None else s.get("text", ""),
+            "evidence_of": restates.get(s["id"]),
         })
+        if s["id"] in restates:
+            continue  # drawn once, as its findings sentence's box
         if s.get("observation_box"):
             bs = box_state.get(s["id"], {})
             coords = {k: (bs[k] if bs.get(k) is not None else s["observation_box"][k])
                       for k in ("x_min", "y_min", "x_max", "y_max")}
-            boxes.append({"id": s["id"], "sentence_id": s["id"], "label": s.get("label"), **coords,
-                          "status": bs.get("status", "pending")})
+            box_of[s["id"]] = {"id": s["id"], "sentence_id": s["id"], "label": s.get("label"), **coords,
+                               "status": bs.get("status", "pending"), "also": []}
+            boxes.append(box_of[s["id"]])
+    for impression_id, findings_id in restates.items():
+        box_of[findings_id]["also"].append(impression_id)
     for a in added_sentences:
         sentences.append({"id": str(a["id"]), "section": a.get("section", "findings"), "region": None, "label": a.get("label"),
                           "text": a.get("text", ""), "confidence": None, "observation_box": None, "trajectory": [],

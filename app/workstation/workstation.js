@@ -81,7 +81,7 @@
       <canvas data-testid="ws-canvas"></canvas>
       <div class="gx-hud gx-hud-tl"></div><div class="gx-hud gx-hud-tr"></div>
       <div class="gx-hud gx-hud-bl"></div><div class="gx-hud gx-hud-br"></div>
-      <div class="gx-loading">No study open</div>
+      <div class="gx-loading" data-testid="ws-image-state">No study open</div>
     </div>
     <div class="gx-boxbar">
       <span class="gx-boxinfo">No box selected — click a box on the image</span>
@@ -91,13 +91,14 @@
     </div>
   </div>
   <div class="gx-report">
-    <div class="gx-report-head"><span class="gx-title">Draft report</span><span class="gx-study"></span><span class="gx-progress"></span></div>
+    <div class="gx-report-head"><span class="gx-title">Draft report</span><span class="gx-study" data-testid="ws-study"></span><span class="gx-progress"></span></div>
     <div class="gx-banners"></div>
     <div class="gx-sentences" data-testid="ws-sentences"></div>
     <div class="gx-add-row"><button data-testid="ws-add-sentence" data-act="add" title="Add a sentence (N)">+ Add sentence</button></div>
     <div class="gx-ask">
       <div class="gx-row"><input type="text" data-testid="ws-ask-input" placeholder="Ask GazeX about this image…">
       <button data-testid="ws-ask" data-act="ask">Ask</button></div>
+      <div class="gx-ask-question" data-testid="ws-ask-question"></div>
       <div class="gx-ask-answer" data-testid="ws-ask-answer"></div>
     </div>
     <div class="gx-signoff">
@@ -114,6 +115,7 @@
   <div class="gx-modal gx-confirm" data-testid="ws-confirm" hidden>
     <div class="gx-modal-card"><h3 class="gx-confirm-title"></h3><div class="gx-confirm-text"></div>
       <div class="gx-modal-actions"><button data-act="confirm-cancel" data-testid="ws-confirm-cancel">Cancel</button>
+      <button data-act="confirm-rest" data-testid="ws-confirm-accept-rest" hidden>Accept the rest and sign</button>
       <button data-act="confirm-ok" data-testid="ws-confirm-ok">Confirm</button></div></div>
   </div>
 </div>`;
@@ -135,12 +137,14 @@
   const confirmEl = $(".gx-confirm");
   const askInput = $('[data-testid="ws-ask-input"]');
   const askAnswer = $('[data-testid="ws-ask-answer"]');
+  const askQuestion = $('[data-testid="ws-ask-question"]');
+  const studyEl = $(".gx-study");
 
   // ------------------------------------------------------------------ state
   const S = {
     value: null, sessionId: null, studyKey: null, readonly: false,
     img: null,            // {dw, dh, width, height, data: Uint16Array, min, max, photometric, window, presets, spacing}
-    imgCanvas: null, imgCtx: null, imgData: null, pngKey: null,
+    pngKey: null,
     win: { center: 0, width: 1 }, invert: false, wlDirty: true,
     view: { scale: 1, tx: 0, ty: 0, fitted: true },
     cssW: 1, cssH: 1, dpr: 1,
@@ -154,7 +158,8 @@
     undo: [],
     firstTouch: {}, shownAt: 0,
     dirty: true, painted: false, openedAt: 0, paintedAt: 0, rafFrames: 0,
-    queue: [], pumping: false, acks: [], failures: [], idMap: {}, lastAck: null,
+    queue: [], pumping: false, acks: [], failures: [], idMap: {}, lastAck: null, refused: {},
+    imageDelayMs: 0,      // test hook only (delays showing a decoded image)
     timing: { active: 0, idle: 0, hidden: 0, last: performance.now(), lastInput: performance.now(), state: "active" },
     idleMs: IDLE_MS_DEFAULT, destroyed: false, localSeq: 0, drawTimes: [],
   };
@@ -165,10 +170,26 @@
   const sentenceById = (id) => S.sentences.find((s) => s.id === id) || null;
   const boxById = (id) => S.boxes.find((b) => b.id === id) || null;
   const touch = (key) => { if (!(key in S.firstTouch)) S.firstTouch[key] = nowTs(); };
-  const durationFor = (key) => nowTs() - (S.firstTouch[key] != null ? S.firstTouch[key] : S.shownAt);
+  // time on an item: from when it was first selected or worked on, else from when the study was first on screen
+  const durationFor = (key) => Math.max(0, nowTs() - (S.firstTouch[key] != null ? S.firstTouch[key] : S.shownAt));
   const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const markDirty = () => { S.dirty = true; };
+
+  // A drafted sentence that looks cut off or garbled: an unfinished number ("approximately 4."), a number with two
+  // decimal points ("4.3.3 cm"), a run of one repeated character ("defibrillllllator").
+  const TEXT_FLAGS = [
+    [/\d\.\s*$/, "ends in an unfinished number"],
+    [/\d+\.\d+\.\d/, "a number with two decimal points"],
+    [/([A-Za-z])\1{3,}/, "a repeated character run"],
+    [/(\b\w+\b)(\s+\1\b){2,}/i, "a word repeated three times"],
+  ];
+  function textFlag(text) {
+    const t = String(text || "");
+    for (const [re, why] of TEXT_FLAGS) if (re.test(t)) return why;
+    return null;
+  }
+  const STATUS_TEXT = { accepted_at_signoff: "accepted at sign-off" };
 
   function setStatus(text, kind) {
     statusEl.textContent = text;
@@ -177,11 +198,69 @@
   }
 
   // ------------------------------------------------------------------ server calls: ordered queue, retry with backoff
+  // Decisions, added sentences and sign-offs wait in localStorage until the server acknowledges them, so a closed
+  // tab, a reload or a restarted server loses nothing: the next page load sends them again (the server treats a
+  // repeated call -- same session, client timestamp and content -- as the one it already has).
   const ID_KEYS = ["sentence_id", "after_sentence_id", "linked_sentence_id", "box_id"];
-  function send(fn, args, onAck) {
+  const KEPT_FNS = ["decide_sentence", "add_sentence", "decide_box", "sign_off"];
+  const STORE_PREFIX = "gazex.unacked.";
+  const storeKey = STORE_PREFIX + Math.random().toString(36).slice(2) + Date.now().toString(36);
+  function persistQueue() {
+    try {
+      const kept = S.queue.filter((it) => KEPT_FNS.includes(it.fn)).map((it) => ({ fn: it.fn, args: it.args, meta: it.meta }));
+      if (kept.length) localStorage.setItem(storeKey, JSON.stringify({ items: kept, idMap: S.idMap }));
+      else localStorage.removeItem(storeKey);
+    } catch (e) { /* storage full or off: the in-memory queue still retries */ }
+  }
+  function adoptStoredQueues() {
+    let adopted = 0;
+    try {
+      const keys = [];
+      for (let i = 0; i < localStorage.length; i++) {
+        const k = localStorage.key(i);
+        if (k && k.startsWith(STORE_PREFIX) && k !== storeKey) keys.push(k);
+      }
+      for (const k of keys) {
+        const saved = JSON.parse(localStorage.getItem(k) || "{}");
+        localStorage.removeItem(k);
+        Object.assign(S.idMap, saved.idMap || {});
+        for (const it of saved.items || []) {
+          S.queue.push({ fn: it.fn, args: it.args, meta: it.meta || {}, tries: 0, queuedAt: performance.now(),
+                         n: ++S.localSeq, replayed: true });
+          adopted += 1;
+        }
+      }
+    } catch (e) { console.error("gazex: unreadable saved decisions", e); }
+    if (adopted) {
+      persistQueue();
+      if (S.sessionId != null) { applyQueuedDecisions(); renderReport(); markDirty(); }
+      setStatus(`⟳ sending ${adopted} decision${adopted > 1 ? "s" : ""} saved in this browser before the page closed…`, "busy");
+      pump();
+    }
+    return adopted;
+  }
+  // Decisions still waiting for their acknowledgement (or replayed from this browser) show as made, also when the
+  // study is reopened before the server has them.
+  function applyQueuedDecisions() {
+    for (const it of S.queue) {
+      if (it.args.session_id !== S.sessionId) continue;
+      if (it.fn === "decide_sentence") {
+        const s = sentenceById(it.args.sentence_id);
+        if (s && s.status !== "added") { s.status = it.args.decision; if (it.args.final_text != null) s.final_text = it.args.final_text; }
+      } else if (it.fn === "decide_box") {
+        const b = boxById(it.args.box_id);
+        if (b && it.args.decision !== "added") {
+          b.status = it.args.decision;
+          if (Array.isArray(it.args.box)) [b.x_min, b.y_min, b.x_max, b.y_max] = it.args.box;
+        }
+      }
+    }
+  }
+  function send(fn, args, onAck, meta) {
     const item = { fn, args: Object.assign({ session_id: S.sessionId, client_ts: nowTs() }, args), tries: 0, onAck,
-                   queuedAt: performance.now(), n: ++S.localSeq };
+                   meta: meta || {}, queuedAt: performance.now(), n: ++S.localSeq };
     S.queue.push(item);
+    persistQueue();
     pump();
     return item;
   }
@@ -196,6 +275,40 @@
       Promise.resolve(p).then((v) => { clearTimeout(t); resolve(v); }, (e) => { clearTimeout(t); reject(e); });
     });
   }
+  const itemKey = (args) => args.sentence_id != null ? args.sentence_id : (args.box_id != null ? "box:" + args.box_id : null);
+  function noteRefusal(it, error) {
+    S.failures.push({ fn: it.fn, error, args: it.args });
+    const current = it.args.session_id === S.sessionId;
+    if (current) undoRefused(it);
+    const key = itemKey(it.args);
+    if (key != null && current) {
+      S.refused[key] = error || "refused";
+      const s = sentenceById(it.args.sentence_id);
+      if (s) updateSentenceEl(s);
+    }
+    if (it.fn === "sign_off" && it.args.session_id === S.sessionId) {
+      S.readonly = false;   // not signed: the reader can act again
+      renderReport(); updateToolbar();
+    }
+  }
+  // A refused decision was never recorded: the item goes back to what it showed before (so the report and the
+  // record agree), unless the reader has changed it again since.
+  function undoRefused(it) {
+    if (it.fn === "add_sentence" && it.meta && it.meta.localId) {
+      S.sentences = S.sentences.filter((s) => s.id !== it.meta.localId);
+      renderReport();
+      return;
+    }
+    const prev = it.meta && it.meta.prev;
+    if (!prev) return;
+    if (it.fn === "decide_sentence") {
+      const s = sentenceById(it.args.sentence_id);
+      if (s && s.status === prev.after) { s.status = prev.status; s.final_text = prev.final_text; }
+    } else if (it.fn === "decide_box") {
+      const b = boxById(it.args.box_id);
+      if (b && b.status === prev.after) { b.status = prev.status; [b.x_min, b.y_min, b.x_max, b.y_max] = prev.coords; markDirty(); }
+    }
+  }
   async function pump() {
     if (S.pumping) return;
     S.pumping = true;
@@ -204,9 +317,10 @@
         const it = S.queue[0];
         const fn = server && server[it.fn];
         if (typeof fn !== "function") {
-          S.failures.push({ fn: it.fn, error: "server function missing", args: it.args });
+          noteRefusal(it, "server function missing");
           setStatus(`✗ ${it.fn}: server function missing (not saved)`, "err");
           S.queue.shift();
+          persistQueue();
           continue;
         }
         let res;
@@ -227,22 +341,26 @@
         }
         S.queue.shift();
         const latency = performance.now() - it.queuedAt;
-        if (res && typeof res === "object" && res.ok === false) {
-          S.failures.push({ fn: it.fn, error: res.error, args: it.args });
+        if (res.ok === false) {   // a refusal: shown, never retried; the calls behind it go on
+          noteRefusal(it, res.error);
+          persistQueue();
           setStatus(`✗ ${it.fn} refused: ${res.error || "error"}`, "err");
           continue;
         }
-        const ack = { fn: it.fn, n: it.n, seq: res && res.seq, server_ts: res && res.server_ts, latency_ms: latency,
-                      args: it.args, result: res };
+        if (it.fn === "add_sentence" && it.meta.localId && res.sentence_id) S.idMap[it.meta.localId] = String(res.sentence_id);
+        if (it.fn === "decide_box" && it.meta.localId && res.box_id) S.idMap[it.meta.localId] = String(res.box_id);
+        persistQueue();
+        const ack = { fn: it.fn, n: it.n, seq: res.seq, server_ts: res.server_ts, latency_ms: latency,
+                      args: it.args, result: res, replayed: !!it.replayed };
         S.acks.push(ack);
         if (S.acks.length > 500) S.acks.splice(0, S.acks.length - 500);
         S.lastAck = ack;
         const what = it.args.decision ? `${it.fn} ${it.args.decision}` : (it.args.event_type ? `event ${it.args.event_type}` : it.fn);
         const left = S.queue.length ? ` · ${S.queue.length} queued` : "";
         const refused = S.failures.length ? ` · ✗ ${S.failures.length} not saved (last: ${S.failures[S.failures.length - 1].error || "refused"})` : "";
-        setStatus(`✓ saved ${what}${res && res.seq != null ? " #" + res.seq : ""} (${Math.round(latency)} ms)${left}${refused}`,
+        setStatus(`✓ saved ${what}${res.seq != null ? " #" + res.seq : ""} (${Math.round(latency)} ms)${left}${refused}`,
           refused ? "err" : "ok");
-        if (it.onAck) { try { it.onAck(res || {}); } catch (e) { console.error(e); } }
+        if (it.onAck) { try { it.onAck(res); } catch (e) { console.error(e); } }
       }
     } finally {
       S.pumping = false;
@@ -256,7 +374,8 @@
   // ------------------------------------------------------------------ study load
   function loadValue(v) {
     if (!v || typeof v !== "object" || !v.image) {
-      S.value = null; S.sessionId = null; S.sentences = []; S.boxes = []; S.frames = []; S.img = null;
+      S.value = null; S.sessionId = null; S.studyKey = null; S.sentences = []; S.boxes = []; S.frames = []; S.img = null;
+      S.pngKey = null;
       loadingEl.textContent = "No study open"; loadingEl.hidden = false;
       renderReport(); markDirty();
       return;
@@ -272,44 +391,69 @@
       id: String(s.id), section: s.section || "findings", region: s.region, label: s.label, text: s.text || "",
       confidence: s.confidence, observation_box: s.observation_box || null, trajectory: s.trajectory || [],
       status: s.status || "pending", final_text: s.final_text != null ? s.final_text : (s.text || ""),
+      evidence_of: s.evidence_of != null ? String(s.evidence_of) : null,
     }));
+    S.findingProb = {};
+    for (const f of v.findings || []) if (f && f.label != null) S.findingProb[f.label] = +f.probability;
     S.boxes = (v.boxes || []).map((b) => ({
       id: String(b.id), sentence_id: b.sentence_id != null ? String(b.sentence_id) : null, label: b.label,
       x_min: +b.x_min, y_min: +b.y_min, x_max: +b.x_max, y_max: +b.y_max, status: b.status || "pending",
-      orig: [+b.x_min, +b.y_min, +b.x_max, +b.y_max],
+      orig: [+b.x_min, +b.y_min, +b.x_max, +b.y_max], also: (b.also || []).map(String),
     }));
     if (newStudy) {
+      // Patient safety: the previous study's pixels go now, not when the new image has decoded.
+      S.img = null; S.pngKey = null; baseKey = "";
       S.openedAt = performance.now();
-      S.painted = false; S.paintedAt = 0;
+      S.painted = false; S.paintedAt = 0; S.refused = {};
       S.selectedSentence = null; S.selectedBox = null; S.activeSentence = null; S.editing = null; S.adding = null;
       S.playing = false; S.frame = -1; S.frameT = 0; S.undo = []; S.firstTouch = {}; S.shownAt = nowTs();
-      S.mode = null; S.measure = null; S.answerBox = null; askAnswer.textContent = "";
+      S.mode = null; S.measure = null; S.answerBox = null; S.askCount = 0;
+      askAnswer.textContent = ""; askQuestion.textContent = ""; askInput.value = "";
       const t = performance.now();
       S.timing = { active: 0, idle: 0, hidden: 0, last: t, lastInput: t, state: document.hidden ? "hidden" : "active" };
     }
+    applyQueuedDecisions();
     buildFrames();
     renderReport();
     updateToolbar();
-    const pngKey = v.image.png_b64 ? v.image.png_b64.length + ":" + v.image.png_b64.slice(0, 64) + v.image.png_b64.slice(-64) : null;
-    if (pngKey !== S.pngKey || newStudy) {
+    const pngKey = (v.image.study_key || v.study_key) + "|" +
+      (v.image.png_b64 ? v.image.png_b64.length + ":" + v.image.png_b64.slice(0, 64) + v.image.png_b64.slice(-64) : "");
+    if (pngKey !== S.pngKey) {
       S.pngKey = pngKey;
-      loadingEl.textContent = "Loading image…"; loadingEl.hidden = false;
-      decodeImage(v.image).then((img) => {
-        if (S.value !== v && S.pngKey !== pngKey) return;
+      showImageState(`${S.studyKey || ""} — loading image…`);
+      decodeImage(v.image, S.studyKey).then(async (img) => {
+        if (S.imageDelayMs) await sleep(S.imageDelayMs);
+        // only the image of the study that is open now is ever shown
+        if (S.pngKey !== pngKey || img.studyKey !== S.studyKey) return;
         S.img = img;
         applyWindow(img.window.center, img.window.width, false);
         S.invert = false;
         loadingEl.hidden = true;
+        renderHead();
         fitView();
         markDirty();
-      }).catch((e) => { loadingEl.textContent = "Image failed to load: " + e.message; setStatus("✗ image: " + e.message, "err"); });
+      }).catch((e) => {
+        if (S.pngKey !== pngKey) return;
+        showImageState(`${S.studyKey || ""} — the image failed to load: ${e.message}`);
+        setStatus("✗ image: " + e.message, "err");
+      });
     } else {
       markDirty();
     }
   }
+  function showImageState(text) {
+    loadingEl.textContent = text;
+    loadingEl.hidden = false;
+    renderHead();
+    markDirty();
+  }
+  // The image on screen belongs to the open study (the payload names its study; the decoded image keeps it).
+  const imageIsCurrent = () => !!S.img && S.img.studyKey === S.studyKey && S.studyKey != null;
 
-  async function decodeImage(im) {
+  async function decodeImage(im, expectedStudy) {
     if (im.encoding && im.encoding !== "rgb16") throw new Error("unsupported encoding " + im.encoding);
+    if (im.study_key != null && im.study_key !== expectedStudy)
+      throw new Error(`the image is of study ${im.study_key}, not ${expectedStudy}: not shown`);
     let blob;
     try {
       blob = await (await fetch("data:image/png;base64," + im.png_b64)).blob();
@@ -340,13 +484,9 @@
       if (v > mx) mx = v;
     }
     if (bmp.close) bmp.close();
-    S.imgCanvas = document.createElement("canvas");
-    S.imgCanvas.width = w; S.imgCanvas.height = h;
-    S.imgCtx = S.imgCanvas.getContext("2d");
-    S.imgData = S.imgCtx.createImageData(w, h);
     const win = im.window || { center: (mn + mx) / 2, width: Math.max(1, mx - mn) };
     return {
-      dw: w, dh: h, width: im.width || w, height: im.height || h, data, min: mn, max: mx,
+      studyKey: expectedStudy, dw: w, dh: h, width: im.width || w, height: im.height || h, data, min: mn, max: mx,
       photometric: im.photometric || "MONOCHROME2", window: { center: +win.center, width: +win.width },
       voiFunction: im.voi_function || "LINEAR",
       presets: im.presets || {}, spacing: im.pixel_spacing_mm || null,
@@ -382,10 +522,16 @@
       if (inv) g = 255 - g;
       lut32[x] = 0xff000000 | (g << 16) | (g << 8) | g;
     }
-    const out = new Uint32Array(S.imgData.data.buffer);
+    if (!img.canvas) {
+      img.canvas = document.createElement("canvas");
+      img.canvas.width = img.dw; img.canvas.height = img.dh;
+      img.ctx = img.canvas.getContext("2d");
+      img.pixels = img.ctx.createImageData(img.dw, img.dh);
+    }
+    const out = new Uint32Array(img.pixels.data.buffer);
     const d = img.data;
     for (let i = 0; i < d.length; i++) out[i] = lut32[d[i]];
-    S.imgCtx.putImageData(S.imgData, 0, 0);
+    img.ctx.putImageData(img.pixels, 0, 0);
     S.wlDirty = false;
     S.winVersion = (S.winVersion || 0) + 1;
     S.lastWindowMs = performance.now() - t0;
@@ -478,7 +624,7 @@
     while (S.playing && S.frameT >= frameDuration(S.frames[S.frame]) && guard++ < 50) {
       S.frameT -= frameDuration(S.frames[S.frame]);
       if (S.frame >= S.frames.length - 1) {
-        S.playing = false; S.frameT = 0; updateToolbar(); event("play_end", { frame: S.frame });
+        S.playing = false; S.frameT = 0; setActive(null); updateToolbar(); event("play_end", { frame: S.frame });
         break;
       }
       S.frame += 1;
@@ -500,7 +646,7 @@
   const baseCtx = baseCanvas.getContext("2d");
   let baseKey = "";
   function renderBase() {
-    const key = [S.view.scale, S.view.tx, S.view.ty, canvas.width, canvas.height, S.dpr, S.winVersion, S.img && S.img.dw].join(",");
+    const key = [S.view.scale, S.view.tx, S.view.ty, canvas.width, canvas.height, S.dpr, S.winVersion, S.img.studyKey, S.pngKey].join(",");
     if (key === baseKey && !S.wlDirty) return;
     if (S.wlDirty) rebuildImage();
     if (baseCanvas.width !== canvas.width || baseCanvas.height !== canvas.height) {
@@ -512,14 +658,14 @@
     baseCtx.setTransform(S.dpr, 0, 0, S.dpr, 0, 0);
     baseCtx.imageSmoothingEnabled = S.view.scale < 3;
     baseCtx.imageSmoothingQuality = "high";
-    baseCtx.drawImage(S.imgCanvas, S.view.tx, S.view.ty, S.img.dw * S.view.scale, S.img.dh * S.view.scale);
+    baseCtx.drawImage(S.img.canvas, S.view.tx, S.view.ty, S.img.dw * S.view.scale, S.img.dh * S.view.scale);
     baseKey = key;
   }
   function draw() {
     const t0 = performance.now();
     const dpr = S.dpr;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    if (!S.img) {
+    if (!imageIsCurrent()) {   // nothing but the placeholder: no other study's pixels, no boxes without their image
       ctx.fillStyle = "#000";
       ctx.fillRect(0, 0, canvas.width, canvas.height);
       return;
@@ -536,9 +682,10 @@
     S.lastDrawMs = performance.now() - t0;
     S.drawTimes.push(S.lastDrawMs);
     if (S.drawTimes.length > 600) S.drawTimes.splice(0, 300);
-    if (!S.painted) {
+    if (!S.painted) {   // the open study's own image is on screen now
       S.painted = true;
       S.paintedAt = performance.now();
+      S.shownAt = nowTs();
     }
   }
   function rectOf(b) {
@@ -561,7 +708,7 @@
       const color = colorOf(b.label);
       const [x, y, w, h] = rectOf(b);
       const selected = b.id === S.selectedBox;
-      const related = !selected && selSid && b.sentence_id === selSid;
+      const related = !selected && selSid && (b.sentence_id === selSid || (b.also || []).includes(selSid));
       const dim = (selSid || S.selectedBox) && !selected && !related;
       ctx.save();
       if (b.status === "rejected") {
@@ -781,24 +928,47 @@
     if (s.id === S.selectedSentence) cls.push("selected");
     if (s.id === S.activeSentence) cls.push("active");
     if (s.status === "deleted") cls.push("gx-deleted");
-    const conf = s.confidence == null ? "" :
-      `<span class="gx-conf${s.confidence < 0.5 ? " gx-low" : ""}" title="model confidence">${Math.round(s.confidence * 100)}%</span>`;
+    const conf = confidenceHtml(s);
     const chip = s.label ? `<span class="gx-chip">${esc(s.label)}</span>` : `<span class="gx-chip">${s.status === "added" ? "reader" : "—"}</span>`;
     const dis = S.readonly ? " disabled" : "";
     const id = esc(s.id);
     let body = `<div class="gx-sent-text" data-testid="ws-sentence-text-${id}">${esc(s.final_text)}</div>`;
     if (s.status === "edited" && s.final_text !== s.text) body += `<div class="gx-sent-orig" title="drafted text">${esc(s.text)}</div>`;
+    const flag = s.status === "deleted" ? null : textFlag(s.final_text);
+    if (flag) body += `<div class="gx-flag" data-testid="ws-flag-${id}" title="Check this sentence before signing">⚠ looks truncated or garbled: ${esc(flag)}</div>`;
+    if (s.evidence_of) body += `<div class="gx-evidence" data-testid="ws-evidence-${id}">restates ${esc(s.evidence_of)}: same box</div>`;
+    const refused = S.refused[s.id];
+    if (refused) body += `<div class="gx-refused" data-testid="ws-refused-${id}">✗ not saved: ${esc(refused)}</div>`;
     if (S.editing === s.id) {
       body = editorHtml(S.editDraft != null ? S.editDraft : s.final_text, true);
     }
     return `<div class="${cls.join(" ")}" data-sid="${id}" data-testid="ws-sentence-${id}" style="--gx-c:${colorOf(s.label)}">
-      <div class="gx-sent-head">${chip}${conf}<span class="gx-st gx-st-${esc(s.status)}" data-testid="ws-status-${id}">${esc(s.status)}</span></div>
+      <div class="gx-sent-head">${chip}${conf}<span class="gx-st gx-st-${esc(s.status)}" data-testid="ws-status-${id}">${esc(STATUS_TEXT[s.status] || s.status)}</span></div>
       ${body}
       <div class="gx-sent-actions">
         <button class="gx-btn-accept" data-act="accept" data-testid="ws-accept-${id}" title="Accept (A)"${dis}>✓ Accept</button>
         <button data-act="edit" data-testid="ws-edit-${id}" title="Edit (E)"${dis}>✎ Edit</button>
         <button class="gx-btn-delete" data-act="delete" data-testid="ws-delete-${id}" title="Delete (D)"${dis}>✕ Delete</button>
       </div></div>`;
+  }
+  // One number per sentence. For a finding sentence it is the finding head's probability of the sentence's label --
+  // the number the "Model finding probabilities" chart shows; otherwise the wording confidence (mean probability of
+  // the sentence's words), said so in the tooltip.
+  function confidenceHtml(s) {
+    const p = s.label != null && S.findingProb && S.findingProb[s.label] != null ? S.findingProb[s.label] : null;
+    let value, tip;
+    if (p != null) {
+      value = p;
+      tip = `Finding probability of ${s.label}: ${p.toFixed(2)} — the model's finding head, the same number as the ` +
+        `"Model finding probabilities" chart.` + (s.confidence != null ? ` Wording confidence of this sentence: ${s.confidence.toFixed(2)}.` : "");
+    } else if (s.confidence != null) {
+      value = +s.confidence;
+      tip = `Wording confidence: ${value.toFixed(2)} — the mean probability the model gave the words of this sentence ` +
+        `(no finding probability for ${s.label ? s.label : "this sentence"}).`;
+    } else {
+      return "";
+    }
+    return `<span class="gx-conf${value < 0.5 ? " gx-low" : ""}" data-testid="ws-conf-${esc(s.id)}" title="${esc(tip)}">${value.toFixed(2)}</span>`;
   }
   function editorHtml(text, withReason) {
     const reason = withReason ? `<div class="gx-row">Reason
@@ -820,7 +990,9 @@
     const total = S.sentences.length;
     const decided = S.sentences.filter((s) => s.status !== "pending").length;
     $(".gx-progress").textContent = total ? `${decided}/${total} reviewed` : "";
-    $(".gx-study").textContent = S.studyKey ? `· ${S.studyKey}` : "";
+    const loading = S.studyKey != null && !imageIsCurrent();
+    studyEl.textContent = S.studyKey ? `· ${S.studyKey}` + (loading ? " — loading image…" : "") : "";
+    studyEl.classList.toggle("gx-study-loading", loading);
     const banners = [];
     if (S.readonly) banners.push(`<div class="gx-readonly-banner" data-testid="ws-readonly">Signed — read only</div>`);
     const warns = (S.value && S.value.warnings) || [];
@@ -861,8 +1033,9 @@
     S.selectedSentence = id;
     S.trajFocus = "selection";
     if (id) touch(id);
+    if (!S.playing) setActive(null);   // one highlight at a time: the selection replaces the playback highlight
     if (source !== "box") {
-      const bs = S.boxes.filter((b) => b.sentence_id === id);
+      const bs = S.boxes.filter((b) => b.sentence_id === id || (b.also || []).includes(id));
       const b = bs.find((x) => x.status !== "rejected") || bs[0];
       S.selectedBox = b ? b.id : null;
       if (b) touch("box:" + b.id);
@@ -890,15 +1063,19 @@
   function decideSentence(id, decision, extra) {
     const s = sentenceById(id);
     if (!s || !canEdit()) return;
+    const duration = durationFor(id);
+    const prev = { status: s.status, final_text: s.final_text };
     touch(id);
+    delete S.refused[id];
     if (decision === "edited") s.final_text = extra.final_text;
-    if (decision === "accepted" && s.status === "deleted") s.final_text = s.final_text || s.text;
+    if ((decision === "accepted" || decision === "accepted_at_signoff") && s.status === "deleted") s.final_text = s.final_text || s.text;
     s.status = s.status === "added" && decision !== "deleted" ? "added" : decision;
     if (decision === "edited" && s.status === "added") s.status = "added";
     S.editing = null; S.editDraft = null;
     updateSentenceEl(s);
+    prev.after = s.status;
     send("decide_sentence", Object.assign({ sentence_id: id, decision, final_text: s.final_text, error_category: null,
-      clinically_significant: null, duration_ms: durationFor(id) }, extra || {}));
+      clinically_significant: null, duration_ms: duration }, extra || {}), null, { prev });
   }
   function startEdit(id) {
     if (!canEdit() || !sentenceById(id)) return;
@@ -930,7 +1107,7 @@
       renderReport();
       send("add_sentence", { text, section, after_sentence_id: after || null, duration_ms: nowTs() - started }, (res) => {
         if (res && res.sentence_id && String(res.sentence_id) !== localId) renameSentence(localId, String(res.sentence_id));
-      });
+      }, { localId });
       return;
     }
     const id = S.editing;
@@ -975,15 +1152,26 @@
 
   // boxes
   const boxCoords = (b) => [b.x_min, b.y_min, b.x_max, b.y_max].map((v) => Math.round(v * 1e5) / 1e5);
-  function decideBox(b, decision) {
+  function decideBox(b, decision, before) {
     if (!b || !canEdit()) return;
-    touch("box:" + b.id);
+    const prev = before || { status: b.status, coords: [b.x_min, b.y_min, b.x_max, b.y_max] };
     if (!(b.status === "added" && decision !== "rejected")) b.status = decision;
     updateToolbar();
+    sendBoxDecision(b, decision, Object.assign({}, prev, { after: b.status }));
+  }
+  // One box is the evidence of a findings sentence and of the impression sentences that restate it (b.also): a
+  // decision on it is recorded for each of them, and the link itself as an event.
+  function sendBoxDecision(b, decision, prev) {
+    const duration = durationFor("box:" + b.id);
+    touch("box:" + b.id);
+    delete S.refused["box:" + b.id];
     send("decide_box", { box_id: b.id, decision, box: boxCoords(b), linked_sentence_id: b.sentence_id,
-      duration_ms: durationFor("box:" + b.id) }, (res) => {
-      if (res && res.box_id && String(res.box_id) !== b.id && decision === "added") { S.idMap[b.id] = String(res.box_id); }
-    });
+      duration_ms: duration }, null, decision === "added" ? { localId: b.id } : { prev });
+    for (const other of b.also || []) {
+      send("decide_box", { box_id: other, decision, box: decision === "rejected" ? null : boxCoords(b),
+        linked_sentence_id: other, duration_ms: duration });
+    }
+    if ((b.also || []).length) event("linked_box_decision", { box_id: b.id, also: b.also, decision });
   }
   function pushUndo(b) { S.undo.push({ id: b.id, coords: [b.x_min, b.y_min, b.x_max, b.y_max], status: b.status, existed: true }); }
   function undoBox() {
@@ -1002,12 +1190,10 @@
     b.status = prev;
     event("undo", { box_id: b.id, restored_status: prev, box: boxCoords(b) });
     if (prev !== "pending") {
-      send("decide_box", { box_id: b.id, decision: prev, box: boxCoords(b), linked_sentence_id: b.sentence_id,
-        duration_ms: durationFor("box:" + b.id) });
+      sendBoxDecision(b, prev);
     } else if (b.orig) {
       // back to the drafted box: record it as moved back to the drafted coordinates
-      send("decide_box", { box_id: b.id, decision: "moved", box: boxCoords(b), linked_sentence_id: b.sentence_id,
-        duration_ms: durationFor("box:" + b.id) });
+      sendBoxDecision(b, "moved");
     }
     updateToolbar();
   }
@@ -1045,7 +1231,7 @@
     const [sx, sy] = localXY(e);
     const n = toNorm(sx, sy);
     canvas.setPointerCapture(e.pointerId);
-    const base = { sx0: sx, sy0: sy, moved: false, pointerId: e.pointerId };
+    const base = { sx0: sx, sy0: sy, moved: false, pointerId: e.pointerId, startedAt: nowTs() };
     if (e.button === 2 || (e.button === 0 && S.mode === "wl")) {
       S.drag = Object.assign(base, { kind: "wl", c0: S.win.center, w0: S.win.width });
     } else if (e.button === 1) {
@@ -1120,7 +1306,7 @@
         S.boxes.push(nb);
         S.undo.push({ id: nb.id, existed: false });
         S.selectedBox = nb.id;
-        touch("box:" + nb.id);
+        S.firstTouch["box:" + nb.id] = d.startedAt;
         decideBox(nb, "added");
       }
       S.mode = null;
@@ -1129,7 +1315,7 @@
       event("measure", { length: measureText(S.measure) });
     } else if ((d.kind === "move" || d.kind === "resize") && d.moved) {
       S.undo.push({ id: d.box.id, coords: d.start, status: d.box.status, existed: true });
-      decideBox(d.box, d.kind === "move" ? "moved" : "resized");
+      decideBox(d.box, d.kind === "move" ? "moved" : "resized", { status: d.box.status, coords: d.start });
     }
     markDirty();
   }
@@ -1200,14 +1386,15 @@
       case "so-accept": {
         const n = modificationCount();
         if (n) confirmBox("Sign as drafted?", `You changed ${n} item${n > 1 ? "s" : ""} of the draft; "Sign modified" records them as a modified report.\n\n` + finalReport(),
-          () => signOff("accept"));
-        else signOff("accept");
+          () => signWhenNothingPending("accept"));
+        else signWhenNothingPending("accept");
         break;
       }
-      case "so-modify": signOff("modify"); break;
+      case "so-modify": signWhenNothingPending("modify"); break;
       case "so-reject": confirmBox("Reject this draft?", "The draft will be signed as rejected and the next case opens.\n\n" + finalReport(),
         () => signOff("reject")); break;
       case "confirm-ok": { const f = S.confirmFn; closeConfirm(); if (f) f(); break; }
+      case "confirm-rest": { const f = S.restFn; closeConfirm(); if (f) f(); break; }
       case "confirm-cancel": closeConfirm(); break;
       case "ask": ask(); break;
       default: break;
@@ -1225,15 +1412,47 @@
     helpEl.hidden = !on;
     if (on) event("help", {});
   }
-  function confirmBox(title, text, fn) {
+  function confirmBox(title, text, fn, rest) {
     $(".gx-confirm-title").textContent = title;
     $(".gx-confirm-text").textContent = text;
-    S.confirmFn = fn;
+    S.confirmFn = fn || null;
+    S.restFn = rest || null;
+    const ok = $('[data-testid="ws-confirm-ok"]'), restBtn = $('[data-testid="ws-confirm-accept-rest"]');
+    ok.hidden = !fn;
+    restBtn.hidden = !rest;
+    $('[data-testid="ws-confirm-cancel"]').textContent = rest ? "Go back and review them" : "Cancel";
     confirmEl.hidden = false;
-    const ok = $('[data-testid="ws-confirm-ok"]');
-    if (ok) ok.focus();
+    (fn ? ok : $('[data-testid="ws-confirm-cancel"]')).focus();
   }
-  function closeConfirm() { confirmEl.hidden = true; S.confirmFn = null; root.focus({ preventScroll: true }); }
+  function closeConfirm() { confirmEl.hidden = true; S.confirmFn = null; S.restFn = null; root.focus({ preventScroll: true }); }
+
+  // Signing never turns silence into a decision: with anything pending the reader either goes back or accepts the
+  // rest explicitly, recorded as "accepted_at_signoff" (not as ordinary accepts).
+  const pendingSentences = () => orderedSentences().filter((s) => s.status === "pending");
+  const pendingBoxes = () => S.boxes.filter((b) => {   // a deleted sentence's box goes with its sentence
+    const s = b.sentence_id != null ? sentenceById(b.sentence_id) : null;
+    return b.status === "pending" && !(s && s.status === "deleted");
+  });
+  function signWhenNothingPending(decision) {
+    if (!canEdit()) return;
+    const ps = pendingSentences(), pb = pendingBoxes();
+    if (!ps.length && !pb.length) { signOff(decision); return; }
+    const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    const flagged = ps.filter((s) => textFlag(s.final_text));
+    const lines = ps.map((s) => `• ${s.final_text}` + (textFlag(s.final_text) ? `   ⚠ ${textFlag(s.final_text)}` : ""));
+    if (pb.length) lines.push("", "Boxes: " + pb.map((b) => `${b.label || "box"} (${b.sentence_id || b.id})`).join(", "));
+    const text = `${plural(ps.length, "sentence")} and ${plural(pb.length, "box").replace("boxs", "boxes")} are still pending.` +
+      (flagged.length ? ` ${flagged.length} of the sentences look truncated or garbled.` : "") +
+      `\n\n"Accept the rest" records each of them as accepted at sign-off, without review.\n\n` + lines.join("\n");
+    confirmBox(`Sign with ${plural(ps.length, "sentence")} and ${plural(pb.length, "box").replace("boxs", "boxes")} pending?`, text, null,
+      () => { acceptRest(ps, pb); signOff(decision); });
+    event("signoff_pending_dialog", { decision, sentences: ps.map((s) => s.id), boxes: pb.map((b) => b.id) });
+  }
+  function acceptRest(ps, pb) {
+    event("accept_rest", { sentences: ps.map((s) => s.id), boxes: pb.map((b) => b.id) });
+    for (const s of ps) decideSentence(s.id, "accepted_at_signoff");
+    for (const b of pb) decideBox(b, "accepted_at_signoff");
+  }
 
   function modificationCount() {
     return S.sentences.filter((s) => s.status === "edited" || s.status === "deleted" || s.status === "added").length +
@@ -1267,17 +1486,28 @@
     if (!q || !canEdit()) return;
     const fn = server && server.ask;
     if (typeof fn !== "function") { askAnswer.textContent = "Asking is not available here."; return; }
+    const study = S.studyKey;
+    const n = (S.askCount = (S.askCount || 0) + 1);
+    askQuestion.textContent = `Q${n}: ${q}`;
     askAnswer.textContent = "Asking…";
+    askAnswer.classList.remove("gx-fresh");
     event("ask", { question: q.slice(0, 200) });
+    const show = (text) => {
+      if (S.studyKey !== study || S.askCount !== n) return;   // an answer about another case or an older question
+      askAnswer.textContent = text;
+      askAnswer.classList.remove("gx-fresh");
+      void askAnswer.offsetWidth;   // restart the highlight so a repeated answer still looks new
+      askAnswer.classList.add("gx-fresh");
+    };
     try {
       const res = await withTimeout(fn({ session_id: S.sessionId, question: q }), 90000);
-      if (!res || typeof res !== "object") { askAnswer.textContent = "✗ no answer (server error or connection lost) — try again"; return; }
-      if (res.ok === false) { askAnswer.textContent = "✗ " + (res.error || "no answer"); return; }
-      askAnswer.textContent = (res && res.answer) || "(no answer)";
-      S.answerBox = res && res.box ? res.box : null;
-      markDirty();
+      if (!res || typeof res !== "object") { show("✗ no answer (server error or connection lost) — try again"); return; }
+      if (res.ok === false) { show("✗ " + (res.error || "no answer")); return; }
+      const time = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+      show(`A${n} (${time}): ${res.answer || "(no answer)"}`);
+      if (S.studyKey === study && S.askCount === n) { S.answerBox = res.box ? res.box : null; markDirty(); }
     } catch (e) {
-      askAnswer.textContent = "✗ " + ((e && e.message) || e) + " — try again";
+      show("✗ " + ((e && e.message) || e) + " — try again");
     }
   }
 
@@ -1358,53 +1588,18 @@
   ro.observe(stage);
   resizeCanvas();
 
-  const snapshotBox = (b) => ({ id: b.id, sentence_id: b.sentence_id, label: b.label, x_min: b.x_min, y_min: b.y_min,
-    x_max: b.x_max, y_max: b.y_max, status: b.status });
+  // What the app itself reads (app/main.py waits for the new study's paint before drawing its chart). The test
+  // getters are bundled only when GAZEX_TEST_HOOKS is set (app/workstation/test_hooks.js; component.bundled_js).
   const api = {};
-  const getters = {
-    selectedSentence: () => S.selectedSentence,
-    activeSentence: () => S.activeSentence,
-    selectedBox: () => S.selectedBox,
-    playing: () => S.playing,
-    frame: () => S.frame,
-    frameCount: () => S.frames.length,
-    speed: () => S.speed,
-    boxes: () => S.boxes.map(snapshotBox),
-    sentences: () => S.sentences.map((s) => ({ id: s.id, section: s.section, label: s.label, status: s.status, final_text: s.final_text })),
-    view: () => ({ scale: S.view.scale, tx: S.view.tx, ty: S.view.ty, center: S.win.center, width: S.win.width,
-      invert: S.invert, photometric: S.img ? S.img.photometric : null, canvasWidth: S.cssW, canvasHeight: S.cssH,
-      dispWidth: S.img ? S.img.dw : 0, dispHeight: S.img ? S.img.dh : 0 }),
-    show: () => Object.assign({}, S.show),
-    mode: () => S.mode,
-    editing: () => S.editing,
-    readonly: () => S.readonly,
-    sessionId: () => S.sessionId,
-    studyKey: () => S.studyKey,
-    painted: () => S.painted && !!S.img,
-    openToPaintMs: () => (S.paintedAt && S.img ? S.paintedAt - S.openedAt : null),
-    rafFrames: () => S.rafFrames,
-    lastWindowMs: () => S.lastWindowMs || null,
-    lastDrawMs: () => (S.lastDrawMs != null ? S.lastDrawMs : null),
-    drawTimes: () => S.drawTimes.slice(),
-    paintedAt: () => S.paintedAt || null,
-    pending: () => S.queue.length,
-    acks: () => S.acks.map((a) => ({ fn: a.fn, seq: a.seq, latency_ms: a.latency_ms, args: Object.assign({}, a.args) })),
-    failures: () => S.failures.slice(),
-    lastError: () => S.lastError || null,
-    timing: () => ({ active_ms: S.timing.active, idle_ms: S.timing.idle, hidden_ms: S.timing.hidden, state: S.timing.state }),
-    helpOpen: () => !helpEl.hidden,
-    signedOff: () => S.signedOff || null,
-  };
-  for (const [k, g] of Object.entries(getters)) Object.defineProperty(api, k, { get: g, enumerable: true });
-  // Helpers for tests: screen (client) coordinates of a normalised image point, and the stored value at a display pixel.
-  api.toClient = (nx, ny) => { const r = canvas.getBoundingClientRect(); const [x, y] = toScreen(nx, ny); return { x: r.left + x, y: r.top + y }; };
-  api.storedValueAt = (px, py) => (S.img ? S.img.data[py * S.img.dw + px] : null);
-  api.pixelAt = (cx, cy) => { const d = ctx.getImageData(Math.round(cx * S.dpr), Math.round(cy * S.dpr), 1, 1).data; return [d[0], d[1], d[2]]; };
+  Object.defineProperty(api, "painted", { get: () => S.painted && imageIsCurrent(), enumerable: true });
+  Object.defineProperty(api, "studyKey", { get: () => S.studyKey, enumerable: true });
+  /*@GX_TEST_HOOKS@*/
   Object.freeze(api);
   window.gazexWorkstation = api;
 
   watch("value", () => loadValue(props.value));
   loadValue(props.value);
+  adoptStoredQueues();
 
   window.__gxWsCleanup = () => {
     S.destroyed = true;

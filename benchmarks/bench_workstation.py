@@ -73,13 +73,16 @@ def frame_window(page, seconds: float, action=None) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--loads", type=int, default=5)
+    parser.add_argument("--loads", type=int, default=20)
     parser.add_argument("--decisions", type=int, default=40)
     parser.add_argument("--json", type=str, default=None)
     args = parser.parse_args()
 
+    import os
+
     from playwright.sync_api import sync_playwright
 
+    os.environ["GAZEX_TEST_HOOKS"] = "1"  # the workstation's probes for this run only (never in production)
     from workstation_demo import build_demo
 
     from workstation_demo import study_value, synthetic_cxr
@@ -119,7 +122,9 @@ def main() -> None:
                 key = page.evaluate("window.gazexWorkstation.studyKey")
                 t0 = page.evaluate("performance.now()")
                 page.click("#demo-next")
-                page.wait_for_function(f"window.gazexWorkstation.studyKey !== {json.dumps(key)} && window.gazexWorkstation.painted", timeout=60000)
+                # painted = the new study's own image on screen (the old one is cleared when the value arrives)
+                page.wait_for_function(f"window.gazexWorkstation.studyKey !== {json.dumps(key)} && window.gazexWorkstation.painted"
+                                       " && window.gazexWorkstation.imageStudyKey === window.gazexWorkstation.studyKey", timeout=60000)
                 switch.append(page.evaluate("window.gazexWorkstation.paintedAt") - t0)
             results["study_switch_click_to_painted_ms"] = summary(switch)
             page.goto(url)

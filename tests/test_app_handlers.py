@@ -42,7 +42,11 @@ def test_open_study_builds_the_workstation_value_from_the_draft(world):
     draft = world.service.get_draft(world.studies[0][0])[1]
     assert [s["id"] for s in value["sentences"]] == [s["id"] for s in draft["sentences"]]
     assert all(s["status"] == "pending" for s in value["sentences"])
-    assert len(value["boxes"]) == sum(1 for s in draft["sentences"] if s["observation_box"])
+    from app.workstation.component import evidence_links
+
+    links = evidence_links(draft["sentences"])  # an impression sentence restating a finding shares its box
+    assert len(value["boxes"]) == sum(1 for s in draft["sentences"] if s["observation_box"]) - len(links)
+    assert sorted(i for b in value["boxes"] for i in b["also"]) == sorted(links)
     assert value["findings"] == draft["findings"]
     image = value["image"]
     png = unpack_rgb16_png(base64.b64decode(image["png_b64"]))

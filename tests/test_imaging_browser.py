@@ -55,7 +55,7 @@ def server(tmp_path_factory):
 
     values = _values(tmp_path_factory.mktemp("imaging-browser"))
     with gr.Blocks() as demo:
-        ws = Workstation(values["film"], elem_id="gx-workstation")
+        ws = Workstation(values["film"], elem_id="gx-workstation", test_hooks=True)
         gr.Button("sigmoid", elem_id="open-sigmoid").click(lambda: values["sigmoid"], outputs=ws)
     port = _free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, ssr_mode=False)

@@ -67,12 +67,14 @@ class Workstation(gr.HTML):
     """The workstation component. ``server_functions``: the contract's Python callables (any subset; missing
     ones make the browser show "server function missing" on that action instead of silently dropping it).
 
+    ``test_hooks``: bundle the test getters and levers (app/workstation/test_hooks.js); default: GAZEX_TEST_HOOKS.
+
     Events: ``.signed_off(fn, inputs, outputs)`` fires after the sign_off ack; ``gr.EventData._data`` carries
     ``{"session_id", "study_key", "decision"}`` so the app can open the next case.
     """
 
     def __init__(self, value: dict[str, Any] | None = None, *, server_functions: Iterable[Callable] | None = None,
-                 **kwargs: Any):
+                 test_hooks: bool | None = None, **kwargs: Any):
         fns = list(server_functions or [])
         names = [getattr(f, "__name__", "") for f in fns]
         unknown = [n for n in names if n not in SERVER_FUNCTION_NAMES]
@@ -81,7 +83,7 @@ class Workstation(gr.HTML):
         kwargs.setdefault("padding", False)
         kwargs.setdefault("apply_default_css", False)
         kwargs.setdefault("container", False)
-        super().__init__(value=value, html_template=HTML_TEMPLATE, js_on_load=bundled_js(),
+        super().__init__(value=value, html_template=HTML_TEMPLATE, js_on_load=bundled_js(test_hooks),
                          server_functions=fns or None, **kwargs)
 
     def api_info(self) -> dict[str, Any]:  # the value is a JSON object, not an HTML string

@@ -256,8 +256,13 @@
       }
     }
   }
+  // made once, when the reader acts: the server records a call with a decision_id it has seen only once
+  const newDecisionId = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
+    : Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12) + "-" + Math.random().toString(36).slice(2, 12));
   function send(fn, args, onAck, meta) {
-    const item = { fn, args: Object.assign({ session_id: S.sessionId, client_ts: nowTs() }, args), tries: 0, onAck,
+    const base = { session_id: S.sessionId, client_ts: nowTs() };
+    if (KEPT_FNS.includes(fn)) base.decision_id = newDecisionId();
+    const item = { fn, args: Object.assign(base, args), tries: 0, onAck,
                    meta: meta || {}, queuedAt: performance.now(), n: ++S.localSeq };
     S.queue.push(item);
     persistQueue();
@@ -1445,7 +1450,7 @@
       (flagged.length ? ` ${flagged.length} of the sentences look truncated or garbled.` : "") +
       `\n\n"Accept the rest" records each of them as accepted at sign-off, without review.\n\n` + lines.join("\n");
     confirmBox(`Sign with ${plural(ps.length, "sentence")} and ${plural(pb.length, "box").replace("boxs", "boxes")} pending?`, text, null,
-      () => { acceptRest(ps, pb); signOff(decision); });
+      () => { acceptRest(ps, pb); signOff(decision, true); });
     event("signoff_pending_dialog", { decision, sentences: ps.map((s) => s.id), boxes: pb.map((b) => b.id) });
   }
   function acceptRest(ps, pb) {
@@ -1466,7 +1471,7 @@
     }
     return parts.join("\n\n");
   }
-  function signOff(decision) {
+  function signOff(decision, acceptRestChosen) {
     if (!canEdit()) return;
     tickTiming();
     const sid = S.sessionId, key = S.studyKey;
@@ -1475,7 +1480,7 @@
     renderReport(); updateToolbar();
     setStatus(`Signing off (${decision})…`, "busy");
     send("sign_off", { decision, final_report: finalReport(), active_ms: Math.round(S.timing.active),
-      idle_ms: Math.round(S.timing.idle), hidden_ms: Math.round(S.timing.hidden) }, (res) => {
+      idle_ms: Math.round(S.timing.idle), hidden_ms: Math.round(S.timing.hidden), accept_rest: !!acceptRestChosen }, (res) => {
       S.signedOff = { decision, session_id: sid, study_key: key, result: res };
       setStatus(`✓ signed off (${decision})`, "ok");
       try { trigger("signed_off", { session_id: sid, study_key: key, decision }); } catch (e) { console.error(e); }

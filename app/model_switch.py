@@ -28,10 +28,11 @@ def inference_threads(threads: int | None = None) -> int | None:
 
 
 def load_gazex(model_path: str | Path, threads: int | None = None) -> Any:
-    """A GazeX instance for any model directory (full checkpoint or base + adapter); the app's one loader."""
-    from gazex_core.inference import GazeX
+    """The served model for any model directory (gazex-tiny checkpoint or adapter, Qwen2-VL base or adapter);
+    the app's one loader."""
+    from gazex_core.checkpoint import open_model
 
-    return GazeX(Path(model_path), threads=inference_threads(threads))
+    return open_model(Path(model_path), threads=inference_threads(threads))
 
 
 def load_version(version: ModelVersionInfo, threads: int | None = None) -> Any:

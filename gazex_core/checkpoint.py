@@ -21,6 +21,9 @@ fine-tuned version). A relative ``base`` is resolved against the adapter directo
 * :func:`resolve_checkpoint` - a full-checkpoint directory for any model directory (an adapter chain is
   merged once into ``adapter_dir/merged``), for loaders that only read full checkpoints.
 * :func:`version_label` - the human-readable version a directory carries.
+* :func:`open_model` - any model directory -> a ready model with GazeX's ``analyze`` / ``ask`` / ``ground``:
+  :class:`~gazex_core.inference.GazeX` for gazex-tiny checkpoints and adapters,
+  :class:`~gazex_core.qwen2vl.Qwen2VLGazeX` for the full-scale Qwen2-VL backbone (base or LoRA adapter).
 
 Imports neither annotations_db nor training.
 """
@@ -99,10 +102,26 @@ def _files_identity(directory: Path, names: tuple[str, ...], prefix: str) -> str
 
 def model_identity(path: str | Path) -> str:
     """SHA-256 identity of the model version in ``path`` (checkpoint or adapter chain)."""
+    from .qwen2vl import is_qwen2vl_dir
+
+    if is_qwen2vl_dir(path):
+        return _qwen2vl_identity(Path(path))
     chain = adapter_chain(path)
     identity = _files_identity(chain[0], CHECKPOINT_FILES, "gazex.checkpoint")
     for adapter_dir in chain[1:]:
         identity = _files_identity(adapter_dir, ADAPTER_FILES, f"{ADAPTER_FORMAT}\n{identity}")
+    return identity
+
+
+def _qwen2vl_identity(path: Path) -> str:
+    """A Qwen2-VL base: config, tokenizer and every weight shard; an adapter: the base's identity + LoRA files."""
+    from .qwen2vl import BACKBONE_META, resolve_base
+
+    base, adapter = resolve_base(path)
+    shards = tuple(sorted(p.name for p in base.glob("*.safetensors")))
+    identity = _files_identity(base, ("config.json", "tokenizer.json") + shards, "gazex.qwen2-vl")
+    if adapter is not None:
+        identity = _files_identity(adapter, ADAPTER_FILES + (BACKBONE_META,), f"gazex.qwen2-vl.lora\n{identity}")
     return identity
 
 
@@ -174,3 +193,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
     except OSError:  # merged concurrently by another process: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
     return merged
+
+
+def open_model(path: str | Path, *, threads: int | None = None, device: str = "cpu"):
+    """The served model for any model directory (see the module doc), loaded once by the caller."""
+    from .qwen2vl import Qwen2VLGazeX, is_qwen2vl_dir
+
+    if is_qwen2vl_dir(path):
+        return Qwen2VLGazeX(path, device=device, threads=threads)
+    from .inference import GazeX
+
+    return GazeX(Path(path), device=device, threads=threads)

@@ -7,9 +7,10 @@ import json
 
 
 def _model(args: argparse.Namespace):
-    from gazex_core.inference import GazeX
+    from gazex_core.checkpoint import open_model
+    from gazex_core.inference import DEFAULT_MODEL_DIR
 
-    return GazeX(args.model, threads=args.threads or None)
+    return open_model(args.model or DEFAULT_MODEL_DIR, threads=args.threads or None)
 
 
 def _image(args: argparse.Namespace):

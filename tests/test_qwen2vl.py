@@ -40,6 +40,12 @@ def records(image_path):
             SftRecord("ground", prompt("ground", sentence="Small left pleural effusion."), GROUND, [str(image_path)])]
 
 
+@pytest.fixture(scope="module")
+def memorised(records, tmp_path_factory):
+    """The tiny model trained until it writes the records' report and grounding (a stand-in for a trained adapter)."""
+    return memorised_model(tiny_base(), records, tmp_path_factory.mktemp("memorised") / "model")
+
+
 def _params(tmp_path: Path, **kw) -> QwenTrainParams:
     base = dict(base_model=str(tiny_base()), data="", out=str(tmp_path / "adapter"), lora_r=8, lora_alpha=16,
                 lr=5e-3, steps=2, save_every=0, gradient_checkpointing=True, seed=0)
@@ -90,9 +96,8 @@ def test_resume_continues_from_the_saved_state(records, tmp_path):
     assert [h["step"] for h in meta["history"]] == [3]  # only the missing step ran
 
 
-def test_generated_text_becomes_a_valid_bundle(records, tmp_path, image_path):
-    out = memorised_model(tiny_base(), records, tmp_path / "memorised")
-    gx = Qwen2VLGazeX(out, settings=GenerationSettings(max_new_tokens=48))
+def test_generated_text_becomes_a_valid_bundle(memorised, image_path):
+    gx = Qwen2VLGazeX(memorised, settings=GenerationSettings(max_new_tokens=48))
     bundle = gx.analyze(str(image_path))
     EvidenceBundle.from_json(bundle.to_json())  # schema-valid
     assert bundle.sentences, bundle.warnings
@@ -178,3 +183,27 @@ def test_finetune_runs_one_round_on_reviewers_corrections(tmp_path, image_path):
     assert candidate.status == "candidate" and Path(candidate.path, "adapter_model.safetensors").is_file()
     assert Qwen2VLGazeX(candidate.path).adapter_dir == Path(candidate.path)
     service.close()
+
+
+def test_the_app_drafts_and_serves_with_it(memorised, tmp_path, image_path):
+    from annotations_db.service import ReviewService
+    from app.handlers import open_study
+    from app.runtime import build_context
+    from gazex_core.checkpoint import model_identity
+
+    service = ReviewService.open(None, data_dir=str(tmp_path / "db"))
+    service.create_reader("reader1", "password123", role="admin")
+    context = build_context(service, memorised, threads=1)
+    try:
+        version = service.active_model_version()
+        assert version.weights_hash == model_identity(memorised) and Path(version.path) == memorised
+        study = service.register_study("1.2.840.99", str(image_path), width=160, height=160)
+        assert context.worker.enqueue_drafts([(study.id, study.study_uid, str(image_path))]) == 1
+        assert context.worker.wait_idle(600), context.worker.progress.as_text()
+        value, _ = open_study(service, "reader1", study.id, context.image_payload)
+        texts = [s["text"] for s in value["sentences"]]
+        assert "Small left pleural effusion." in texts, texts
+        assert any(b["x_min"] == pytest.approx(0.25) for b in value["boxes"])  # the parsed observation box
+    finally:
+        context.worker.stop()
+        service.close()

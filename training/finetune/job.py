@@ -19,6 +19,7 @@ import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -217,7 +218,11 @@ def _train_evaluate_register(service, data_dir, params, base, train, val, run_id
     encoded = lora.encode_examples(train, tok, max_len, use_gaze=getattr(model.config, "use_gaze", True))
     trainer = lora.LoraTrainer(peft_model, tok, pixel_batch(train_arrays), encoded, params.lora)
     t_train = time.perf_counter()
-    history = trainer.train(on_step=lambda s, n, parts: _on_step(guard, s, n, parts))
+    epochs: list[dict] = []
+    evaluate = partial(_evaluate_epoch, peft_model, tok, before, params, val, val_arrays, bench_arrays, bench_truth)
+    history = trainer.train(on_step=lambda s, n, parts: _on_step(guard, s, n, parts),
+                            on_epoch=lambda epoch: epochs.append(evaluate(epoch)))
+    chosen = _choose_epoch(peft_model, epochs)
     train_s = time.perf_counter() - t_train
 
     guard.stage(0.75, "saving the adapter")
@@ -233,6 +238,7 @@ def _train_evaluate_register(service, data_dir, params, base, train, val, run_id
     summary = {"before": before, "after": after, "gate": verdict, "train_seconds": train_s,
                "total_seconds": time.perf_counter() - t0, "adapter_bytes": size_bytes, "run_id": run_id,
                "train_studies": len(train), "val_studies": len(val), "steps": len(history),
+               "epoch": chosen, "epochs": [{k: v for k, v in e.items() if k != "state"} for e in epochs],
                "final_loss": history[-1] if history else None}
     (adapter_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
     candidate = service.register_model_version(
@@ -241,6 +247,35 @@ def _train_evaluate_register(service, data_dir, params, base, train, val, run_id
     message = ("gate passed: promotable" if verdict["passed"] else "gate failed: " + "; ".join(verdict["reasons"]))
     log(f"candidate version {candidate.id} at {adapter_dir} ({size_bytes / 1e6:.2f} MB), {message}")
     return {"candidate": candidate, "metrics": summary, "message": message}
+
+
+def _evaluate_epoch(peft_model, tok, before, params, val, val_arrays, bench_arrays, bench_truth, epoch: int) -> dict:
+    """The adapter after one epoch on the held-out reviews and the benchmark, with its LoRA weights."""
+    from peft import get_peft_model_state_dict
+
+    from . import metrics
+
+    model = peft_model.get_base_model()  # LoRA layers active
+    after = {"corrections": metrics.evaluate_corrections(model, tok, val, val_arrays),
+             "benchmark": metrics.benchmark_metrics(model, tok, bench_arrays, bench_truth)}
+    state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+    return {"epoch": epoch, "after": after, "gate": metrics.gate(before, after, params.tolerance,
+                                                                 params.min_improvement), "state": state}
+
+
+def _choose_epoch(peft_model, epochs: list[dict]) -> int | None:
+    """Keeps the epoch whose adapter passes the gate with the best correction score (the earliest on ties);
+    the last epoch when none passes. Later epochs keep fixing the corrected error but also drift away from
+    the base on everything else, so the epoch is chosen, not fixed."""
+    from peft import set_peft_model_state_dict
+
+    if not epochs:
+        return None
+    passing = [e for e in epochs if e["gate"]["passed"]]
+    best = max(passing, key=lambda e: (e["after"]["corrections"]["correction_score"], -e["epoch"])) if passing \
+        else epochs[-1]
+    set_peft_model_state_dict(peft_model, best["state"])
+    return best["epoch"]
 
 
 def registry_metrics(summary: dict) -> dict:

@@ -141,7 +141,8 @@ class LoraTrainer:
     def steps_per_epoch(self) -> int:
         return max(1, -(-len(self.data) // self.params.batch_size))
 
-    def train(self, on_step: Callable[[int, int, dict], None] | None = None) -> list[dict]:
+    def train(self, on_step: Callable[[int, int, dict], None] | None = None,
+              on_epoch: Callable[[int], None] | None = None) -> list[dict]:
         p = self.params
         torch.manual_seed(p.seed)
         rng = random.Random(p.seed)
@@ -170,6 +171,9 @@ class LoraTrainer:
                 bar.set_postfix(loss=f"{parts['loss']:.3f}", sft=f"{parts['sft']:.3f}", dpo=f"{parts['dpo']:.3f}")
                 if on_step is not None:
                     on_step(step, total, parts)
+            if on_epoch is not None:
+                self.model.eval()
+                on_epoch(len(history) // self.steps_per_epoch())
         bar.close()
         self.model.eval()
         return history

@@ -30,7 +30,7 @@ def inference_threads(threads: int | None = None) -> int | None:
 def load_gazex(model_path: str | Path, threads: int | None = None) -> Any:
     """The served model for any model directory (gazex-tiny checkpoint or adapter, Qwen2-VL base or adapter);
     the app's one loader."""
-    from gazex_core.checkpoint import open_model
+    from gazex_core.serving import open_model
 
     return open_model(Path(model_path), threads=inference_threads(threads))
 

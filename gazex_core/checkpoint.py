@@ -1,6 +1,6 @@
 """Model directories: the one place that resolves, identifies and loads a GazeX model version.
 
-A model directory is either a **full checkpoint** (``config.json`` + ``model.safetensors`` +
+A gazex-tiny model directory is either a **full checkpoint** (``config.json`` + ``model.safetensors`` +
 ``tokenizer.json``) or a **LoRA adapter** written by ``gazex finetune``::
 
     adapter_dir/
@@ -12,6 +12,9 @@ A model directory is either a **full checkpoint** (``config.json`` + ``model.saf
 ``base`` is a full checkpoint or another adapter directory (adapters stack: a version fine-tuned from a
 fine-tuned version). A relative ``base`` is resolved against the adapter directory.
 
+A full-scale **Qwen2-VL** directory (docs/full_scale.md) is a base model as ``save_pretrained`` writes it, or
+a peft LoRA adapter with ``gazex_backbone.json`` naming its base: :func:`is_qwen2vl_dir`, :func:`resolve_base`.
+
 * :func:`model_identity` - the identity of a model version (SHA-256), the same for the app, the CLI,
   evaluation and fine-tuning: a checkpoint's config, weights and tokenizer; an adapter's base identity plus
   its LoRA configuration and weights. Derived files (``merged/``, ``metrics.json``) never count, and moving
@@ -21,9 +24,8 @@ fine-tuned version). A relative ``base`` is resolved against the adapter directo
 * :func:`resolve_checkpoint` - a full-checkpoint directory for any model directory (an adapter chain is
   merged once into ``adapter_dir/merged``), for loaders that only read full checkpoints.
 * :func:`version_label` - the human-readable version a directory carries.
-* :func:`open_model` - any model directory -> a ready model with GazeX's ``analyze`` / ``ask`` / ``ground``:
-  :class:`~gazex_core.inference.GazeX` for gazex-tiny checkpoints and adapters,
-  :class:`~gazex_core.qwen2vl.Qwen2VLGazeX` for the full-scale Qwen2-VL backbone (base or LoRA adapter).
+* :func:`gazex_core.serving.open_model` (one level up, since it imports both backbones) - any model
+  directory -> the model that serves it, gazex-tiny or Qwen2-VL.
 
 Imports neither annotations_db nor training.
 """
@@ -41,10 +43,72 @@ ADAPTER_FORMAT = "gazex.adapter/1"
 MERGED_DIR = "merged"
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+QWEN2VL_BACKBONE = "qwen2-vl"
+QWEN2VL_META = "gazex_backbone.json"  # a Qwen2-VL LoRA adapter's pointer to its base model
 
 
 class AdapterError(ValueError):
     """A model directory that is neither a checkpoint nor a readable adapter."""
+
+
+class ModelNotFound(FileNotFoundError):
+    """No usable Qwen2-VL weights at a path. One-line message."""
+
+
+class ModelMismatch(ValueError):
+    """Weights, processor and adapter that do not belong together. One-line message."""
+
+
+def is_qwen2vl_dir(path: str | Path) -> bool:
+    path = Path(path)
+    if (path / QWEN2VL_META).is_file():
+        return True
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type") == "qwen2_vl"
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def backbone_meta(path: str | Path) -> dict:
+    meta_path = Path(path) / QWEN2VL_META
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelMismatch(f"{meta_path}: cannot read ({exc})") from exc
+    if meta.get("backbone") != QWEN2VL_BACKBONE or not meta.get("base_model"):
+        raise ModelMismatch(f"{meta_path}: not a {QWEN2VL_BACKBONE} adapter (needs backbone={QWEN2VL_BACKBONE!r} and base_model)")
+    return meta
+
+
+def resolve_base(path: str | Path) -> tuple[Path, Path | None]:
+    """(base model dir, adapter dir or None) for a base or adapter directory; checks both exist."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelNotFound(f"{path}: no such model directory (weights are never downloaded implicitly)")
+    adapter = path if (path / "adapter_config.json").is_file() else None
+    if adapter is None:
+        _check_base(path)
+        return path, None
+    base = Path(backbone_meta(path)["base_model"])
+    base = base if base.is_absolute() else (path / base).resolve()
+    _check_base(base)
+    return base, adapter
+
+
+def _check_base(path: Path) -> None:
+    if not path.is_dir():
+        raise ModelNotFound(f"{path}: base model directory not found (download Qwen2-VL yourself and pass its path)")
+    if not (path / "config.json").is_file():
+        raise ModelNotFound(f"{path}: no config.json - not a model directory")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise ModelNotFound(f"{path}: config.json but no weights (*.safetensors)")
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    if model_type != "qwen2_vl":
+        raise ModelMismatch(f"{path}: model_type {model_type!r} is not 'qwen2_vl'")
+    has_processor = (path / "processor_config.json").is_file() or (path / "preprocessor_config.json").is_file()
+    if not has_processor or not (path / "tokenizer.json").is_file():
+        raise ModelNotFound(f"{path}: processor files missing (processor_config.json or preprocessor_config.json, "
+                            "tokenizer.json)")
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -102,8 +166,6 @@ def _files_identity(directory: Path, names: tuple[str, ...], prefix: str) -> str
 
 def model_identity(path: str | Path) -> str:
     """SHA-256 identity of the model version in ``path`` (checkpoint or adapter chain)."""
-    from .qwen2vl import is_qwen2vl_dir
-
     if is_qwen2vl_dir(path):
         return _qwen2vl_identity(Path(path))
     chain = adapter_chain(path)
@@ -115,13 +177,11 @@ def model_identity(path: str | Path) -> str:
 
 def _qwen2vl_identity(path: Path) -> str:
     """A Qwen2-VL base: config, tokenizer and every weight shard; an adapter: the base's identity + LoRA files."""
-    from .qwen2vl import BACKBONE_META, resolve_base
-
     base, adapter = resolve_base(path)
     shards = tuple(sorted(p.name for p in base.glob("*.safetensors")))
     identity = _files_identity(base, ("config.json", "tokenizer.json") + shards, "gazex.qwen2-vl")
     if adapter is not None:
-        identity = _files_identity(adapter, ADAPTER_FILES + (BACKBONE_META,), f"gazex.qwen2-vl.lora\n{identity}")
+        identity = _files_identity(adapter, ADAPTER_FILES + (QWEN2VL_META,), f"gazex.qwen2-vl.lora\n{identity}")
     return identity
 
 
@@ -193,14 +253,3 @@ def resolve_checkpoint(path: str | Path) -> Path:
     except OSError:  # merged concurrently by another process: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
     return merged
-
-
-def open_model(path: str | Path, *, threads: int | None = None, device: str = "cpu"):
-    """The served model for any model directory (see the module doc), loaded once by the caller."""
-    from .qwen2vl import Qwen2VLGazeX, is_qwen2vl_dir
-
-    if is_qwen2vl_dir(path):
-        return Qwen2VLGazeX(path, device=device, threads=threads)
-    from .inference import GazeX
-
-    return GazeX(Path(path), device=device, threads=threads)

@@ -24,7 +24,6 @@ Imports nothing outside gazex_core (transformers and peft are imported when a mo
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -32,24 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import (QWEN2VL_BACKBONE as BACKBONE, QWEN2VL_META as BACKBONE_META, ModelMismatch, ModelNotFound,
+                         is_qwen2vl_dir, resolve_base)
 from .evidence import EvidenceBundle, EvidenceSentence
 from .imaging import ImageSource, drafting_scope, load_image
 from .labeler import sentence_label
 from .upstream_format import parse_grounding, prompt, split_report
 from .vocab import LABEL_REGION
 
-BACKBONE = "qwen2-vl"
-BACKBONE_META = "gazex_backbone.json"
 MAX_IMAGE_SIDE = 768  # upstream inference: images up to 768 x 768
 MIN_IMAGE_SIDE = 56
-
-
-class ModelNotFound(FileNotFoundError):
-    """No usable Qwen2-VL weights at a path. One-line message."""
-
-
-class ModelMismatch(ValueError):
-    """Weights, processor and adapter that do not belong together. One-line message."""
 
 
 @dataclass
@@ -59,58 +50,6 @@ class GenerationSettings:
     temperature: float = 1.0
     top_p: float = 0.9
     max_image_side: int = MAX_IMAGE_SIDE
-
-
-def is_qwen2vl_dir(path: str | Path) -> bool:
-    path = Path(path)
-    if (path / BACKBONE_META).is_file():
-        return True
-    try:
-        return json.loads((path / "config.json").read_text()).get("model_type") == "qwen2_vl"
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
-def backbone_meta(path: str | Path) -> dict:
-    meta_path = Path(path) / BACKBONE_META
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelMismatch(f"{meta_path}: cannot read ({exc})") from exc
-    if meta.get("backbone") != BACKBONE or not meta.get("base_model"):
-        raise ModelMismatch(f"{meta_path}: not a {BACKBONE} adapter (needs backbone={BACKBONE!r} and base_model)")
-    return meta
-
-
-def resolve_base(path: str | Path) -> tuple[Path, Path | None]:
-    """(base model dir, adapter dir or None) for a base or adapter directory; checks both exist."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelNotFound(f"{path}: no such model directory (weights are never downloaded implicitly)")
-    adapter = path if (path / "adapter_config.json").is_file() else None
-    if adapter is None:
-        _check_base(path)
-        return path, None
-    base = Path(backbone_meta(path)["base_model"])
-    base = base if base.is_absolute() else (path / base).resolve()
-    _check_base(base)
-    return base, adapter
-
-
-def _check_base(path: Path) -> None:
-    if not path.is_dir():
-        raise ModelNotFound(f"{path}: base model directory not found (download Qwen2-VL yourself and pass its path)")
-    if not (path / "config.json").is_file():
-        raise ModelNotFound(f"{path}: no config.json - not a model directory")
-    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-        raise ModelNotFound(f"{path}: config.json but no weights (*.safetensors)")
-    model_type = json.loads((path / "config.json").read_text()).get("model_type")
-    if model_type != "qwen2_vl":
-        raise ModelMismatch(f"{path}: model_type {model_type!r} is not 'qwen2_vl'")
-    has_processor = (path / "processor_config.json").is_file() or (path / "preprocessor_config.json").is_file()
-    if not has_processor or not (path / "tokenizer.json").is_file():
-        raise ModelNotFound(f"{path}: processor files missing (processor_config.json or preprocessor_config.json, "
-                            "tokenizer.json)")
 
 
 def check_processor(model, processor) -> None:

@@ -11,10 +11,10 @@ parent is the version the drafts came from.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 
+from gazex_core.checkpoint import model_identity
 from gazex_core.evidence import Box
 from gazex_core.imaging import load_image
 from gazex_core.upstream_format import ScaledBox, format_grounding, prompt
@@ -50,13 +50,6 @@ def records_from_corrections(examples) -> list[SftRecord]:
     return records
 
 
-def adapter_hash(directory: Path) -> str:
-    digest = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors", "gazex_backbone.json"):
-        digest.update((directory / name).read_bytes())
-    return digest.hexdigest()
-
-
 def finetune_qwen2vl(service, model_dir: str | Path, out: str | Path, params: QwenTrainParams | None = None,
                      parent_version_id: int | None = None, log=print) -> dict:
     """Trains one round on the corrections; registers the adapter as a candidate. Returns a summary."""
@@ -67,7 +60,7 @@ def finetune_qwen2vl(service, model_dir: str | Path, out: str | Path, params: Qw
     params = replace(params or QwenTrainParams(base_model=str(model_dir), data="", out=str(out)),
                      base_model=str(model_dir), init_adapter=str(model_dir), out=str(out))
     adapter = train_qwen2vl(params, records=records, log=log)
-    version = service.register_model_version("gazex-qwen2-vl", Path(out).name, adapter_hash(adapter),
+    version = service.register_model_version("gazex-qwen2-vl", Path(out).name, model_identity(adapter),
                                              parent_id=parent_version_id, path=str(adapter), status="candidate",
                                              metrics={"records": len(records),
                                                       "reviews": sum(e.corrected for e in examples)})

@@ -7,6 +7,8 @@ the upload through Gradio's folder input, interop's importer, Playwright driving
 
 from __future__ import annotations
 
+import os
+
 import shutil
 
 import pytest
@@ -34,7 +36,11 @@ def site(tmp_path_factory):
     service.create_reader(*READER, "reader", acting=ADMIN[0])
     context = build_context(service, None)
     context.data_dir = data_dir
-    demo = build_app(context)
+    os.environ["GAZEX_TEST_HOOKS"] = "1"  # bundle the workstation's test getters (never set in production)
+    try:
+        demo = build_app(context)
+    finally:
+        os.environ.pop("GAZEX_TEST_HOOKS", None)
     port = free_port()
     launch_app(demo, context, port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}", context, data_dir

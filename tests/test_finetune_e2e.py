@@ -129,7 +129,7 @@ def test_one_identity_per_model_version_across_finetuning_app_and_cli(first_run,
 
     study = flawed_world.studies[0]
     assert main(["analyze", study.image_path, "--model", str(adapter_dir), "--threads", "1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["model_version"] == candidate.version
+    assert json.loads(capsys.readouterr().out)["model"]["version"] == candidate.version
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", str(adapter_dir), "--data", str(flawed_world.root / "synth"),
                  "--out", str(out), "--cache", str(tmp_path / "cache"), "--limit", "2", "--questions-per-study", "1",

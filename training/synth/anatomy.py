@@ -347,11 +347,18 @@ def lung_markings(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndar
     scale = 0.5
     canvas = np.zeros((int(anatomy.height * scale), int(anatomy.width * scale)), np.float32)
     hila = hilum_points(anatomy)
+    segments: dict[int, list] = {}
     for side, (hx, hy) in enumerate(hila):
         direction = -1 if side == 0 else 1
         for _ in range(40):
             angle = rng.uniform(-np.pi * 0.55, np.pi * 0.7)  # 0 = lateral, negative = upwards
-            _branch(canvas, rng, hx * scale, hy * scale, angle, direction, anatomy.width * scale * 0.22, 5.0 * anatomy.height / 1024, 0)
+            # the branch's 34 normal draws at once: the same stream as one scalar draw per step
+            wobble = iter(rng.standard_normal(BRANCH_DRAWS).tolist())
+            _branch(segments, wobble, hx * scale, hy * scale, angle, direction, anatomy.width * scale * 0.22, 5.0 * anatomy.height / 1024, 0)
+    # On a float canvas OpenCV draws LINE_AA lines unblended at the value 1.0, so the drawing order
+    # does not matter: one polylines call per thickness draws what one line call per segment drew.
+    for thickness, lines in segments.items():
+        cv2.polylines(canvas, lines, False, 1.0, thickness, cv2.LINE_AA)
     # The fade and the blur are smooth: apply them at the drawing's half scale, then upsample once.
     small_x, small_y = _grid(*canvas.shape)
     full_x, full_y = (small_x + 0.5) / scale - 0.5, (small_y + 0.5) / scale - 0.5  # INTER_LINEAR's pixel centres
@@ -366,18 +373,24 @@ def lung_markings(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndar
     return np.clip(canvas, 0, 2, out=canvas)
 
 
-def _branch(canvas, rng, x, y, angle, direction, length, thickness, depth) -> None:
-    steps = 4
-    for _ in range(steps):
-        angle += rng.normal(0, 0.25)
-        nx = x + direction * math.cos(angle) * length / steps
-        ny = y + math.sin(angle) * length / steps + length / steps * 0.25
-        cv2.line(canvas, (int(x), int(y)), (int(nx), int(ny)), 1.0, max(1, int(round(thickness))), cv2.LINE_AA)
+BRANCH_STEPS, BRANCH_DEPTH = 4, 2
+# normal draws per top-level branch: each of its 7 segments' steps, plus one spread per child
+BRANCH_DRAWS = BRANCH_STEPS * 7 + 6
+
+
+def _branch(segments: dict, wobble, x, y, angle, direction, length, thickness, depth) -> None:
+    """Collect the branch's line segments by thickness; ``wobble`` yields standard normal draws."""
+    for _ in range(BRANCH_STEPS):
+        angle += 0.25 * next(wobble)  # rng.normal(0, 0.25)
+        nx = x + direction * math.cos(angle) * length / BRANCH_STEPS
+        ny = y + math.sin(angle) * length / BRANCH_STEPS + length / BRANCH_STEPS * 0.25
+        segment = np.array([(int(x), int(y)), (int(nx), int(ny))], np.int32)
+        segments.setdefault(max(1, int(round(thickness))), []).append(segment)
         x, y = nx, ny
         thickness *= 0.85
-    if depth < 2:
+    if depth < BRANCH_DEPTH:
         for spread in (-0.35, 0.35):
-            _branch(canvas, rng, x, y, angle + spread + rng.normal(0, 0.1), direction, length * 0.6, thickness, depth + 1)
+            _branch(segments, wobble, x, y, angle + spread + 0.1 * next(wobble), direction, length * 0.6, thickness, depth + 1)
 
 
 def hilum_points(anatomy: Anatomy) -> list[tuple[float, float]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -19,3 +20,11 @@ def dataset(n: int = 12, seed: int = 7, workers: int = 1, raw_gaze: bool = False
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def tree_digest(root: Path) -> str:
+    """One SHA-256 over every file's relative path and content, in sorted order."""
+    digest = hashlib.sha256()
+    for name, content in tree_bytes(root).items():
+        digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()

@@ -9,7 +9,14 @@ import pytest
 from training.cli import main
 from training.synth.study import split_of, study_ids
 
-from synth_support import dataset, tree_bytes
+from training.synth import generate
+
+from synth_support import dataset, tree_bytes, tree_digest
+
+# Digests of the generator's output at main 61519be, before the 2026-12-01 evening speed-up: a faster
+# generator must write the very same bytes, so data already generated (and models trained on it) stay valid.
+GOLDEN_256_SEED3_RAW_GAZE = "577c6337a5bf056d46b42aae798801fb909968c5da00fd691a18deb8e6e0715e"
+GOLDEN_1024_SEED0_3_STUDIES = "a873e478204619f8e85b737d157df2fab0626c1a8c628c9f0102562291b8388c"
 
 
 def test_same_seed_gives_identical_files_with_1_or_2_workers():
@@ -19,6 +26,11 @@ def test_same_seed_gives_identical_files_with_1_or_2_workers():
     different = [name for name in one if one[name] != two[name]]
     assert different == []
     assert any(name.endswith(".dcm") for name in one) and any(name.endswith("gaze.csv") for name in one)
+
+
+def test_output_is_byte_identical_to_the_generator_the_model_was_trained_on(tmp_path):
+    assert tree_digest(dataset(n=6, seed=3, workers=1, raw_gaze=True)) == GOLDEN_256_SEED3_RAW_GAZE
+    assert tree_digest(generate(3, tmp_path, seed=0, workers=2, progress=False)) == GOLDEN_1024_SEED0_3_STUDIES
 
 
 def test_different_seed_gives_different_studies():

@@ -19,6 +19,11 @@ Metrics
 * text (training/report_metrics.py): corpus BLEU-1..4, METEOR, ROUGE-L and CIDEr-D of the draft against the
   ground-truth report (pycocoevalcap), and clinical efficacy: micro/macro precision, recall and F1 over the
   14 CheXpert observations the project's labeler reads from both.
+
+Floors (training/floors.py): every metric is written with its image-blind floor on the same studies and the
+margin over it (``metrics.json["floors"]``, and the floor / margin columns of the report) — label priors,
+always-"no" / majority / question-only VQA answers, a per-label-and-side location prior, one blank-image
+draft reused for every study, the identity order — fitted on the training split only.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import json
 import math
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +45,7 @@ from gazex_core.inference import GazeX
 from gazex_core.sequence import Clue, order_prompt, parse_order
 from gazex_core.vocab import CHEXPERT_LABELS, REGIONS
 from training.cache import build_cache, load_cache
+from training.floors import Priors, below_floor, blank_image, fit_priors, floor_table, lookup, record_labels
 from training.report_metrics import clinical_efficacy, nlg_metrics
 from training.tasks import closed_questions
 
@@ -85,6 +91,204 @@ def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return p, r, f
 
 
+class DraftScorer:
+    """Draft-level metrics (labels, boxes, trajectories, text) of one drafting source over the split: the model,
+    or a floor's draft reused for every study."""
+
+    def __init__(self, labels: list[str]):
+        self.labels = labels
+        self.counts = {k: [0, 0, 0] for k in labels}  # tp fp fn
+        self.ious: list[float] = []
+        self.coverage: list[float] = []
+        self.taus: list[float] = []
+        self.ned: list[float] = []
+        self.clue_dist: list[float] = []
+        self.hyps: list[str] = []
+
+    def add(self, rec: dict, bundle) -> None:
+        pred = bundle.positive_labels()
+        count_labels(self.counts, record_labels(rec), pred)
+        self.ious += box_ious(rec, bundle, pred)
+        self._trajectories(rec, bundle)
+        self.clue_dist += clue_distances(rec, bundle)
+        self.hyps.append(" ".join(s.text for s in bundle.sentences))
+
+    def _trajectories(self, rec: dict, bundle) -> None:
+        pred_regions = [s.region for s in bundle.sentences if s.section == "findings" and s.trajectory]
+        pred_seq = _dedupe([s.region for s in bundle.sentences if s.section == "findings"])
+        for reading in rec["readings"]:
+            reader_regions = [rec["sentences"][j]["region"] for j, g in enumerate(reading["sentences"])
+                              if g and g["clues"] and rec["sentences"][j]["section"] == "findings"
+                              and rec["sentences"][j]["region"] in REGIONS]
+            if reader_regions:
+                rset = set(reader_regions)
+                self.coverage.append(len(rset & set(pred_regions)) / len(rset))
+                rseq = _dedupe(reader_regions)
+                t = kendall_tau(pred_seq, rseq)
+                if t is not None:
+                    self.taus.append(t)
+                self.ned.append(1 - edit_distance(pred_seq, rseq) / max(len(pred_seq), len(rseq), 1))
+
+    def metrics(self, refs: list[str], support: Counter) -> dict:
+        per_label = label_metrics(self.counts, support)
+        return {
+            "finding_macro_f1": macro_f1(per_label),
+            "per_label": per_label,
+            "box_iou_mean": _mean(self.ious, 0.0),
+            "box_acc_at_0.5": _mean([i >= 0.5 for i in self.ious], 0.0),
+            "trajectory_region_coverage": _mean(self.coverage, 0.0),
+            "trajectory_order_kendall_tau": _mean(self.taus),
+            "trajectory_order_1_minus_ned": _mean(self.ned),
+            "trajectory_clue_distance_mean": _mean(self.clue_dist),
+            **nlg_metrics(refs, self.hyps),
+            "clinical_efficacy": clinical_efficacy(refs, self.hyps),
+        }
+
+
+def _mean(values: list, empty: float | None = None) -> float | None:
+    return float(np.mean(values)) if values else empty
+
+
+def count_labels(counts: dict[str, list[int]], gt: set[str], pred: set[str]) -> None:
+    for lab, c in counts.items():
+        c[0] += (lab in gt) and (lab in pred)
+        c[1] += (lab not in gt) and (lab in pred)
+        c[2] += (lab in gt) and (lab not in pred)
+
+
+def label_metrics(counts: dict[str, list[int]], support: Counter) -> dict[str, dict]:
+    """Per-label precision / recall / F1 over the labels that occur in the split's ground truth."""
+    out = {}
+    for lab, c in counts.items():
+        if support[lab]:
+            p, r, f = prf(*c)
+            out[lab] = {"support": support[lab], "precision": p, "recall": r, "f1": f}
+    return out
+
+
+def macro_f1(per_label: dict[str, dict], key: str = "f1") -> float:
+    return float(np.mean([v[key] for v in per_label.values()])) if per_label else 0.0
+
+
+def box_ious(rec: dict, bundle, pred: set[str]) -> list[float]:
+    """For each ground-truth finding with a box whose label the draft reports: best IoU of the draft's boxes."""
+    out = []
+    for f in rec["findings"]:
+        if f["box"] is None or f["label"] not in pred:
+            continue
+        gbox = Box(*f["box"])
+        cands = [s.observation_box for s in bundle.sentences if s.label == f["label"] and s.observation_box]
+        out.append(max((gbox.iou(b) for b in cands), default=0.0))
+    return out
+
+
+def clue_distances(rec: dict, bundle) -> list[float]:
+    """Clue centroids vs the readers' clues of the matching ground-truth sentence (same region + label)."""
+    out, used = [], set()
+    for s in bundle.sentences:
+        if s.section != "findings" or not s.trajectory:
+            continue
+        js = [j for j, g in enumerate(rec["sentences"]) if j not in used and g["section"] == "findings"
+              and g["region"] == s.region and g["label"] == s.label]
+        if not js:
+            continue
+        used.add(js[0])
+        rc = [c for rd in rec["readings"] for c in ((rd["sentences"][js[0]] or {}).get("clues") or [])]
+        if rc:
+            for p in s.trajectory:
+                out.append(min(math.hypot(p.x - c[0], p.y - c[1]) for c in rc))
+    return out
+
+
+def ground_sentences(rec: dict) -> list[tuple[dict, str | None]]:
+    """The ground-truth finding sentences with a box, each with the side of the finding its box belongs to."""
+    out = []
+    for s in rec["sentences"]:
+        if s["gt_box"] is not None and s["section"] == "findings":
+            side = next((f["laterality"] for f in rec["findings"] if f["box"] == s["gt_box"]), None)
+            out.append((s, side))
+    return out
+
+
+def ordering_case(rec: dict, k: int) -> tuple[list[Clue], list[int], list[int]] | None:
+    """The trajectory-ordering task of study k: shuffled key frames, the shuffle, the true order."""
+    frames = [Clue(*c) for c in rec["readings"][0]["frames"]][:8]
+    if len(frames) < 2:
+        return None
+    rng = random.Random(20_000 + k)
+    perm = list(range(len(frames)))
+    rng.shuffle(perm)
+    truth = sorted(range(len(perm)), key=lambda i: perm[i])
+    return [frames[p] for p in perm], perm, truth
+
+
+def predict_order(gx: GazeX, img, shuffled: list[Clue]) -> list[int]:
+    import torch
+
+    from gazex_core.imaging import resize_square
+
+    with gx._lock, torch.inference_mode():
+        pix = torch.from_numpy(resize_square(img.pixels, gx.config.image_size))[None, None]
+        memory, _ = gx.model.encode(pix)
+        ids, _ = gx._generate(memory, order_prompt(shuffled), 20)
+    return parse_order(gx.tok.decode(ids), len(shuffled))
+
+
+class FloorScorer:
+    """The prior-based floors, scored on exactly the items the model is scored on."""
+
+    def __init__(self, priors: Priors, labels: list[str]):
+        self.priors = priors
+        self.label_counts = {name: {k: [0, 0, 0] for k in labels} for name in ("label_majority", "label_prevalence")}
+        self.box_ious: list[float] = []
+        self.ground_ious: list[float] = []
+        self.vqa: dict[str, Counter] = defaultdict(Counter)  # baseline -> kind -> correct
+        self.order_exact: list[bool] = []
+        self.order_tau: list[float] = []
+
+    def add_labels(self, gt: set[str]) -> None:
+        count_labels(self.label_counts["label_majority"], gt, self.priors.majority_labels())
+        count_labels(self.label_counts["label_prevalence"], gt, self.priors.prevalent_labels())
+
+    def add_box(self, finding: dict) -> None:
+        prior = self.priors.box(finding["label"], finding["laterality"])
+        self.box_ious.append(Box(*finding["box"]).iou(prior) if prior else 0.0)
+
+    def add_ground(self, sentence: dict, side: str | None) -> None:
+        prior = self.priors.box(sentence["label"], side) if sentence["label"] else None
+        self.ground_ious.append(Box(*sentence["gt_box"]).iou(prior) if prior else 0.0)
+
+    def add_question(self, kind: str, question: str, answer: str, blank_answer: str) -> None:
+        answers = {**self.priors.answers(kind, question), "blank_image": blank_answer}
+        for name, guess in answers.items():
+            self.vqa[name][kind] += guess == answer
+
+    def add_order(self, truth: list[int]) -> None:
+        identity = list(range(len(truth)))
+        self.order_exact.append(identity == truth)
+        self.order_tau.append(kendall_tau(identity, truth) or 0.0)
+
+    def baselines(self, support: Counter, vqa_n: Counter) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for name, counts in self.label_counts.items():
+            per_label = label_metrics(counts, support)
+            for v in per_label.values():
+                v["head_f1"] = v["f1"]
+            out[name] = {"finding_macro_f1": macro_f1(per_label), "finding_head_macro_f1": macro_f1(per_label),
+                         "per_label": per_label}
+        out["location_prior"] = {
+            "box_iou_mean": _mean(self.box_ious, 0.0), "box_acc_at_0.5": _mean([i >= 0.5 for i in self.box_ious], 0.0),
+            "ground_iou_mean": _mean(self.ground_ious, 0.0),
+            "ground_acc_at_0.5": _mean([i >= 0.5 for i in self.ground_ious], 0.0)}
+        total = sum(vqa_n.values())
+        for name, ok in self.vqa.items():
+            out[name] = {"vqa_closed_accuracy": sum(ok.values()) / total if total else 0.0,
+                         "vqa_by_kind": {k: {"accuracy": ok[k] / n} for k, n in vqa_n.items()}}
+        out["identity_order"] = {"ordering_task_exact": _mean(self.order_exact),
+                                 "ordering_task_kendall_tau": _mean(self.order_tau)}
+        return out
+
+
 def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None = None, split: str = "test",
              limit: int = 0, questions_per_study: int = 4, threads: int = 0) -> dict:
     gx = GazeX(model_dir, threads=threads or None)
@@ -97,16 +301,21 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
         recs = recs[:limit]
     if not recs:
         raise RuntimeError(f"{data}: no studies in split {split!r}")
+    priors = fit_priors([r for r in records if r["split"] == "train"], questions_per_study)
     labels_eval = [k for k in CHEXPERT_LABELS if k != "No Finding"]
-    counts = {k: [0, 0, 0] for k in labels_eval}  # tp fp fn (draft)
+    draft, blank = DraftScorer(labels_eval), DraftScorer(labels_eval)
+    floors = FloorScorer(priors, labels_eval)
+    blank_img = blank_image()
+    blank_bundle = gx.analyze(blank_img)
+    blank_answers: dict[str, str] = {}
     head_counts = {k: [0, 0, 0] for k in labels_eval}
+    thr = dict(zip(CHEXPERT_LABELS, gx.config.finding_thresholds))
     gt_support = Counter()
-    ious, ground_ious = [], []
+    ground_ious = []
     vqa = Counter()
     vqa_ok = Counter()
-    coverage, taus, ned, clue_dist = [], [], [], []
     order_exact, order_tau = [], []
-    refs, hyps = [], []
+    refs = []
     analyze_ms = []
     use_gaze = bool(getattr(gx.config, "use_gaze", True))
     for k, rec in enumerate(tqdm(recs, desc=f"evaluate {split}", unit="study")):
@@ -114,128 +323,80 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
         t0 = time.perf_counter()
         bundle = gx.analyze(img)
         analyze_ms.append((time.perf_counter() - t0) * 1e3)
-        gt = {f["label"] for f in rec["findings"]} | {lab for lab, v in zip(CHEXPERT_LABELS, rec["labels"]) if v}
-        gt.discard("No Finding")
-        pred = bundle.positive_labels()
+        gt = record_labels(rec)
+        gt_support.update(gt & set(labels_eval))
+        draft.add(rec, bundle)
+        blank.add(rec, blank_bundle)
+        floors.add_labels(gt)
         probs = dict(bundle.findings)
-        thr = dict(zip(CHEXPERT_LABELS, gx.config.finding_thresholds))
-        head = {lab for lab in labels_eval if probs.get(lab, 0) >= thr[lab]}
-        for lab in labels_eval:
-            gt_support[lab] += lab in gt
-            for c, p in ((counts, pred), (head_counts, head)):
-                c[lab][0] += (lab in gt) and (lab in p)
-                c[lab][1] += (lab not in gt) and (lab in p)
-                c[lab][2] += (lab in gt) and (lab not in p)
-        # boxes on correctly reported findings
+        count_labels(head_counts, gt, {lab for lab in labels_eval if probs.get(lab, 0) >= thr[lab]})
+        pred = bundle.positive_labels()
         for f in rec["findings"]:
-            if f["box"] is None or f["label"] not in pred:
-                continue
-            gbox = Box(*f["box"])
-            cands = [s.observation_box for s in bundle.sentences if s.label == f["label"] and s.observation_box]
-            ious.append(max((gbox.iou(b) for b in cands), default=0.0))
-        # grounding of the ground-truth finding sentences
-        for s in rec["sentences"]:
-            if s["gt_box"] is not None and s["section"] == "findings":
-                g = gx.ground(img, s["text"])
-                ground_ious.append(Box(*s["gt_box"]).iou(g.box) if g.box else 0.0)
-        # closed VQA
+            if f["box"] is not None and f["label"] in pred:
+                floors.add_box(f)
+        for s, side in ground_sentences(rec):
+            g = gx.ground(img, s["text"])
+            ground_ious.append(Box(*s["gt_box"]).iou(g.box) if g.box else 0.0)
+            floors.add_ground(s, side)
         for kind, q, a in closed_questions(rec, random.Random(10_000 + k), n=questions_per_study):
-            ans = gx.ask(img, q)
             vqa[kind] += 1
-            vqa_ok[kind] += ans.text.strip().lower().rstrip(".") == a
-        # trajectory vs the simulated readers
-        pred_regions = [s.region for s in bundle.sentences if s.section == "findings" and s.trajectory]
-        pred_seq = _dedupe([s.region for s in bundle.sentences if s.section == "findings"])
-        for reading in rec["readings"]:
-            reader_regions = [rec["sentences"][j]["region"] for j, g in enumerate(reading["sentences"])
-                              if g and g["clues"] and rec["sentences"][j]["section"] == "findings"
-                              and rec["sentences"][j]["region"] in REGIONS]
-            if reader_regions:
-                rset = set(reader_regions)
-                coverage.append(len(rset & set(pred_regions)) / len(rset))
-                rseq = _dedupe(reader_regions)
-                t = kendall_tau(pred_seq, rseq)
-                if t is not None:
-                    taus.append(t)
-                ned.append(1 - edit_distance(pred_seq, rseq) / max(len(pred_seq), len(rseq), 1))
-        # clue centroids vs readers' clues of the matching ground-truth sentence (same region + label)
-        used = set()
-        for s in bundle.sentences:
-            if s.section != "findings" or not s.trajectory:
-                continue
-            js = [j for j, g in enumerate(rec["sentences"]) if j not in used and g["section"] == "findings"
-                  and g["region"] == s.region and g["label"] == s.label]
-            if not js:
-                continue
-            used.add(js[0])
-            rc = [c for rd in rec["readings"] for c in ((rd["sentences"][js[0]] or {}).get("clues") or [])]
-            if rc:
-                for p in s.trajectory:
-                    clue_dist.append(min(math.hypot(p.x - c[0], p.y - c[1]) for c in rc))
-        # trajectory ordering task
-        if use_gaze and rec["readings"]:
-            frames = [Clue(*c) for c in rec["readings"][0]["frames"]][:8]
-            if len(frames) >= 2:
-                rng = random.Random(20_000 + k)
-                perm = list(range(len(frames)))
-                rng.shuffle(perm)
-                truth = sorted(range(len(perm)), key=lambda i: perm[i])
-                with gx._lock:
-                    import torch
-
-                    with torch.inference_mode():
-                        from gazex_core.imaging import resize_square
-
-                        pix = torch.from_numpy(resize_square(img.pixels, size))[None, None]
-                        memory, _ = gx.model.encode(pix)
-                        ids, _ = gx._generate(memory, order_prompt([frames[p] for p in perm]), 20)
-                got = parse_order(gx.tok.decode(ids), len(frames))
-                order_exact.append(got == truth)
-                t = kendall_tau(got, truth)
-                order_tau.append(t if t is not None else 0.0)
+            vqa_ok[kind] += _answer(gx, img, q) == a
+            if q not in blank_answers:
+                blank_answers[q] = _answer(gx, blank_img, q)
+            floors.add_question(kind, q, a, blank_answers[q])
+        case = ordering_case(rec, k) if use_gaze and rec["readings"] else None
+        if case is not None:
+            shuffled, _, truth = case
+            got = predict_order(gx, img, shuffled)
+            order_exact.append(got == truth)
+            t = kendall_tau(got, truth)
+            order_tau.append(t if t is not None else 0.0)
+            floors.add_order(truth)
         refs.append(" ".join(s["text"] for s in rec["sentences"]))
-        hyps.append(" ".join(s.text for s in bundle.sentences))
 
-    per_label = {}
-    for lab in labels_eval:
-        if gt_support[lab] == 0:
-            continue
-        p, r, f = prf(*counts[lab])
-        hp, hr, hf = prf(*head_counts[lab])
-        per_label[lab] = {"support": gt_support[lab], "precision": p, "recall": r, "f1": f, "head_f1": hf}
+    model_metrics = draft.metrics(refs, gt_support)
+    head = label_metrics(head_counts, gt_support)
+    for lab, v in model_metrics["per_label"].items():
+        v["head_f1"] = head[lab]["f1"]
     vqa_total = sum(vqa.values())
     metrics = {
         "model": str(gx.path), "model_version": gx.version, "model_identity": gx.identity,  # checkpoint.model_identity
         "use_gaze": use_gaze, "data": str(data), "split": split,
         "n_studies": len(recs),
-        "finding_macro_f1": float(np.mean([v["f1"] for v in per_label.values()])) if per_label else 0.0,
-        "finding_head_macro_f1": float(np.mean([v["head_f1"] for v in per_label.values()])) if per_label else 0.0,
-        "per_label": per_label,
-        "box_iou_mean": float(np.mean(ious)) if ious else 0.0,
-        "box_acc_at_0.5": float(np.mean([i >= 0.5 for i in ious])) if ious else 0.0,
-        "box_n": len(ious),
-        "ground_iou_mean": float(np.mean(ground_ious)) if ground_ious else 0.0,
-        "ground_acc_at_0.5": float(np.mean([i >= 0.5 for i in ground_ious])) if ground_ious else 0.0,
+        "finding_macro_f1": model_metrics["finding_macro_f1"],
+        "finding_head_macro_f1": macro_f1(head),
+        "per_label": model_metrics["per_label"],
+        "box_iou_mean": model_metrics["box_iou_mean"],
+        "box_acc_at_0.5": model_metrics["box_acc_at_0.5"],
+        "box_n": len(draft.ious),
+        "ground_iou_mean": _mean(ground_ious, 0.0),
+        "ground_acc_at_0.5": _mean([i >= 0.5 for i in ground_ious], 0.0),
         "ground_n": len(ground_ious),
         "vqa_closed_accuracy": sum(vqa_ok.values()) / vqa_total if vqa_total else 0.0,
         "vqa_closed_n": vqa_total,
         "vqa_by_kind": {k: {"n": vqa[k], "accuracy": vqa_ok[k] / vqa[k]} for k in vqa},
-        "trajectory_region_coverage": float(np.mean(coverage)) if coverage else 0.0,
-        "trajectory_order_kendall_tau": float(np.mean(taus)) if taus else None,
-        "trajectory_order_1_minus_ned": float(np.mean(ned)) if ned else None,
-        "trajectory_clue_distance_mean": float(np.mean(clue_dist)) if clue_dist else None,
-        "ordering_task_exact": float(np.mean(order_exact)) if order_exact else None,
-        "ordering_task_kendall_tau": float(np.mean(order_tau)) if order_tau else None,
-        **nlg_metrics(refs, hyps),
-        "clinical_efficacy": clinical_efficacy(refs, hyps),
+        **{k: model_metrics[k] for k in ("trajectory_region_coverage", "trajectory_order_kendall_tau",
+                                          "trajectory_order_1_minus_ned", "trajectory_clue_distance_mean")},
+        "ordering_task_exact": _mean(order_exact),
+        "ordering_task_kendall_tau": _mean(order_tau),
+        **{k: model_metrics[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")},
+        "clinical_efficacy": model_metrics["clinical_efficacy"],
         "analyze_ms_p50": float(np.percentile(analyze_ms, 50)),
         "analyze_ms_p95": float(np.percentile(analyze_ms, 95)),
     }
+    baselines = floors.baselines(gt_support, vqa)
+    baselines["blank_draft"] = blank.metrics(refs, gt_support)
+    metrics["floors"] = floor_table(metrics, baselines)
+    metrics["floor_priors"] = {**priors.summary(), "blank_draft": blank.hyps[0]}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "metrics.md").write_text(markdown(metrics))
     return metrics
+
+
+def _answer(gx: GazeX, img, question: str) -> str:
+    return gx.ask(img, question).text.strip().lower().rstrip(".")
 
 
 def _fmt(v) -> str:
@@ -244,41 +405,63 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def _ce(m: dict, kind: str) -> str:
-    v = m["clinical_efficacy"][kind]
-    return f"{v['precision']:.3f} / {v['recall']:.3f} / {v['f1']:.3f}"
+def _signed(v) -> str:
+    return "n/a" if v is None else f"{v:+.3f}"
+
+
+ROWS = [
+    ("finding-label macro F1 (draft)", "finding_macro_f1"),
+    ("finding-label macro F1 (finding head alone)", "finding_head_macro_f1"),
+    ("observation-box IoU mean, correctly reported findings (n={box_n})", "box_iou_mean"),
+    ("observation-box acc@0.5", "box_acc_at_0.5"),
+    ("grounding IoU mean, GT finding sentences (n={ground_n})", "ground_iou_mean"),
+    ("grounding acc@0.5", "ground_acc_at_0.5"),
+    ("closed VQA accuracy (n={vqa_closed_n})", "vqa_closed_accuracy"),
+    ("trajectory region coverage vs readers", "trajectory_region_coverage"),
+    ("trajectory order Kendall tau vs readers", "trajectory_order_kendall_tau"),
+    ("trajectory order 1 - normalised edit distance", "trajectory_order_1_minus_ned"),
+    ("clue centroid distance to nearest reader clue (normalised; lower is better)", "trajectory_clue_distance_mean"),
+    ("ordering task exact match", "ordering_task_exact"),
+    ("ordering task Kendall tau", "ordering_task_kendall_tau"),
+    *((f"BLEU-{n}", f"bleu{n}") for n in range(1, 5)),
+    ("METEOR", "meteor"), ("ROUGE-L", "rouge_l"), ("CIDEr-D", "cider"),
+    *((f"clinical efficacy {avg} {name} (labeler, 14 observations)", f"clinical_efficacy.{avg}.{key}")
+      for avg in ("micro", "macro") for name, key in (("P", "precision"), ("R", "recall"), ("F1", "f1"))),
+]
+
+
+def _floor_cells(m: dict, path: str) -> str:
+    e = m["floors"][path]
+    mark = "" if e["beats_floor"] is not False else " **not above floor**"
+    return f"{_fmt(e['floor'])} | {_signed(e['margin'])}{mark} | {e['floor_baseline'] or 'n/a'}"
 
 
 def markdown(m: dict) -> str:
-    rows = [
-        ("finding-label macro F1 (draft)", m["finding_macro_f1"]),
-        ("finding-label macro F1 (finding head alone)", m["finding_head_macro_f1"]),
-        (f"observation-box IoU mean, correctly reported findings (n={m['box_n']})", m["box_iou_mean"]),
-        ("observation-box acc@0.5", m["box_acc_at_0.5"]),
-        (f"grounding IoU mean, GT finding sentences (n={m['ground_n']})", m["ground_iou_mean"]),
-        ("grounding acc@0.5", m["ground_acc_at_0.5"]),
-        (f"closed VQA accuracy (n={m['vqa_closed_n']})", m["vqa_closed_accuracy"]),
-        ("trajectory region coverage vs readers", m["trajectory_region_coverage"]),
-        ("trajectory order Kendall tau vs readers", m["trajectory_order_kendall_tau"]),
-        ("trajectory order 1 - normalised edit distance", m["trajectory_order_1_minus_ned"]),
-        ("clue centroid distance to nearest reader clue (normalised)", m["trajectory_clue_distance_mean"]),
-        ("ordering task exact match", m["ordering_task_exact"]),
-        ("ordering task Kendall tau", m["ordering_task_kendall_tau"]),
-        *((f"BLEU-{n}", m[f"bleu{n}"]) for n in range(1, 5)),
-        ("METEOR", m["meteor"]), ("ROUGE-L", m["rouge_l"]), ("CIDEr-D", m["cider"]),
-        ("clinical efficacy micro P / R / F1 (labeler, 14 observations)", _ce(m, "micro")),
-        ("clinical efficacy macro P / R / F1", _ce(m, "macro")),
-        ("analyze p50 / p95 ms (during evaluation)", f"{m['analyze_ms_p50']:.0f} / {m['analyze_ms_p95']:.0f}"),
-    ]
+    """The report: every metric beside its image-blind floor (training/floors.py) and the margin over it."""
     lines = [f"# GazeX evaluation: {m['model_version']} on {m['split']} ({m['n_studies']} studies, gaze={'on' if m['use_gaze'] else 'off'})",
-             "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in rows]
-    lines += ["", "| label | support | precision | recall | F1 (draft) | F1 (head) |", "|---|---|---|---|---|---|"]
+             "", "Floor = the best image-blind baseline on the same studies (priors from the training split, "
+             "training/floors.py); margin = model - floor.",
+             "", "| metric | model | floor | margin | floor baseline |", "|---|---|---|---|---|"]
+    lines += [f"| {name.format(**m)} | {_fmt(lookup(m, path))} | {_floor_cells(m, path)} |" for name, path in ROWS]
+    lines.append(f"| analyze p50 / p95 ms (during evaluation) | {m['analyze_ms_p50']:.0f} / {m['analyze_ms_p95']:.0f} | | | |")
+    lines += ["", "| label | support | precision (floor) | recall (floor) | F1 draft | F1 floor | margin | F1 head | head margin |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for lab, v in m["per_label"].items():
-        lines.append(f"| {lab} | {v['support']} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['head_f1']:.3f} |")
-    lines += ["", "| VQA kind | n | accuracy |", "|---|---|---|"]
+        f = {key: m["floors"][f"per_label.{lab}.{key}"] for key in ("precision", "recall", "f1", "head_f1")}
+        lines.append(f"| {lab} | {v['support']} | {v['precision']:.3f} ({_fmt(f['precision']['floor'])}) | "
+                     f"{v['recall']:.3f} ({_fmt(f['recall']['floor'])}) | {v['f1']:.3f} | {_fmt(f['f1']['floor'])} | "
+                     f"{_signed(f['f1']['margin'])} | {v['head_f1']:.3f} | {_signed(f['head_f1']['margin'])} |")
+    lines += ["", "| VQA kind | n | accuracy | always no | kind majority | question majority | blank image | floor | margin |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for k, v in m["vqa_by_kind"].items():
-        lines.append(f"| {k} | {v['n']} | {v['accuracy']:.3f} |")
+        e = m["floors"][f"vqa_by_kind.{k}.accuracy"]
+        b = e["baselines"]
+        lines.append(f"| {k} | {v['n']} | {v['accuracy']:.3f} | " + " | ".join(
+            _fmt(b.get(n)) for n in ("always_no", "kind_majority", "question_majority", "blank_image"))
+            + f" | {_fmt(e['floor'])} | {_signed(e['margin'])} |")
+    below = below_floor(m["floors"])
+    lines += ["", f"Not above the floor ({len(below)} of {len(m['floors'])} metrics): "
+              + (", ".join(below) if below else "none") + "."]
     return "\n".join(lines) + "\n"
 
 

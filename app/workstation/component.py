@@ -38,12 +38,25 @@ HEAD = ""
 
 TEST_HOOKS_ENV = "GAZEX_TEST_HOOKS"  # "1": bundle the test getters and levers (tests and benchmarks only)
 TEST_HOOKS_MARKER = "/*@GX_TEST_HOOKS@*/"
+CONCERNS_MARKER = "/*@GX_CONCERNS@*/"
+# The client by concern, in bundle order (each a part of workstation.js's one closure; see docs/workstation.md).
+SHELL_JS = "workstation.js"
+CONCERN_JS = ("transport.js", "viewer.js", "overlays.js", "report.js", "keyboard.js", "timing.js")
+TEST_HOOKS_JS = "test_hooks.js"
+
+
+def _read(name: str) -> str:
+    return (ASSET_DIR / name).read_text(encoding="utf-8")
 
 
 @lru_cache(maxsize=1)
 def _assets() -> tuple[str, str, str]:
-    read = lambda name: (ASSET_DIR / name).read_text(encoding="utf-8")  # noqa: E731
-    return read("workstation.js"), read("workstation.css"), read("test_hooks.js")
+    """(the shell with the concern files put in at its marker, the stylesheet, the test hooks)."""
+    shell = _read(SHELL_JS)
+    if shell.count(CONCERNS_MARKER) != 1 or shell.count(TEST_HOOKS_MARKER) != 1:
+        raise ValueError(f"{SHELL_JS}: expected {CONCERNS_MARKER} and {TEST_HOOKS_MARKER} once each")
+    concerns = "\n".join(_read(name) for name in CONCERN_JS)
+    return shell.replace(CONCERNS_MARKER, concerns.strip()), _read("workstation.css"), _read(TEST_HOOKS_JS)
 
 
 def test_hooks_enabled() -> bool:
@@ -51,8 +64,9 @@ def test_hooks_enabled() -> bool:
 
 
 def bundled_js(test_hooks: bool | None = None) -> str:
-    """The js_on_load body: the stylesheet as a JS string constant followed by workstation.js; the test hooks
-    (app/workstation/test_hooks.js) go in only when asked for or when GAZEX_TEST_HOOKS is set."""
+    """The js_on_load body: the stylesheet as a JS string constant, then workstation.js (the shell) with the concern
+    files (CONCERN_JS) inside its closure; the test hooks (test_hooks.js) go in only when asked for or when
+    GAZEX_TEST_HOOKS is set. Everything is read from this package: nothing loads from a CDN."""
     js, css, hooks = _assets()
     if test_hooks is None:
         test_hooks = test_hooks_enabled()

@@ -43,6 +43,7 @@ class Anatomy:
     rib_phase: float
     has_breasts: bool
     lungs: np.ndarray = field(repr=False, default=None)  # (2, H, W) float32 soft masks, [image-left, image-right]
+    lung_region: tuple[slice, slice] = field(repr=False, default=(slice(None), slice(None)))  # the masks are 0 outside
     # side_box results; shared by dataclasses.replace copies, which keep the same lungs
     _side_boxes: dict = field(repr=False, compare=False, default_factory=dict)
 
@@ -93,7 +94,7 @@ def sample_anatomy(rng: np.random.Generator, size: int) -> Anatomy:
     x1 = width * rng.uniform(0.87, 0.91)
     y0 = height * rng.uniform(0.08, 0.13)
     y1 = height * rng.uniform(0.70, 0.78)
-    lungs = _place_lungs(masks[index], (x0, y0, x1, y1), rng, height, width)
+    lungs, lung_region = _place_lungs(masks[index], (x0, y0, x1, y1), rng, height, width)
     midline = _midline(lungs, (x0 + x1) / 2)
     lung_h = y1 - y0
     return Anatomy(
@@ -112,11 +113,14 @@ def sample_anatomy(rng: np.random.Generator, size: int) -> Anatomy:
         rib_phase=float(rng.uniform(0, 1)),
         has_breasts=bool(rng.random() < 0.45),
         lungs=lungs,
+        lung_region=lung_region,
     )
 
 
-def _place_lungs(mask: np.ndarray, box, rng, height: int, width: int) -> np.ndarray:
-    """Warp one real lung mask (2, 256, 256) into ``box`` with a small random rotation and shear."""
+def _place_lungs(mask: np.ndarray, box, rng, height: int, width: int) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Warp one real lung mask (2, 256, 256) into ``box`` with a small random rotation and shear.
+
+    Returns the (2, H, W) masks and the part of the frame outside which they are 0."""
     x0, y0, x1, y1 = box
     src_h, src_w = mask.shape[1:]
     angle = np.deg2rad(rng.uniform(-2.5, 2.5))
@@ -141,8 +145,8 @@ def _place_lungs(mask: np.ndarray, box, rng, height: int, width: int) -> np.ndar
     out = np.zeros((2, height, width), np.float32)
     for side in range(2):
         warped = cv2.warpAffine(mask[side].astype(np.float32) / 255, shifted, (rx1 - rx0, ry1 - ry0), flags=cv2.INTER_LINEAR)
-        out[side, ry0:ry1, rx0:rx1] = cv2.GaussianBlur(warped, (0, 0), blur)
-    return out
+        out[side, ry0:ry1, rx0:rx1] = blur_sparse(warped, blur)  # each lung covers about half the region
+    return out, (slice(ry0, ry1), slice(rx0, rx1))
 
 
 def blur_sparse(canvas: np.ndarray, sigma: float) -> np.ndarray:
@@ -180,9 +184,17 @@ class Layers:
     markings: np.ndarray  # lung vessel pattern, seen only where there is air
     bone: np.ndarray
     extra: np.ndarray  # finding/device density added last
+    air_region: tuple[slice, slice] = (slice(None), slice(None))  # ``air`` is 0 outside
 
     def combine(self) -> np.ndarray:
-        return self.tissue + self.bone + self.extra - 0.42 * self.air + 0.12 * self.markings * self.air
+        """tissue + bone + extra - 0.42 air + 0.12 markings air, the air terms only where there is air."""
+        density = self.tissue + self.bone
+        density += self.extra
+        where = self.air_region
+        air = self.air[where]
+        density[where] -= 0.42 * air
+        density[where] += 0.12 * self.markings[where] * air
+        return density
 
 
 def grid(anatomy: Anatomy) -> tuple[np.ndarray, np.ndarray]:
@@ -239,11 +251,14 @@ def render_layers(anatomy: Anatomy, rng: np.random.Generator) -> Layers:
     xs, ys = grid(anatomy)
     heart = heart_mask(anatomy, xs, ys)
     mediastinum = mediastinum_mask(anatomy, xs, ys)
-    air = np.maximum(anatomy.lungs[0], anatomy.lungs[1])
-    covered = np.maximum(heart, mediastinum)
+    where = anatomy.lung_region  # aerated lung only where the lung masks are
+    lung_air = np.maximum(anatomy.lungs[0][where], anatomy.lungs[1][where])
+    covered = np.maximum(heart[where], mediastinum[where])
     np.subtract(1, covered, out=covered)
-    air *= covered
-    air *= aeration_profile(anatomy, xs, ys)
+    lung_air *= covered
+    lung_air *= aeration_profile(anatomy, xs[where], ys[where])
+    air = np.zeros((anatomy.height, anatomy.width), np.float32)
+    air[where] = lung_air
     # the heart is seen only where it hides lung: over the spine it is as dense as the mediastinum
     tissue = body_tissue(anatomy, xs, ys).astype(np.float32, copy=False)
     tissue += gastric_bubble(anatomy, xs, ys)
@@ -252,10 +267,11 @@ def render_layers(anatomy: Anatomy, rng: np.random.Generator) -> Layers:
         tissue += breast_shadows(anatomy, xs, ys)
     return Layers(
         tissue=tissue,
-        air=air.astype(np.float32, copy=False),
+        air=air,
         markings=lung_markings(anatomy, rng, xs, ys),
         bone=bones(anatomy, rng, xs, ys),
         extra=np.zeros_like(tissue, dtype=np.float32),
+        air_region=where,
     )
 
 
@@ -278,22 +294,43 @@ def heart_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
     waist = anatomy.mediastinum_half_width * 0.8
     right_half = np.maximum((anatomy.midline - x_right) * profile, waist)
     left_half = np.maximum((x_left - anatomy.midline) * profile, waist)
-    row = xs[:1]  # x only
-    half = np.where(row < anatomy.midline, right_half, left_half)
-    inside = smooth_step(half - np.abs(row - anatomy.midline), anatomy.height * 0.004)
     rows = smooth_step(ys - top, anatomy.height * 0.01) * (1 - smooth_step(ys - (bottom + anatomy.height * 0.04), anatomy.height * 0.01))
-    return (inside * rows).astype(np.float32)
+    # The mask is exactly 0 outside the rows where ``rows`` > 0 and beyond the widest half-width
+    # plus the edge: compute it only in that box.
+    edge = anatomy.height * 0.004
+    r0, r1 = _nonzero_span(rows[:, 0])
+    out = np.zeros((anatomy.height, anatomy.width), np.float32)
+    if r0 == r1:
+        return out
+    reach = float(max(right_half[r0:r1].max(), left_half[r0:r1].max())) + edge + 2
+    c0, c1 = max(0, int(anatomy.midline - reach)), min(anatomy.width, int(anatomy.midline + reach) + 2)
+    row = xs[:1, c0:c1]  # x only
+    half = np.where(row < anatomy.midline, right_half[r0:r1], left_half[r0:r1])
+    inside = smooth_step(half - np.abs(row - anatomy.midline), edge)
+    np.multiply(inside, rows[r0:r1], out=out[r0:r1, c0:c1])
+    return out
+
+
+def _nonzero_span(values: np.ndarray) -> tuple[int, int]:
+    """[first, last + 1) of the nonzero entries of a 1-D array; (0, 0) when there are none."""
+    nonzero = np.flatnonzero(values)
+    return (int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else (0, 0)
 
 
 def mediastinum_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
     half = anatomy.mediastinum_half_width
+    edge = anatomy.height * 0.004
     column = ys[:, :1]  # the width depends on y only
     top_width = half * (0.75 + 0.25 * np.clip((column - anatomy.lung_box[1]) / (anatomy.heart_top - anatomy.lung_box[1]), 0, 1))
-    band = smooth_step(top_width - np.abs(xs[:1] - anatomy.midline), anatomy.height * 0.004)
-    band *= column < anatomy.heart_top + anatomy.heart_half_height
+    # a vertical band around the midline: exactly 0 further out than its widest half-width plus the edge
+    reach = float(top_width.max()) + edge + 2
+    c0, c1 = max(0, int(anatomy.midline - reach)), min(anatomy.width, int(anatomy.midline + reach) + 2)
+    band = np.zeros((anatomy.height, anatomy.width), np.float32)
+    strip = smooth_step(top_width - np.abs(xs[:1, c0:c1] - anatomy.midline), edge)
+    strip *= column < anatomy.heart_top + anatomy.heart_half_height
+    band[:, c0:c1] = strip
     knob_y = anatomy.heart_top - anatomy.heart_half_height * 0.15
-    band = band.astype(np.float32, copy=False)
-    knob = ellipse_patch(xs, ys, anatomy.midline + half * 1.05, knob_y, half * 0.45, half * 0.4, anatomy.height * 0.004)
+    knob = ellipse_patch(xs, ys, anatomy.midline + half * 1.05, knob_y, half * 0.45, half * 0.4, edge)
     if knob is not None:
         where, values = knob
         np.maximum(band[where], values, out=band[where])
@@ -319,9 +356,12 @@ def body_tissue(anatomy: Anatomy, xs, ys) -> np.ndarray:
     shoulder = np.clip(column / (0.12 * h), 0, 1)
     waist = np.clip((column - anatomy.lung_box[3]) / (0.25 * h), 0, 1)
     half_width = w * (0.17 + 0.33 * np.sqrt(shoulder) - 0.05 * waist)
-    inside = smooth_step(half_width - np.abs(row - mid), w * 0.015)
-    thickness = np.sqrt(np.clip(1 - ((row - mid) / (half_width + 1)) ** 2, 0, 1))
-    return (0.30 + 0.34 * thickness) * inside
+    # between the shoulders and the lung bases the width is constant: compute each distinct row once
+    widths, row_of = np.unique(half_width[:, 0], return_inverse=True)
+    widths = widths[:, None]
+    inside = smooth_step(widths - np.abs(row - mid), w * 0.015)
+    thickness = np.sqrt(np.clip(1 - ((row - mid) / (widths + 1)) ** 2, 0, 1))
+    return ((0.30 + 0.34 * thickness) * inside)[row_of]
 
 
 def gastric_bubble(anatomy: Anatomy, xs, ys) -> np.ndarray:
@@ -406,8 +446,10 @@ def bones(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndarray:
     draw_clavicles(canvas, anatomy)
     canvas = blur_sparse(canvas, max(1.0, anatomy.height / 350))
     chest = 1 - smooth_step(ys[:, :1] - (anatomy.lung_box[3] + anatomy.height * 0.02), anatomy.height * 0.03)  # y only
-    canvas *= chest
-    canvas += spine(anatomy, xs, ys)
+    below = int(np.argmax(chest[:, 0] != 1)) if (chest != 1).any() else anatomy.height  # above it, x 1 is a no-op
+    canvas[below:] *= chest[below:]
+    band = spine_band(anatomy)  # the spine is 0 outside it; adding 0 is a no-op
+    canvas[:, band] += spine(anatomy, xs[:, band], ys)
     canvas += shoulders(anatomy, xs, ys)
     return canvas
 
@@ -455,6 +497,12 @@ def draw_clavicles(canvas: np.ndarray, anatomy: Anatomy) -> None:
         x = anatomy.midline + side * (anatomy.width * 0.045 + t * anatomy.width * 0.34)
         y = y_medial - anatomy.height * 0.07 * t + anatomy.height * 0.012 * np.sin(2 * np.pi * t)
         _polyline(canvas, np.stack([x, y], 1), 0.12, anatomy.height * 0.022)
+
+
+def spine_band(anatomy: Anatomy) -> slice:
+    """The columns the spine (half-width 4% of the image, soft edge 0.6%) can reach."""
+    reach = anatomy.width * (0.04 + 0.006) + 2
+    return slice(max(0, int(anatomy.midline - reach)), min(anatomy.width, int(anatomy.midline + reach) + 2))
 
 
 def spine(anatomy: Anatomy, xs, ys) -> np.ndarray:

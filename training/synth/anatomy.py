@@ -44,7 +44,8 @@ class Anatomy:
     has_breasts: bool
     lungs: np.ndarray = field(repr=False, default=None)  # (2, H, W) float32 soft masks, [image-left, image-right]
     lung_region: tuple[slice, slice] = field(repr=False, default=(slice(None), slice(None)))  # the masks are 0 outside
-    # side_box results; shared by dataclasses.replace copies, which keep the same lungs
+    side_regions: tuple = field(repr=False, default=((slice(None), slice(None)),) * 2)  # each lung's mask is 0 outside
+    # side_box and lung_depth results; shared by dataclasses.replace copies, which keep the same lungs
     _side_boxes: dict = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -80,6 +81,24 @@ class Anatomy:
             self._side_boxes[side] = float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
         return self._side_boxes[side]
 
+    def lung_depth(self, side: int) -> np.ndarray:
+        """OpenCV's 5x5 chamfer distance (px) from each pixel of one lung (mask > 0.5) to its edge; 0 outside."""
+        key = ("depth", side)
+        if key not in self._side_boxes:
+            x0, y0, x1, y1 = (int(v) for v in self.side_box(side))
+            # zeros all round (a 5x5 chamfer step spans 2 px): inside, the distances are those of the whole frame
+            margin = 3
+            where = slice(max(0, y0 - margin), y1 + margin), slice(max(0, x0 - margin), x1 + margin)
+            depth = np.zeros((self.height, self.width), np.float32)
+            depth[where] = cv2.distanceTransform((self.lungs[side][where] > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+            self._side_boxes[key] = depth
+        return self._side_boxes[key]
+
+    def around_lung(self, side: int, margin: int) -> tuple[slice, slice]:
+        """One lung's bounding box (mask > 0.5) grown by ``margin`` px, within the frame."""
+        x0, y0, x1, y1 = (int(v) for v in self.side_box(side))
+        return slice(max(0, y0 - margin), y1 + margin), slice(max(0, x0 - margin), x1 + margin)
+
     def lung_bottom_at(self, side: int, x: float) -> float:
         column = self.lungs[side][:, int(np.clip(x, 0, self.width - 1))]
         rows = np.nonzero(column > 0.5)[0]
@@ -94,7 +113,7 @@ def sample_anatomy(rng: np.random.Generator, size: int) -> Anatomy:
     x1 = width * rng.uniform(0.87, 0.91)
     y0 = height * rng.uniform(0.08, 0.13)
     y1 = height * rng.uniform(0.70, 0.78)
-    lungs, lung_region = _place_lungs(masks[index], (x0, y0, x1, y1), rng, height, width)
+    lungs, lung_region, side_regions = _place_lungs(masks[index], (x0, y0, x1, y1), rng, height, width)
     midline = _midline(lungs, (x0 + x1) / 2)
     lung_h = y1 - y0
     return Anatomy(
@@ -114,13 +133,14 @@ def sample_anatomy(rng: np.random.Generator, size: int) -> Anatomy:
         has_breasts=bool(rng.random() < 0.45),
         lungs=lungs,
         lung_region=lung_region,
+        side_regions=side_regions,
     )
 
 
-def _place_lungs(mask: np.ndarray, box, rng, height: int, width: int) -> tuple[np.ndarray, tuple[slice, slice]]:
+def _place_lungs(mask: np.ndarray, box, rng, height: int, width: int) -> tuple[np.ndarray, tuple[slice, slice], tuple]:
     """Warp one real lung mask (2, 256, 256) into ``box`` with a small random rotation and shear.
 
-    Returns the (2, H, W) masks and the part of the frame outside which they are 0."""
+    Returns the (2, H, W) masks, the part of the frame outside which both are 0 and the same for each."""
     x0, y0, x1, y1 = box
     src_h, src_w = mask.shape[1:]
     angle = np.deg2rad(rng.uniform(-2.5, 2.5))
@@ -143,24 +163,39 @@ def _place_lungs(mask: np.ndarray, box, rng, height: int, width: int) -> tuple[n
     shifted = affine.copy()
     shifted[:, 2] -= np.array([rx0, ry0], np.float32)
     out = np.zeros((2, height, width), np.float32)
+    side_regions = []
     for side in range(2):
         warped = cv2.warpAffine(mask[side].astype(np.float32) / 255, shifted, (rx1 - rx0, ry1 - ry0), flags=cv2.INTER_LINEAR)
-        out[side, ry0:ry1, rx0:rx1] = blur_sparse(warped, blur)  # each lung covers about half the region
-    return out, (slice(ry0, ry1), slice(rx0, rx1))
+        reach = blur_reach(warped, blur)  # each lung covers about half the region
+        if reach is None:
+            side_regions.append((slice(0, 0), slice(0, 0)))
+            continue
+        (y0, y1), (x0, x1) = reach
+        out[side, ry0 + y0 : ry0 + y1, rx0 + x0 : rx0 + x1] = cv2.GaussianBlur(np.ascontiguousarray(warped[y0:y1, x0:x1]), (0, 0), blur)
+        side_regions.append((slice(ry0 + y0, ry0 + y1), slice(rx0 + x0, rx0 + x1)))
+    return out, (slice(ry0, ry1), slice(rx0, rx1)), tuple(side_regions)
 
 
 def blur_sparse(canvas: np.ndarray, sigma: float) -> np.ndarray:
     """``cv2.GaussianBlur(canvas, (0, 0), sigma)`` computed only around the canvas' nonzero pixels
     (a drawn line or device covers a small part of the frame; the blur of zeros is zero)."""
-    rows, cols = np.flatnonzero(canvas.any(axis=1)), np.flatnonzero(canvas.any(axis=0))
     out = np.zeros_like(canvas)
-    if rows.size == 0:
-        return out
-    pad = int(np.ceil(8 * sigma)) + 4  # twice OpenCV's kernel radius (4 sigma for float images)
-    y0, y1 = max(0, rows[0] - pad), min(canvas.shape[0], rows[-1] + 1 + pad)
-    x0, x1 = max(0, cols[0] - pad), min(canvas.shape[1], cols[-1] + 1 + pad)
-    out[y0:y1, x0:x1] = cv2.GaussianBlur(np.ascontiguousarray(canvas[y0:y1, x0:x1]), (0, 0), sigma)
+    reach = blur_reach(canvas, sigma)
+    if reach is not None:
+        (y0, y1), (x0, x1) = reach
+        out[y0:y1, x0:x1] = cv2.GaussianBlur(np.ascontiguousarray(canvas[y0:y1, x0:x1]), (0, 0), sigma)
     return out
+
+
+def blur_reach(canvas: np.ndarray, sigma: float) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """((y0, y1), (x0, x1)): the canvas' nonzero pixels' bounding box grown by twice OpenCV's kernel
+    radius (4 sigma for float images), within the canvas; None when the canvas is all 0."""
+    rows, cols = np.flatnonzero(canvas.any(axis=1)), np.flatnonzero(canvas.any(axis=0))
+    if rows.size == 0:
+        return None
+    pad = int(np.ceil(8 * sigma)) + 4
+    return ((max(0, rows[0] - pad), min(canvas.shape[0], rows[-1] + 1 + pad)),
+            (max(0, cols[0] - pad), min(canvas.shape[1], cols[-1] + 1 + pad)))
 
 
 def _midline(lungs: np.ndarray, fallback: float) -> float:

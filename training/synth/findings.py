@@ -132,7 +132,7 @@ def sample_pneumothorax(rng, anatomy) -> SynthFinding:
 
 def _lung_point(rng, anatomy: Anatomy, kind: str, side: int, margin_px: float) -> tuple[float, float]:
     """A point well inside one lung, from the NIH box prior for the finding where one fits, else uniform."""
-    inside = cv2.distanceTransform((anatomy.lungs[side] > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    inside = anatomy.lung_depth(side)
     x0, y0, x1, y1 = anatomy.lung_box
     prior = nih_box_centres().get(NIH_PRIOR.get(kind, ""), np.empty((0, 2)))
     for attempt in range(30):
@@ -246,14 +246,22 @@ def draw_findings(layers: Layers, anatomy: Anatomy, findings: list[SynthFinding]
 
 
 def box_of(mask: np.ndarray, threshold: float = 0.3) -> tuple[float, float, float, float] | None:
-    ys, xs = np.nonzero(mask > threshold)
-    if xs.size == 0:
+    above = mask > threshold
+    rows, cols = np.flatnonzero(above.any(axis=1)), np.flatnonzero(above.any(axis=0))
+    if rows.size == 0:
         return None
-    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+    return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
 
 
-def _opacify(layers: Layers, opacity: np.ndarray) -> None:
-    layers.air *= 1 - np.clip(opacity, 0, 1)
+def _opacify(layers: Layers, opacity: np.ndarray, where: tuple[slice, slice] = (slice(None), slice(None))) -> None:
+    layers.air[where] *= 1 - np.clip(opacity, 0, 1)
+
+
+def _in_frame(anatomy: Anatomy, values: np.ndarray, where: tuple[slice, slice]) -> np.ndarray:
+    """A full-frame mask: ``values`` at ``where``, 0 elsewhere."""
+    out = np.zeros((anatomy.height, anatomy.width), values.dtype)
+    out[where] = values
+    return out
 
 
 def draw_cardiomegaly(f, layers, anatomy, rng, xs, ys):
@@ -267,7 +275,8 @@ def draw_mediastinum(f, layers, anatomy, rng, xs, ys):
 
 def draw_effusion(f, layers, anatomy, rng, xs, ys):
     side = f.side_index
-    lung = anatomy.lungs[side]
+    where = anatomy.side_regions[side]  # the fluid is drawn inside this lung's mask, which is 0 elsewhere
+    lung, xs, ys = anatomy.lungs[side][where], xs[where], ys[where]
     x0, y0, x1, y1 = anatomy.side_box(side)
     height = y1 - y0
     frac = {"small": 0.18, "moderate": 0.3, "large": 0.48}[f.severity] * rng.uniform(0.9, 1.1)
@@ -275,15 +284,18 @@ def draw_effusion(f, layers, anatomy, rng, xs, ys):
     u = np.clip((xs - medial) / (lateral - medial), 0, 1)
     top = y1 - frac * height - 0.14 * height * u**2  # meniscus climbs the lateral chest wall
     fluid = smooth_step(ys - top, anatomy.height * 0.012) * (lung > 0.05)
-    _opacify(layers, 0.97 * fluid)
-    layers.extra += 0.03 * fluid * lung
-    return fluid * lung
+    _opacify(layers, 0.97 * fluid, where)
+    layers.extra[where] += 0.03 * fluid * lung
+    return _in_frame(anatomy, fluid * lung, where)
 
 
 def draw_pneumothorax(f, layers, anatomy, rng, xs, ys):
     side = f.side_index
-    lung_bin = (anatomy.lungs[side] > 0.5).astype(np.uint8)
-    depth_to_edge = cv2.distanceTransform(lung_bin, cv2.DIST_L2, 5)
+    # everything below lies inside the lung (mask > 0.5) or within a blur's reach (12 px) of it
+    where = anatomy.around_lung(side, 32)
+    lung_bin = (anatomy.lungs[side][where] > 0.5).astype(np.uint8)
+    depth_to_edge = anatomy.lung_depth(side)[where]
+    xs, ys = xs[where], ys[where]
     x0, y0, x1, y1 = anatomy.side_box(side)
     depth = anatomy.width * {"small": 0.04, "moderate": 0.06, "large": 0.09}[f.severity]
     if f.location == "apical":
@@ -297,11 +309,11 @@ def draw_pneumothorax(f, layers, anatomy, rng, xs, ys):
     line_width = max(1.5, anatomy.height / 500)
     line = (np.abs(depth_to_edge - local_depth) < line_width) & (local_depth > 3) & (lung_bin > 0)
     gap_f = blur_sparse(gap.astype(np.float32), 1.0)
-    layers.markings *= 1 - gap_f  # no lung markings lateral to the pleural line
-    layers.extra -= 0.1 * gap_f
-    layers.extra += 0.16 * blur_sparse(line.astype(np.float32), 0.8)
-    _opacify(layers, 0.12 * (lung_bin > 0) * (1 - gap_f))  # the collapsed lung is a little denser
-    return np.maximum(gap_f, line.astype(np.float32))
+    layers.markings[where] *= 1 - gap_f  # no lung markings lateral to the pleural line
+    layers.extra[where] -= 0.1 * gap_f
+    layers.extra[where] += 0.16 * blur_sparse(line.astype(np.float32), 0.8)
+    _opacify(layers, 0.12 * (lung_bin > 0) * (1 - gap_f), where)  # the collapsed lung is a little denser
+    return _in_frame(anatomy, np.maximum(gap_f, line.astype(np.float32)), where)
 
 
 def _blob(anatomy, rng, xs, ys, x, y, r, roughness: float, edge: float = 0.12) -> np.ndarray:
@@ -348,6 +360,8 @@ def _bronchograms(anatomy, rng, p, shape) -> np.ndarray:
 
 def draw_atelectasis(f, layers, anatomy, rng, xs, ys):
     side = f.side_index
+    where = anatomy.side_regions[side]  # the band is cut to this lung's mask, which is 0 elsewhere
+    xs, ys = xs[where], ys[where]
     x0, y0, x1, y1 = anatomy.side_box(side)
     cx = (x0 + x1) / 2 + rng.uniform(-0.08, 0.08) * (x1 - x0)
     cy = anatomy.lung_bottom_at(side, cx) - (y1 - y0) * rng.uniform(0.10, 0.14)
@@ -355,9 +369,9 @@ def draw_atelectasis(f, layers, anatomy, rng, xs, ys):
     angle = np.deg2rad(f.params["tilt"])
     u = (xs - cx) * np.cos(angle) + (ys - cy) * np.sin(angle)
     v = -(xs - cx) * np.sin(angle) + (ys - cy) * np.cos(angle)
-    band = smooth_step(1 - np.hypot(u / length, v / thickness), 0.15) * anatomy.lungs[side]
-    _opacify(layers, 0.95 * band)
-    return band
+    band = smooth_step(1 - np.hypot(u / length, v / thickness), 0.15) * anatomy.lungs[side][where]
+    _opacify(layers, 0.95 * band, where)
+    return _in_frame(anatomy, band, where)
 
 
 def draw_lesion(f, layers, anatomy, rng, xs, ys):
@@ -372,14 +386,16 @@ def draw_edema(f, layers, anatomy, rng, xs, ys):
     strength = {"small": 0.6, "moderate": 0.7, "large": 0.8}[f.severity]
     small = rng.normal(0, 1, (24, 24)).astype(np.float32)
     noise = cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.2), (anatomy.width, anatomy.height), interpolation=cv2.INTER_CUBIC)
+    where = anatomy.lung_region  # the haze is cut to the lung masks, which are 0 elsewhere
+    xs, ys, noise = xs[where], ys[where], noise[where]
     haze = np.zeros_like(xs)
     for hx, hy in hilum_points(anatomy):
         sx, sy = anatomy.thoracic_width * 0.17, anatomy.height * 0.14
         haze = np.maximum(haze, np.exp(-0.5 * (((xs - hx) / sx) ** 2 + ((ys - hy) / sy) ** 2)))
-    lungs = np.maximum(anatomy.lungs[0], anatomy.lungs[1])
+    lungs = np.maximum(anatomy.lungs[0][where], anatomy.lungs[1][where])
     opacity = np.clip(strength * haze * (1 + 0.2 * noise), 0, 0.9) * lungs
-    _opacify(layers, opacity)
-    return opacity / strength
+    _opacify(layers, opacity, where)
+    return _in_frame(anatomy, opacity / strength, where)
 
 
 def draw_device(f, layers, anatomy, rng, xs, ys):

@@ -432,8 +432,8 @@ def lung_markings(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndar
             _branch(segments, wobble, hx * scale, hy * scale, angle, direction, anatomy.width * scale * 0.22, 5.0 * anatomy.height / 1024, 0)
     # On a float canvas OpenCV draws LINE_AA lines unblended at the value 1.0, so the drawing order
     # does not matter: one polylines call per thickness draws what one line call per segment drew.
-    for thickness, lines in segments.items():
-        cv2.polylines(canvas, lines, False, 1.0, thickness, cv2.LINE_AA)
+    for thickness, ends in segments.items():
+        cv2.polylines(canvas, list(np.array(ends, np.int32).reshape(-1, 2, 2)), False, 1.0, thickness, cv2.LINE_AA)
     # The fade and the blur are smooth: apply them at the drawing's half scale, then upsample once.
     small_x, small_y = _grid(*canvas.shape)
     full_x, full_y = (small_x + 0.5) / scale - 0.5, (small_y + 0.5) / scale - 0.5  # INTER_LINEAR's pixel centres
@@ -454,13 +454,14 @@ BRANCH_DRAWS = BRANCH_STEPS * 7 + 6
 
 
 def _branch(segments: dict, wobble, x, y, angle, direction, length, thickness, depth) -> None:
-    """Collect the branch's line segments by thickness; ``wobble`` yields standard normal draws."""
+    """Collect the branch's segments' end points (x0, y0, x1, y1) by line thickness; ``wobble`` yields
+    standard normal draws."""
     for _ in range(BRANCH_STEPS):
         angle += 0.25 * next(wobble)  # rng.normal(0, 0.25)
         nx = x + direction * math.cos(angle) * length / BRANCH_STEPS
         ny = y + math.sin(angle) * length / BRANCH_STEPS + length / BRANCH_STEPS * 0.25
-        segment = np.array([(int(x), int(y)), (int(nx), int(ny))], np.int32)
-        segments.setdefault(max(1, int(round(thickness))), []).append(segment)
+        ends = segments.setdefault(max(1, int(round(thickness))), [])
+        ends += (int(x), int(y), int(nx), int(ny))
         x, y = nx, ny
         thickness *= 0.85
     if depth < BRANCH_DEPTH:

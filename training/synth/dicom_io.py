@@ -27,7 +27,10 @@ class DicomHeader:
 
 def to_stored_pixels(intensity: np.ndarray, photometric: str, headroom: float) -> np.ndarray:
     """Intensity 0-1 (1 = white) -> stored 12-bit values; MONOCHROME1 stores white as 0."""
-    values = np.round(np.clip(intensity, 0, 1) * MAX_VALUE * headroom).astype(np.uint16)
+    scaled = np.clip(intensity, 0, 1)
+    scaled *= MAX_VALUE  # in place: the same arithmetic as clip(...) * MAX_VALUE * headroom, no temporaries
+    scaled *= headroom
+    values = np.round(scaled, out=scaled).astype(np.uint16)
     return (MAX_VALUE - values).astype(np.uint16) if photometric == "MONOCHROME1" else values
 
 

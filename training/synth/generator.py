@@ -57,7 +57,8 @@ def check_output_dir(out: Path) -> None:
 
 
 def _warm_caches() -> None:
-    """Load the real data files once in the parent (the lung-mask cache is built here, not by every worker)."""
+    """Load the real data files once in the parent: their disk caches are built here, not by every
+    worker, and a missing file is reported before any worker starts."""
     lung_masks(), iu_sentences(), nih_box_centres()
 
 
@@ -85,7 +86,7 @@ def generate(
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_single_threaded_worker) as pool:
-            _collect(pool.map(job, range(n), chunksize=max(1, min(16, n // (workers * 4) or 1))), tables, bar)
+            _collect(pool.map(job, range(n), chunksize=max(1, min(4, n // (workers * 4)))), tables, bar)
     bar.close()
     for name, (filename, columns, crlf) in TABLES.items():
         write_text(out / filename, csv_text(columns, tables[name], crlf=crlf))

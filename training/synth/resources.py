@@ -77,25 +77,32 @@ def cache_dir() -> Path:
     return root / "gazex-review"
 
 
+def _disk_cached(name: str, source: Path, build) -> dict[str, np.ndarray]:
+    """``build(source)``, a dict of arrays, cached on disk keyed by the source file's size (every
+    process of the generator's pool loads these; decoding the sources each time costs seconds)."""
+    cached = cache_dir() / f"{name}_{source.stat().st_size}.npz"
+    if cached.is_file():
+        with np.load(cached) as stored:
+            return {key: stored[key] for key in stored.files}
+    arrays = build(source)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(cached)
+    except OSError:
+        pass  # an unwritable cache only costs time
+    return arrays
+
+
 @functools.lru_cache(maxsize=1)
 def lung_masks() -> np.ndarray:
     """All usable real lung masks as uint8 (N, 2, 256, 256), in a fixed (sorted-name) order.
 
-    Decoding the 517 masks takes ~15 s, so the result is cached on disk, keyed by the zip's size.
+    Decoding the 517 masks takes ~15 s, so the result is cached on disk.
     """
     source = data_file("semantic_masks_v7labs_lungs.zip")
-    cached = cache_dir() / f"lung_masks_v1_{source.stat().st_size}.npz"
-    if cached.is_file():
-        return np.load(cached)["masks"]
-    masks = _decode_lung_masks(source)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, masks=masks)
-        tmp.replace(cached)
-    except OSError:
-        pass  # an unwritable cache only costs time
-    return masks
+    return _disk_cached("lung_masks_v1", source, lambda path: {"masks": _decode_lung_masks(path)})["masks"]
 
 
 def _decode_lung_masks(source: Path) -> np.ndarray:
@@ -115,9 +122,14 @@ def _decode_lung_masks(source: Path) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def nih_box_centres() -> dict[str, np.ndarray]:
     """NIH BBox_List_2017 box centres per finding label, normalised to 0-1 (boxes are on 1024 px images)."""
+    centres = _disk_cached("nih_box_centres_v1", data_file("BBox_List_2017.csv.gz"), _read_nih_box_centres)
+    return {label: centres[label] for label in sorted(centres)}
+
+
+def _read_nih_box_centres(source: Path) -> dict[str, np.ndarray]:
     import pandas as pd
 
-    with gzip.open(data_file("BBox_List_2017.csv.gz"), "rt") as handle:
+    with gzip.open(source, "rt") as handle:
         table = pd.read_csv(handle).iloc[:, :6]
     table.columns = ["image", "label", "x", "y", "w", "h"]
     centres = np.stack([(table.x + table.w / 2) / 1024, (table.y + table.h / 2) / 1024], axis=1)
@@ -130,8 +142,14 @@ _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
 @functools.lru_cache(maxsize=1)
 def iu_sentences() -> tuple[str, ...]:
     """Distinct sentences of the real IU X-Ray FINDINGS and IMPRESSION sections, sorted, de-identified ones dropped."""
+    stored = _disk_cached("iu_sentences_v1", data_file("NLMCXR_reports.tgz"),
+                          lambda path: {"sentences": np.array(_read_iu_sentences(path))})
+    return tuple(str(sentence) for sentence in stored["sentences"])
+
+
+def _read_iu_sentences(source: Path) -> tuple[str, ...]:
     sentences: set[str] = set()
-    with tarfile.open(data_file("NLMCXR_reports.tgz")) as archive:
+    with tarfile.open(source) as archive:
         for member in archive.getmembers():
             if not member.isfile() or not member.name.endswith(".xml"):
                 continue

@@ -1,7 +1,8 @@
 """Benchmark ``gazex synth``: wall time to generate N studies, and where one study's time goes.
 
     .venv/bin/python benchmarks/bench_synth.py --n 1000 --repeats 3          # the 1,000-study target
-    .venv/bin/python benchmarks/bench_synth.py --n 50 --repeats 3 --stages   # quick, plus per-stage table
+    .venv/bin/python benchmarks/bench_synth.py --n 50 --repeats 3 --stages   # quick, plus per-stage CPU table
+    PYTHONPATH=/tmp/synth-old .venv/bin/python benchmarks/bench_synth.py --repeats 0 --stages   # an old checkout's stages
     git worktree add /tmp/synth-old 20f5149                                    # the generator before the speed-up
     .venv/bin/python benchmarks/bench_synth.py --n 200 --repeats 3 --against /tmp/synth-old
 
@@ -103,37 +104,67 @@ def compare(against: Path, n: int, size: int, workers: int, repeats: int) -> Non
           f"CPU {statistics.median(cpus):.2f} ({min(cpus):.2f}-{max(cpus):.2f}); load avg at end {os.getloadavg()[0]:.1f}")
 
 
+STAGES = ("sample anatomy + findings", "render anatomy layers", "draw findings", "finish (exposure, blur, noise)",
+          "report", "gaze simulation", "write (DICOM, report, REFLACX CSVs)", "total")
+
+
 def stage_times(n: int, size: int) -> dict[str, list[float]]:
-    """Seconds per study for each stage, in one process."""
+    """CPU seconds per study for each stage, in this one process with one OpenCV thread (as a pool
+    worker runs). Process CPU time, not wall: other jobs on a shared machine matter less."""
+    import cv2
+
+    from training.synth.anatomy import finish, render_layers
+    from training.synth.findings import adjust_anatomy, draw_findings
     from training.synth.readers import READER_BY_ID, choose_readers, simulate_reading
     from training.synth.report import build_report
-    from training.synth.study import STREAM_READERS, STREAM_REPORT, make_study, render_image, sample_study_findings, study_rng
+    from training.synth.study import STREAM_READERS, STREAM_RENDER, STREAM_REPORT, make_study, sample_study_findings, study_rng
     from training.synth.writer import write_study
 
-    times: dict[str, list[float]] = {k: [] for k in ("sample", "render", "report", "gaze", "write", "total")}
+    cv2.setNumThreads(1)
+    times: dict[str, list[float]] = {k: [] for k in STAGES}
     out = Path(tempfile.mkdtemp(prefix="bench-synth-stages-"))
-    make_study(0, 0, size)  # warm caches
+    write_study(make_study(0, 0, size), out, raw=False)  # warm caches
+    clock = time.process_time
     try:
         for i in range(1, n + 1):
-            t0 = time.perf_counter()
+            marks = [clock()]
             anatomy, findings = sample_study_findings(0, i, size)
-            t1 = time.perf_counter()
-            shaped, _ = render_image(0, i, anatomy, findings)
-            t2 = time.perf_counter()
+            marks.append(clock())
+            rng = study_rng(0, i, STREAM_RENDER)  # render_image's steps, timed one by one
+            shaped = adjust_anatomy(anatomy, findings)
+            layers = render_layers(shaped, rng)
+            marks.append(clock())
+            draw_findings(layers, shaped, findings)
+            marks.append(clock())
+            finish(layers.combine(), rng, shaped.height)
+            marks.append(clock())
             report = build_report(findings, study_rng(0, i, STREAM_REPORT))
-            t3 = time.perf_counter()
-            rng = study_rng(0, i, STREAM_READERS)
-            for reader in choose_readers(rng):
-                simulate_reading(READER_BY_ID[reader], shaped, findings, report, rng)
-            t4 = time.perf_counter()
-            write_study(make_study(0, i, size), out, raw=False)
-            t5 = time.perf_counter()
-            write_time = (t5 - t4) - (t4 - t0)  # make_study repeats the stages above
-            for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, max(write_time, 0.0), t4 - t0 + max(write_time, 0.0))):
-                times[key].append(value)
+            marks.append(clock())
+            reader_rng = study_rng(0, i, STREAM_READERS)
+            for reader in choose_readers(reader_rng):
+                simulate_reading(READER_BY_ID[reader], shaped, findings, report, reader_rng)
+            marks.append(clock())
+            study = make_study(0, i, size)  # writing needs the whole study: time write_study alone
+            t0 = clock()
+            write_study(study, out, raw=False)
+            marks.append(marks[-1] + clock() - t0)
+            for key, a, b in zip(STAGES, marks, marks[1:]):
+                times[key].append(b - a)
+            times["total"].append(marks[-1] - marks[0])
     finally:
         shutil.rmtree(out, ignore_errors=True)
     return times
+
+
+def print_stages(n: int, size: int) -> None:
+    stages = stage_times(n, size)
+    print()
+    print(f"| stage (1 process, 1 OpenCV thread, {n} studies, CPU time) | median ms | p10 ms | p90 ms |")
+    print("|---|---|---|---|")
+    for key, values in stages.items():
+        v = np.array(values) * 1000
+        print(f"| {key} | {np.median(v):.0f} | {np.percentile(v, 10):.0f} | {np.percentile(v, 90):.0f} |")
+    print(f"load avg at end: {os.getloadavg()[0]:.1f}")
 
 
 def main() -> None:
@@ -141,9 +172,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of --n studies (0: none, e.g. with --stages)")
     parser.add_argument("--raw-gaze", action="store_true")
-    parser.add_argument("--stages", action="store_true", help="also time each stage of one study (20 studies, 1 process)")
+    parser.add_argument("--stages", action="store_true", help="also time each stage of a study (CPU time, 1 process)")
+    parser.add_argument("--stage-studies", type=int, default=20, help="studies for --stages (default 20)")
     parser.add_argument("--against", type=Path, help="another checkout to time in alternation with this one (ratio old/new)")
     args = parser.parse_args()
 
@@ -151,14 +183,21 @@ def main() -> None:
     if args.against:
         compare(args.against.resolve(), args.n, args.size, args.workers, args.repeats)
         return
+    if args.repeats > 0:
+        time_runs(args)
+    if args.stages:
+        print_stages(args.stage_studies, args.size)
+
+
+def time_runs(args: argparse.Namespace) -> None:
     runs, cpus = [], []
     for _ in range(args.repeats):
+        load = os.getloadavg()[0]
         wall, cpu = time_generation(args.n, args.size, args.workers, args.raw_gaze)
         runs.append(wall)
         cpus.append(cpu)
-        print(f"run: wall {wall:.1f} s, CPU {cpu:.1f} s", flush=True)
+        print(f"run: wall {wall:.1f} s, CPU {cpu:.1f} s, load avg {load:.2f} at start, {os.getloadavg()[0]:.2f} at end", flush=True)
     median, cpu = statistics.median(runs), statistics.median(cpus)
-    print(f"load avg at end: {os.getloadavg()[0]:.1f}")
     print()
     print("| studies | size px | workers | raw gaze | repeats | wall median s | wall min-max s | studies/s (wall) "
           "| CPU median s | CPU s / workers (idle-core time) | CPU ms per study |")
@@ -166,14 +205,6 @@ def main() -> None:
     print(f"| {args.n} | {args.size} | {args.workers} | {'yes' if args.raw_gaze else 'no'} | {args.repeats} "
           f"| {median:.1f} | {min(runs):.1f}-{max(runs):.1f} | {args.n / median:.2f} "
           f"| {cpu:.1f} ({min(cpus):.1f}-{max(cpus):.1f}) | {cpu / args.workers:.1f} | {1000 * cpu / args.n:.0f} |")
-    if args.stages:
-        stages = stage_times(20, args.size)
-        print()
-        print("| stage (1 process, 20 studies) | median ms | p10 ms | p90 ms |")
-        print("|---|---|---|---|")
-        for key, values in stages.items():
-            v = np.array(values) * 1000
-            print(f"| {key} | {np.median(v):.0f} | {np.percentile(v, 10):.0f} | {np.percentile(v, 90):.0f} |")
 
 
 if __name__ == "__main__":

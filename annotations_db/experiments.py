@@ -278,6 +278,21 @@ class ExperimentsMixin:
                 progress.append(self._reader_progress(session, reader, experiment, settings))
             return progress
 
+    def reader_washouts(self, reader: str) -> list[dict[str, Any]]:
+        """The reader's own experiments whose next period is still in its washout: experiment id and name, the
+        period and when it opens (what the worklist tells a reader instead of showing the locked cases)."""
+        with self._read() as session:
+            me = _reader_row(session, reader)
+            locked = []
+            for experiment_id in sorted(set(session.scalars(select(Assignment.experiment_id).where(
+                    Assignment.reader_id == me.id)))):
+                experiment, settings = _experiment(session, experiment_id)
+                item = self._reader_progress(session, me, experiment, settings)
+                if item["state"] == "locked" and item["opens_at"] is not None:
+                    locked.append({"experiment_id": experiment.id, "experiment": experiment.name,
+                                   "period": item["next"]["period"], "opens_at": item["opens_at"]})
+            return locked
+
     def _reader_progress(self, session: Session, reader: Reader, experiment: Experiment,
                          settings: ExperimentSettings | None) -> dict[str, Any]:
         assignments = _assignments(session, reader.id, experiment.id)

@@ -105,6 +105,18 @@ def worklist_summary(rows: list[list[Any]]) -> str:
     return " · ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in WORKLIST_STATUSES)
 
 
+def washout_notice(service: ReviewService, reader: str) -> str:
+    """One line per experiment whose next period is still in its washout, naming the date it opens ("" if none)."""
+    return "\n".join(f"Experiment '{w['experiment']}': period {w['period']} is in its washout; it opens on "
+                     f"{w['opens_at']:%Y-%m-%d %H:%M} UTC." for w in service.reader_washouts(reader))
+
+
+def worklist_heading(service: ReviewService, reader: str, rows: list[list[Any]]) -> str:
+    """The status counts, then any washout that keeps the reader's next cases closed."""
+    lines = washout_notice(service, reader).splitlines()
+    return "\n\n".join([worklist_summary(rows)] + [f"**{line}**" for line in lines])
+
+
 # --- opening a study -------------------------------------------------------------
 
 

@@ -130,22 +130,24 @@ def build_app(context: AppContext) -> gr.Blocks:
             role = handlers.reader_role(service, reader)
             rows = handlers.worklist_rows(service, reader, status)
             head = f"### {context.title} &nbsp;·&nbsp; signed in as **{reader}** ({role})"
-            return (head, gr.Tab(visible=role == "admin"), rows, handlers.worklist_summary(rows),
+            return (head, gr.Tab(visible=role == "admin"), rows, handlers.worklist_heading(service, reader, rows),
                     progress_text(context))
 
         demo.load(on_load, [status_filter], [header, admin_tab, worklist, summary, progress])
 
         def refresh(status: str, request: gr.Request):
-            rows = handlers.worklist_rows(service, request_username(request), status)
-            return rows, handlers.worklist_summary(rows)
+            reader = request_username(request)
+            rows = handlers.worklist_rows(service, reader, status)
+            return rows, handlers.worklist_heading(service, reader, rows)
 
         for trigger in (status_filter.change, refresh_btn.click):
             trigger(refresh, [status_filter], [worklist, summary])
 
         def tick(status: str, request: gr.Request):
             busy = drafts_pending(context)
-            rows = handlers.worklist_rows(service, request_username(request), status)
-            return progress_text(context), gr.Timer(active=busy), rows, handlers.worklist_summary(rows)
+            reader = request_username(request)
+            rows = handlers.worklist_rows(service, reader, status)
+            return progress_text(context), gr.Timer(active=busy), rows, handlers.worklist_heading(service, reader, rows)
 
         progress_timer.tick(tick, [status_filter], [progress, progress_timer, worklist, summary],
                             show_progress="hidden")
@@ -170,6 +172,9 @@ def build_app(context: AppContext) -> gr.Blocks:
             reader = request_username(request)
             next_id = handlers.next_study_id(service, reader, study_id)
             if next_id is None:
+                washout = handlers.washout_notice(service, reader)
+                if washout:
+                    return _no_change(len(open_outputs) - 1) + [_message(f"No case is open now. {washout}", "warn")]
                 return _no_change(len(open_outputs) - 1) + [_message("All cases are signed. Thank you!", "ok")]
             return _open(context, reader, next_id)
 

@@ -10,6 +10,7 @@ than Support Devices is positive or uncertain (the CheXpert convention).
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .vocab import CHEXPERT_LABELS
@@ -32,19 +33,25 @@ LABEL_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                     "wide mediastinum", "mediastinum is widened", "mediastinal enlargement",
                                     "enlarged mediastinum", "cardiomediastinal silhouette is enlarged")),
     ("Edema", ("edema", "oedema", "pulmonary vascular congestion", "vascular congestion", "interstitial edema",
-               "kerley")),
+               "kerley", "congestion", "congestive", "heart failure", "chf", "vascular prominence",
+               "prominent central vasculature", "prominence of the central vasculature", "cephalization",
+               "venous hypertension", "vascular redistribution", "increased lung vascularity",
+               "increased pulmonary vascularity", "vascular engorgement")),
     ("Consolidation", ("consolidation", "consolidations", "consolidative")),
     ("Pneumonia", ("pneumonia", "pneumonias")),
     ("Atelectasis", ("atelectasis", "atelectases", "atelectatic", "collapse")),
-    ("Lung Lesion", ("nodule", "nodules", "nodular", "mass", "masses", "lesion", "lesions", "neoplasm", "tumor",
+    ("Lung Lesion", ("nodule", "nodules", "nodular", "fibronodular", "mass", "masses", "lesion", "lesions", "neoplasm", "tumor",
                      "cyst", "cysts")),
     ("Fracture", ("fracture", "fractures", "fractured")),
     ("Support Devices", ("pacemaker", "catheter", "endotracheal tube", "et tube", "ng tube", "nasogastric tube",
                          "enteric tube", "picc", "central line", "central venous", "sternotomy wires", "icd",
                          "chest tube", "tracheostomy", "port-a-cath", "line", "lines", "tube", "tubes", "device",
-                         "devices", "leads", "pacer", "stent", "clips", "wires", "defibrillator", "port")),
+                         "devices", "leads", "pacer", "stent", "stents", "clips", "wires", "defibrillator", "port",
+                         "tip", "svc", "stimulator", "shunt", "aicd", "coils", "prosthetic valve",
+                         "valve replacement", "prosthetic aortic valve", "vertebroplasty", "hardware")),
     ("Pleural Other", ("pleural thickening", "pleural plaque", "pleural plaques", "fibrothorax",
-                       "pleural scarring", "pleural calcification")),
+                       "pleural scarring", "pleural calcification", "fissural thickening", "apical capping",
+                       "pleural-parenchymal scarring", "pleuroparenchymal scarring", "pleural fibrosis")),
     ("Lung Opacity", ("opacity", "opacities", "opacification", "infiltrate", "infiltrates", "haziness",
                       "airspace opacity", "airspace disease", "air space disease", "scarring", "density",
                       "densities")),
@@ -52,12 +59,18 @@ LABEL_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 PRE_NEGATION = re.compile(
     r"\b(no|not|without|negative for|free of|clear of|resolved|resolution of|ruled out|rule out|absence of|"
     r"no evidence of|no signs? of|neither|nor|removed|clearing of)\b", re.IGNORECASE)
-POST_NEGATION = re.compile(r"^\W*(is|are|has|have|was|were)?\s*(not seen|not identified|not present|resolved|absent"
-                           r"|removed|not visualized|no longer (seen|present|visualized))\b", re.IGNORECASE)
+POST_NEGATION = re.compile(r"^\W*(is|are|has|have|was|were)?\s*(been\s+)?(not seen|not identified|not present|resolved"
+                           r"|absent|removed|not visualized|no longer (seen|present|visualized)"
+                           r"|(appears?|is|are) (to be )?within (the )?(limits of )?normal)\b", re.IGNORECASE)
 UNCERTAINTY = re.compile(
     r"\b(may|might|possible|possibly|likely|probable|probably|suspicious for|suspected|suggest\w*|"
     r"cannot be excluded|can not be excluded|cannot exclude|not excluded|could (be|represent)|questionable|"
-    r"concerning for|versus|vs|equivocal|consider|differential|indeterminate)\b", re.IGNORECASE)
+    r"concerning for|versus|vs|equivocal|consider|differential|indeterminate|question|difficult to exclude|"
+    r"not (entirely |completely )?excluded|could obscure|to identify|detecting|rule-out|concern|possibility|"
+    r"evaluate for|evaluation of|exclude|correlat\w*|appropriate clinical setting|consideration)\b", re.IGNORECASE)
+# Phrases that hold a keyword but name no chest finding (B-lines are not lines, an ankle's edema is not the lung's).
+NOT_A_FINDING = re.compile(r"\b(b-lines|b lines|septal lines|lung lines|soft tissue edema|soft tissue swelling)\b",
+                           re.IGNORECASE)
 # A negation cue reaches over comma lists ("no effusion, pneumothorax, or consolidation") up to these.
 CLAUSE_BOUNDARY = re.compile(r"[;:]|\bbut\b|\bhowever\b|\balthough\b|\bwhich\b|\bexcept\b|\bwith\b"
                              r"|\bthere (is|are)\b|\bwhich\b", re.IGNORECASE)
@@ -65,10 +78,27 @@ NORMAL_STATEMENT = re.compile(r"\b(normal|clear|midline|unremarkable|intact|stab
                               re.IGNORECASE)
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9_(\"'])")
 # One alternation, longest keywords first; the group name is the label's index.
+# Wordings too varied for a keyword list ("heart size is mildly to moderately enlarged", "enlargement of the
+# cardiac silhouette"), as patterns; a gap word never negates or normalises ("heart size normal without large ...").
+_GAP = r"(?:(?!(?:not|no|normal|without|with)\b)[\w-]+\s+){0,5}?"
+LABEL_PATTERNS: dict[str, tuple[str, ...]] = {
+    "Enlarged Cardiomediastinum": (
+        rf"(?:mediastinum|mediastinal (?:contours?|silhouettes?))\s+{_GAP}(?:widened|wide|prominent|enlarged)",
+        r"(?:prominence|widening|enlargement) of the (?:superior )?mediastin\w*",
+        r"(?:mediastinal|mediastinum) (?:prominence|widening|enlargement)", r"wide mediastinal"),
+    "Cardiomegaly": (rf"(?:heart|cardiac silhouette|cardiac contour|cardiac shadow)\s+{_GAP}(?:enlarged|large)",
+                     r"enlargement of the (?:heart|cardiac silhouette|cardiac shadow)"),
+}
 _KEYWORD_RE = re.compile(
-    "|".join(f"(?P<l{n}>\\b(?:" + "|".join(re.escape(k) for k in sorted(kws, key=len, reverse=True)) + r")\b)"
-             for n, (_, kws) in enumerate(LABEL_KEYWORDS)),
+    "|".join(f"(?P<l{n}>\\b(?:" + "|".join(list(LABEL_PATTERNS.get(label, ())) + [
+        re.escape(k) for k in sorted(kws, key=len, reverse=True)]) + r")\b)"
+             for n, (label, kws) in enumerate(LABEL_KEYWORDS)),
     re.IGNORECASE)
+# What follows "X may represent / suggests / is compatible with" is about another finding: X itself is stated.
+ATTRIBUTION = re.compile(r"\b((may|might|could|likely|probably|most likely)\s+)?(represent|reflect|suggest|indicat"
+                         r"|compatible|consistent|due to|secondary to|related to)\w*", re.IGNORECASE)
+# "No change in the nodule" and "no interval change" do not negate.
+NOT_A_NEGATION = re.compile(r"\bno (significant |interval |appreciable )?change\b", re.IGNORECASE)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -79,12 +109,18 @@ def split_sentences(text: str) -> list[str]:
 
 def label_sentence(text: str) -> dict[str, int]:
     """Observation -> 1 / 0 / -1 for every observation the sentence mentions."""
+    return dict(_sentence_values(text))
+
+
+@functools.lru_cache(maxsize=65536)  # report sentences repeat a lot ("No pneumothorax.")
+def _sentence_values(text: str) -> tuple[tuple[str, int], ...]:
     values: dict[str, int] = {}
+    text = NOT_A_FINDING.sub(lambda m: " " * len(m.group()), text)
     for match in _KEYWORD_RE.finditer(text):
         label = LABEL_KEYWORDS[int(match.lastgroup[1:])][0]
         value = _mention_value(text, match.start(), match.end())
         values[label] = max(values.get(label, value), value, key=_strength)
-    return values
+    return tuple(values.items())
 
 
 def label_report(text: str) -> dict[str, int]:
@@ -135,8 +171,11 @@ def _mention_value(text: str, start: int, end: int) -> int:
     after = text[end:]
     next_boundary = CLAUSE_BOUNDARY.search(after)
     clause_after = after[:next_boundary.start()] if next_boundary else after
-    if PRE_NEGATION.search(before[clause_start:]) or POST_NEGATION.search(after):
+    attribution = ATTRIBUTION.search(clause_after)
+    own_after = clause_after[:attribution.start()] if attribution else clause_after
+    clause_before = NOT_A_NEGATION.sub(" ", before[clause_start:])
+    if PRE_NEGATION.search(clause_before) or POST_NEGATION.search(after):
         return NEGATIVE
-    if UNCERTAINTY.search(before[clause_start:]) or UNCERTAINTY.search(clause_after):
+    if UNCERTAINTY.search(clause_before) or UNCERTAINTY.search(own_after):
         return UNCERTAIN
     return POSITIVE

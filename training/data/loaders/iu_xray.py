@@ -68,15 +68,32 @@ def mesh_label(term: str) -> str | None:
     head = parts[0]
     if head in MESH_TO_CHEXPERT:
         return MESH_TO_CHEXPERT[head]
-    if head == "thickening" and any("pleura" in p for p in parts[1:]):
-        return "Pleural Other"
-    if head == "mediastinum" and any(p in ("enlarged", "widened") for p in parts[1:]):
-        return "Enlarged Cardiomediastinum"
+    qualifiers = parts[1:]
+    if head in ("thickening", "cicatrix") and "pleura" in qualifiers:
+        return "Pleural Other"  # pleural thickening / pleural scarring
+    if head in ("density", "cicatrix") and qualifiers[:1] == ["lung"]:
+        return "Lung Opacity"  # CheXpert's "increased density" and "parenchymal scarring"
+    if head == "cardiac shadow" and "enlarged" in qualifiers:
+        return "Cardiomegaly"  # an enlarged cardiac silhouette
+    if head == "mediastinum" and not {"lymph nodes", "paratracheal"} & set(qualifiers) \
+            and {"enlarged", "widened", "prominent"} & set(qualifiers):
+        return "Enlarged Cardiomediastinum"  # "Mediastinum/lymph nodes/enlarged" is adenopathy, not a wide mediastinum
     return None
 
 
+def mesh_term_labels(term: str) -> set[str]:
+    """Every CheXpert observation one MeSH term names: a round opacity or density (the indexers' code for a
+    nodular one, e.g. 'Opacity/lung/middle lobe/right/round' for "1 cm right middle lobe nodular opacity") is
+    a Lung Lesion as well."""
+    labels = {mesh_label(term)} - {None}
+    parts = [p.strip().lower() for p in term.split("/")]
+    if parts[0] in ("opacity", "density") and "round" in parts[1:]:
+        labels.add("Lung Lesion")
+    return labels
+
+
 def mesh_labels(major_terms: list[str]) -> dict[str, float | None]:
-    mapped = {mesh_label(t) for t in major_terms} - {None}
+    mapped = set().union(*(mesh_term_labels(t) for t in major_terms))
     if mapped == {"No Finding"}:
         return {label: (1.0 if label == "No Finding" else 0.0) for label in CHEXPERT_LABELS}
     labels: dict[str, float | None] = {label: 1.0 for label in mapped if label != "No Finding"}

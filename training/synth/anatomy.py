@@ -296,8 +296,9 @@ def render_layers(anatomy: Anatomy, rng: np.random.Generator) -> Layers:
     air[where] = lung_air
     # the heart is seen only where it hides lung: over the spine it is as dense as the mediastinum
     tissue = body_tissue(anatomy, xs, ys).astype(np.float32, copy=False)
-    tissue += gastric_bubble(anatomy, xs, ys)
-    tissue -= 0.22 * trachea_mask(anatomy, xs, ys)
+    add_gastric_bubble(tissue, anatomy, xs, ys)
+    in_reach, trachea = trachea_patch(anatomy)  # the air column, 0 outside ``in_reach``
+    tissue[in_reach] -= 0.22 * trachea
     if anatomy.has_breasts:
         tissue += breast_shadows(anatomy, xs, ys)
     return Layers(
@@ -372,7 +373,8 @@ def mediastinum_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
     return band
 
 
-def trachea_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
+def trachea_patch(anatomy: Anatomy) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The trachea and main bronchi (air column, 0-1) inside the part of the frame it reaches: (where, values)."""
     cx, cy = anatomy.carina
     hw = anatomy.trachea_half_width
     canvas = np.zeros((anatomy.height, anatomy.width), np.float32)
@@ -382,7 +384,8 @@ def trachea_mask(anatomy: Anatomy, xs, ys) -> np.ndarray:
     for angle, side in ((np.deg2rad(35), -1), (np.deg2rad(50), 1)):  # right main bronchus is steeper
         end = (int(cx + side * length * np.sin(angle)), int(cy + length * np.cos(angle)))
         cv2.line(canvas, (int(cx), int(cy)), end, 0.8, int(1.3 * hw), cv2.LINE_AA)
-    return blur_sparse(canvas, hw * 0.3)
+    (y0, y1), (x0, x1) = blur_reach(canvas, hw * 0.3)  # what blur_sparse blurs; the lines make it nonempty
+    return (slice(y0, y1), slice(x0, x1)), cv2.GaussianBlur(np.ascontiguousarray(canvas[y0:y1, x0:x1]), (0, 0), hw * 0.3)
 
 
 def body_tissue(anatomy: Anatomy, xs, ys) -> np.ndarray:
@@ -399,13 +402,11 @@ def body_tissue(anatomy: Anatomy, xs, ys) -> np.ndarray:
     return ((0.30 + 0.34 * thickness) * inside)[row_of]
 
 
-def gastric_bubble(anatomy: Anatomy, xs, ys) -> np.ndarray:
+def add_gastric_bubble(tissue: np.ndarray, anatomy: Anatomy, xs, ys) -> None:
     x = anatomy.midline + anatomy.thoracic_width * 0.22
     y = anatomy.lung_bottom_at(1, x) + anatomy.height * 0.045
     r = anatomy.width * 0.045
-    out = np.zeros(xs.shape, np.float32)
-    add_ellipse(out, -0.12, xs, ys, x, y, r, r * 0.7, anatomy.height * 0.006)
-    return out
+    add_ellipse(tissue, -0.12, xs, ys, x, y, r, r * 0.7, anatomy.height * 0.006)
 
 
 def breast_shadows(anatomy: Anatomy, xs, ys) -> np.ndarray:
@@ -435,8 +436,7 @@ def lung_markings(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndar
     for thickness, ends in segments.items():
         cv2.polylines(canvas, list(np.array(ends, np.int32).reshape(-1, 2, 2)), False, 1.0, thickness, cv2.LINE_AA)
     # The fade and the blur are smooth: apply them at the drawing's half scale, then upsample once.
-    small_x, small_y = _grid(*canvas.shape)
-    full_x, full_y = (small_x + 0.5) / scale - 0.5, (small_y + 0.5) / scale - 0.5  # INTER_LINEAR's pixel centres
+    full_x, full_y = _half_scale_grid(*canvas.shape)
     fade = np.zeros_like(canvas)
     for hx, hy in hila:
         d = np.hypot(full_x - hx, (full_y - hy) * 0.8) / anatomy.thoracic_width
@@ -446,6 +446,16 @@ def lung_markings(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndar
     for hx, hy in hila:
         add_ellipse(canvas, 1.3, xs, ys, hx, hy, anatomy.width * 0.04, anatomy.height * 0.06, anatomy.height * 0.02)
     return np.clip(canvas, 0, 2, out=canvas)
+
+
+@functools.lru_cache(maxsize=4)
+def _half_scale_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full-frame x and y of each pixel of a half-scale canvas (INTER_LINEAR's pixel centres)."""
+    small_x, small_y = _grid(height, width)
+    full_x, full_y = (small_x + 0.5) / 0.5 - 0.5, (small_y + 0.5) / 0.5 - 0.5
+    full_x.flags.writeable = False
+    full_y.flags.writeable = False
+    return full_x, full_y
 
 
 BRANCH_STEPS, BRANCH_DEPTH = 4, 2

@@ -17,8 +17,11 @@ a peft LoRA adapter with ``gazex_backbone.json`` naming its base: :func:`is_qwen
 
 * :func:`model_identity` - the identity of a model version (SHA-256), the same for the app, the CLI,
   evaluation and fine-tuning: a checkpoint's config, weights and tokenizer; an adapter's base identity plus
-  its LoRA configuration and weights. Derived files (``merged/``, ``metrics.json``) never count, and moving
-  a directory does not change it.
+  its LoRA configuration and weights; in both, the input-check statistics (``input_check.safetensors``)
+  when the directory has them, since they decide which studies get a draft. Derived files (``merged/``,
+  ``metrics.json``) never count, and moving a directory does not change it.
+* :func:`load_input_stats` - the input-check statistics that apply to a model directory
+  (:mod:`gazex_core.input_check`): its own file, else the nearest one up its adapter chain, else None.
 * :func:`load_model` - any model directory -> (``GazeXModel`` in eval mode with every adapter of its chain
   merged, tokenizer).
 * :func:`resolve_checkpoint` - a full-checkpoint directory for any model directory (an adapter chain is
@@ -45,6 +48,7 @@ CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 QWEN2VL_BACKBONE = "qwen2-vl"
 QWEN2VL_META = "gazex_backbone.json"  # a Qwen2-VL LoRA adapter's pointer to its base model
+INPUT_STATS_FILE = "input_check.safetensors"  # gazex_core.input_check.STATS_FILE; optional, counts in the identity
 
 
 class AdapterError(ValueError):
@@ -154,13 +158,16 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _files_identity(directory: Path, names: tuple[str, ...], prefix: str) -> str:
+def _files_identity(directory: Path, names: tuple[str, ...], prefix: str, optional: tuple[str, ...] = ()) -> str:
     digest = hashlib.sha256(prefix.encode())
     for name in names:
         file = directory / name
         if not file.is_file():
             raise AdapterError(f"{file}: missing (a model directory needs {', '.join(names)})")
         digest.update(f"\n{name}\n{_file_digest(file)}".encode())
+    for name in optional:  # absent: the identity is what it was before the file existed
+        if (directory / name).is_file():
+            digest.update(f"\n{name}\n{_file_digest(directory / name)}".encode())
     return digest.hexdigest()
 
 
@@ -169,9 +176,9 @@ def model_identity(path: str | Path) -> str:
     if is_qwen2vl_dir(path):
         return _qwen2vl_identity(Path(path))
     chain = adapter_chain(path)
-    identity = _files_identity(chain[0], CHECKPOINT_FILES, "gazex.checkpoint")
+    identity = _files_identity(chain[0], CHECKPOINT_FILES, "gazex.checkpoint", (INPUT_STATS_FILE,))
     for adapter_dir in chain[1:]:
-        identity = _files_identity(adapter_dir, ADAPTER_FILES, f"{ADAPTER_FORMAT}\n{identity}")
+        identity = _files_identity(adapter_dir, ADAPTER_FILES, f"{ADAPTER_FORMAT}\n{identity}", (INPUT_STATS_FILE,))
     return identity
 
 
@@ -233,6 +240,18 @@ def load_model(path: str | Path):
     for adapter_dir in chain[1:]:
         model = merge_adapter(model, adapter_dir)
     return model.eval(), tok
+
+
+def load_input_stats(path: str | Path):
+    """The input-check statistics (gazex_core.input_check.FeatureStats) for a model directory: its own
+    ``input_check.safetensors``, else the nearest up its adapter chain (an adapter that leaves the encoder
+    as it was - the default "decoder" scope - keeps its base's features), else None."""
+    from .input_check import FeatureStats
+
+    for directory in reversed(adapter_chain(path)):
+        if (directory / INPUT_STATS_FILE).is_file():
+            return FeatureStats.load(directory / INPUT_STATS_FILE)
+    return None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

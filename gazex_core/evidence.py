@@ -4,11 +4,12 @@ Every drafted sentence carries its evidence: the ordered inspection trajectory
 that led to it and the observation box where the finding is. Coordinates are
 normalised to the original image (0-1, origin top-left).
 
-JSON form (schema ``gazex.evidence/2``)::
+JSON form (schema ``gazex.evidence/3``)::
 
-    {"schema": "gazex.evidence/2", "model": {"name", "version"},
+    {"schema": "gazex.evidence/3", "model": {"name", "version"},
      "image": {"width", "height", "modality", "body_part", "view_position"},
-     "sentences": [{"id", "section", "region", "label", "text", "confidence",
+     "input_check": {"score", "threshold", "passed", "reasons": [...]} | null,
+     "sentences": [{"id", "section", "region", "label", "text", "confidence", "out_of_scope",
                     "observation_box": {"x_min","y_min","x_max","y_max"} | null,
                     "trajectory": [{"x","y","dwell_ms","clue_box"}]}],
      "findings": [{"label","probability"}], "timing_ms": {...}, "warnings": [...],
@@ -16,8 +17,11 @@ JSON form (schema ``gazex.evidence/2``)::
 
 ``scope_warnings`` are the header checks of :func:`gazex_core.imaging.drafting_scope` (a body part or view
 position that is not chest / PA / AP); ``warnings`` are everything else (image look, draft cut off...).
-Version 2 added the image's header facts and ``scope_warnings``; version 1 bundles (stored drafts) still
-read, with those empty.
+``input_check`` is :class:`gazex_core.input_check.InputCheck` (header reasons and the model's feature score
+against its threshold); a sentence is ``out_of_scope`` when the study failed it and was drafted anyway.
+Version 2 added the image's header facts and ``scope_warnings``, version 3 ``input_check`` and
+``out_of_scope``; version 1 and 2 bundles (stored drafts) still read, with those empty (no check recorded,
+sentences not marked).
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .input_check import InputCheck
 from .vocab import REGIONS, SECTIONS, check_label
 
-SCHEMA = "gazex.evidence/2"
-READABLE_SCHEMAS = ("gazex.evidence/1", SCHEMA)
+SCHEMA = "gazex.evidence/3"
+READABLE_SCHEMAS = ("gazex.evidence/1", "gazex.evidence/2", SCHEMA)
 HEADER_FIELDS = ("modality", "body_part", "view_position")
 
 
@@ -138,6 +143,7 @@ class EvidenceSentence:
     confidence: float = 1.0
     observation_box: Box | None = None
     trajectory: list[TrajectoryPoint] = field(default_factory=list)
+    out_of_scope: bool = False  # drafted although the study failed the input check
 
     def validate(self) -> None:
         if self.section not in SECTIONS:
@@ -166,6 +172,7 @@ class EvidenceSentence:
             "label": self.label,
             "text": self.text,
             "confidence": self.confidence,
+            "out_of_scope": self.out_of_scope,
             "observation_box": self.observation_box.to_dict() if self.observation_box else None,
             "trajectory": [p.to_dict() for p in self.trajectory],
         }
@@ -182,6 +189,7 @@ class EvidenceSentence:
                 confidence=float(d.get("confidence", 1.0)),
                 observation_box=Box.from_dict(d.get("observation_box")),
                 trajectory=[TrajectoryPoint.from_dict(p) for p in d.get("trajectory", [])],
+                out_of_scope=bool(d.get("out_of_scope", False)),
             )
         except KeyError as exc:
             raise EvidenceError(f"sentence {d.get('id', '?')}: missing field {exc}") from exc
@@ -199,10 +207,11 @@ class EvidenceBundle:
     warnings: list[str] = field(default_factory=list)
     scope_warnings: list[str] = field(default_factory=list)
     image_header: dict[str, str | None] = field(default_factory=dict)  # HEADER_FIELDS; empty without a DICOM header
+    input_check: InputCheck | None = None  # None in bundles written before schema 3
 
     @property
     def low_confidence(self) -> bool:
-        return bool(self.warnings or self.scope_warnings)
+        return bool(self.warnings or self.scope_warnings or (self.input_check and not self.input_check.passed))
 
     @property
     def all_warnings(self) -> list[str]:
@@ -247,6 +256,7 @@ class EvidenceBundle:
             "model": {"name": self.model_name, "version": self.model_version},
             "image": {"width": self.image_width, "height": self.image_height,
                       **{k: self.image_header.get(k) for k in HEADER_FIELDS}},
+            "input_check": self.input_check.to_dict() if self.input_check else None,
             "sentences": [s.to_dict() for s in self.sentences],
             "findings": [{"label": label, "probability": p} for label, p in self.findings],
             "timing_ms": dict(self.timing_ms),
@@ -273,6 +283,7 @@ class EvidenceBundle:
                 warnings=list(d.get("warnings", [])),
                 scope_warnings=list(d.get("scope_warnings", [])),
                 image_header={k: d["image"].get(k) for k in HEADER_FIELDS if d["image"].get(k) is not None},
+                input_check=InputCheck.from_dict(d["input_check"]) if d.get("input_check") else None,
             ).validate()
         except (KeyError, TypeError) as exc:
             raise EvidenceError(f"bundle is missing or mistypes field {exc}") from exc

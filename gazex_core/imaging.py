@@ -624,14 +624,36 @@ def drafting_scope(image: LoadedImage) -> list[str]:
     (PNG, JPEG, arrays) have nothing to check here."""
     if image.kind != "dicom":
         return []
+    refusal = modality_refusal(image)
+    if refusal:
+        raise OutOfScopeError(f"{image.source}: {refusal}")
+    return scope_warnings(image)
+
+
+def modality_refusal(image: LoadedImage) -> str | None:
+    """Why the DICOM's modality is out of scope for drafting (None when it is in scope or there is no header)."""
+    if image.kind != "dicom":
+        return None
     modality, body = image.modality, image.body_part
+    if modality in DRAFTING_MODALITIES or (modality in CHEST_ONLY_MODALITIES and body in CHEST_BODY_PARTS):
+        return None
+    why = "Modality missing" if modality is None else f"Modality {modality}"
+    if modality in CHEST_ONLY_MODALITIES:
+        why += f" with BodyPartExamined {body or 'missing'}"
+    return f"{why} is out of scope for drafting; GazeX drafts chest radiographs (CR or DX, or DR/OT with BodyPartExamined CHEST)"
+
+
+def header_reasons(image: LoadedImage) -> list[str]:
+    """Every header reason against drafting, without raising: the modality refusal, then the scope warnings."""
+    if image.kind != "dicom":
+        return []
+    refusal = modality_refusal(image)
+    return ([refusal] if refusal else []) + scope_warnings(image)
+
+
+def scope_warnings(image: LoadedImage) -> list[str]:
+    body = image.body_part
     chest = body in CHEST_BODY_PARTS
-    if modality not in DRAFTING_MODALITIES and not (modality in CHEST_ONLY_MODALITIES and chest):
-        why = "Modality missing" if modality is None else f"Modality {modality}"
-        if modality in CHEST_ONLY_MODALITIES:
-            why += f" with BodyPartExamined {body or 'missing'}"
-        raise OutOfScopeError(f"{image.source}: {why} is out of scope for drafting; GazeX drafts chest radiographs "
-                              f"(CR or DX, or DR/OT with BodyPartExamined CHEST)")
     warns = []
     if not chest:
         warns.append(f"BodyPartExamined is {body}, not CHEST: the draft assumes a chest radiograph" if body else
@@ -651,4 +673,4 @@ def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
 
 
 __all__ = ["ImageInputError", "OutOfScopeError", "ImageLimits", "DEFAULT_LIMITS", "Voi", "Grey16", "LoadedImage",
-           "load_image", "drafting_scope", "window_function", "auto_window", "chest_warnings", "resize_square"]
+           "load_image", "drafting_scope", "modality_refusal", "header_reasons", "scope_warnings", "window_function", "auto_window", "chest_warnings", "resize_square"]

@@ -2,15 +2,18 @@
 
     from gazex_core import GazeX, analyze, ask, ground
     gx = GazeX()                      # the shipped checkpoint (gazex_core/weights/gazex-tiny); load once
-    bundle = gx.analyze("study.dcm")  # EvidenceBundle (schema gazex.evidence/2)
+    bundle = gx.analyze("study.dcm")  # EvidenceBundle (schema gazex.evidence/3)
     ans = gx.ask("study.dcm", "Is there a left pleural effusion?")   # Answer(text, box, confidence, ...)
     g = gx.ground("study.dcm", "Small left pleural effusion.")       # Grounding(region, label, trajectory, box, ...)
 
 Images may be a DICOM, PNG or JPEG (path or bytes) or a numpy array (see :mod:`gazex_core.imaging`); bad
-input raises :class:`~gazex_core.imaging.ImageInputError` with a one-line message. Every entry point checks
-the DICOM header first (:func:`~gazex_core.imaging.drafting_scope`): a modality other than CR / DX (or DR /
-OT with a chest body part) is refused with :class:`~gazex_core.imaging.OutOfScopeError`; a body part or
-view position that is not chest / PA / AP becomes a scope warning (``EvidenceBundle.scope_warnings``).
+input raises :class:`~gazex_core.imaging.ImageInputError` with a one-line message. ``analyze`` runs the
+input check first (:mod:`gazex_core.input_check`: the DICOM header's reasons - a modality other than CR / DX,
+a body part or view that is not chest / PA / AP - and the model's own feature score); a study that fails it
+raises :class:`~gazex_core.input_check.InputRefused` (an ``OutOfScopeError``) with its reasons in one line,
+unless ``draft_out_of_scope=True``, which drafts it with every sentence marked ``out_of_scope``. The bundle
+records the check (``EvidenceBundle.input_check``). ``ask`` and ``ground`` refuse an out-of-scope modality
+(:func:`~gazex_core.imaging.drafting_scope`) and return the other header reasons as warnings.
 A ``GazeX`` instance is safe to share between threads (one lock around the model; each call is well under
 a second on CPU).
 
@@ -39,7 +42,9 @@ import torch
 
 from . import checkpoint, labeler
 from .evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
-from .imaging import ImageInputError, ImageSource, LoadedImage, OutOfScopeError, drafting_scope, load_image, resize_square
+from .imaging import (ImageInputError, ImageSource, LoadedImage, OutOfScopeError, drafting_scope, header_reasons, load_image,
+                      resize_square, scope_warnings)
+from .input_check import InputCheck, InputRefused, combine
 from .sequence import (
     BOX,
     EOS,
@@ -109,6 +114,7 @@ class GazeX:
         self.identity = checkpoint.model_identity(path)
         self.config = self.model.config
         self.version = checkpoint.version_label(path)
+        self.input_stats = checkpoint.load_input_stats(path)  # None: header reasons only
         self._lock = threading.Lock()
         self._label_ids = {lab: self.tok.id(label_token(lab)) for lab in CHEXPERT_LABELS}
         self._none_id = self.tok.id(label_token(None))
@@ -125,8 +131,31 @@ class GazeX:
         """Read the image, check its header scope (refuses out-of-scope modalities), make the model input."""
         img = load_image(image)
         scope = drafting_scope(img)
-        small = resize_square(img.pixels, self.config.image_size)
-        return img, scope, torch.from_numpy(small)[None, None].to(self.device)
+        return img, scope, self._model_input(img)
+
+    def _input_check(self, img: LoadedImage, memory: torch.Tensor) -> InputCheck:
+        stats = self.input_stats
+        score = stats.score(memory[0].float().cpu().numpy()) if stats is not None else None
+        return combine(header_reasons(img), score, stats.threshold if stats is not None else None)
+
+    def _model_input(self, img: LoadedImage) -> torch.Tensor:
+        return torch.from_numpy(resize_square(img.pixels, self.config.image_size))[None, None].to(self.device)
+
+    @torch.inference_mode()
+    def check_input(self, image: ImageSource) -> InputCheck:
+        """The input check alone (header reasons + feature score), without drafting; never raises for scope."""
+        img = load_image(image)
+        with self._lock:
+            memory, _ = self._encode(self._model_input(img))
+        return self._input_check(img, memory)
+
+    @torch.inference_mode()
+    def encoder_features(self, image: ImageSource) -> np.ndarray:
+        """The encoder output (P, d) the input check scores, for fitting its statistics."""
+        pix = self._model_input(load_image(image))
+        with self._lock:
+            memory, _ = self._encode(pix)
+        return memory[0].float().cpu().numpy()
 
     def _encode(self, pix: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         memory, logits = self.model.encode(pix)
@@ -153,13 +182,21 @@ class GazeX:
         return sorted(((lab, float(probs[i])) for i, lab in enumerate(CHEXPERT_LABELS)), key=lambda x: -x[1])
 
     @torch.inference_mode()
-    def analyze(self, image: ImageSource, guided: bool = True, max_new_tokens: int | None = None) -> EvidenceBundle:
-        """Draft the report: every sentence with its region, trajectory, observation box and label."""
+    def analyze(self, image: ImageSource, guided: bool = True, max_new_tokens: int | None = None,
+                draft_out_of_scope: bool = False) -> EvidenceBundle:
+        """Draft the report: every sentence with its region, trajectory, observation box and label.
+        A study that fails the input check raises :class:`InputRefused` (one line, with its reasons) unless
+        ``draft_out_of_scope``: then it is drafted with every sentence marked ``out_of_scope``."""
         t0 = time.perf_counter()
-        img, scope, pix = self._prepare(image)
+        img = load_image(image)
+        scope = scope_warnings(img)
+        pix = self._model_input(img)
         t1 = time.perf_counter()
         with self._lock:
             memory, probs = self._encode(pix)
+            check = self._input_check(img, memory)
+            if not check.passed and not draft_out_of_scope:
+                raise InputRefused(f"{img.source}: not drafted: {check.summary()}", check)
             t2 = time.perf_counter()
             present = self._present(probs)
             hook = _GuidedReport(self, present) if guided else None
@@ -175,6 +212,8 @@ class GazeX:
             warnings.append("the draft report was cut off at the length limit")
         if not blocks:
             warnings.append("the model drafted no sentences; the image may not be a chest X-ray")
+        if not check.passed:
+            warnings.append(f"drafted anyway although out of scope, every sentence is out of scope: {check.summary()}")
         sentences = []
         order = sorted(range(len(blocks)), key=lambda i: (SECTIONS.index(blocks[i].section),
                                                           region_index(blocks[i].region) if blocks[i].section == "findings" else 0, i))
@@ -187,7 +226,7 @@ class GazeX:
                 id=f"s{n + 1}", section=b.section, text=b.text or "(no text)", region=b.region, label=b.label,
                 confidence=float(np.clip(conf, 0.0, 1.0)),
                 observation_box=b.box.clipped(1.0, 1.0) if (b.box is not None and b.label) else None,
-                trajectory=[c.to_point() for c in b.clues],
+                trajectory=[c.to_point() for c in b.clues], out_of_scope=not check.passed,
             ))
         finding_probs = sorted(((lab, float(probs[i])) for i, lab in enumerate(CHEXPERT_LABELS)), key=lambda x: -x[1])
         t4 = time.perf_counter()
@@ -196,7 +235,7 @@ class GazeX:
             sentences=sentences, findings=finding_probs,
             timing_ms={"read_image": (t1 - t0) * 1e3, "encode": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
                        "total": (t4 - t0) * 1e3},
-            warnings=warnings, scope_warnings=scope,
+            warnings=warnings, scope_warnings=scope, input_check=check,
             image_header={"modality": img.modality, "body_part": img.body_part, "view_position": img.view_position}
             if img.kind == "dicom" else {},
         )
@@ -360,5 +399,5 @@ def ground(image: ImageSource, sentence: str) -> Grounding:
     return default_model().ground(image, sentence)
 
 
-__all__ = ["GazeX", "Answer", "Grounding", "ImageInputError", "OutOfScopeError", "analyze", "ask", "ground", "default_model",
+__all__ = ["GazeX", "Answer", "Grounding", "ImageInputError", "OutOfScopeError", "InputRefused", "InputCheck", "analyze", "ask", "ground", "default_model",
            "DEFAULT_MODEL_DIR", "REGIONS"]

@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add pydicom-data's real PA chest radiograph (RG1) to the worklist")
     parser.add_argument("--review-only", action="store_true",
                         help="load no model (drafts must already be in the database)")
+    parser.add_argument("--draft-out-of-scope", action="store_true",
+                        help="draft studies the input check refuses (e.g. --real-film) anyway, every sentence marked "
+                             "out of scope")
     parser.add_argument("--seed", type=int, default=7)
     return parser.parse_args(argv)
 
@@ -162,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.real_film:
         studies += ensure_real_film(service, data_dir)
     studies += imported_studies(service)  # `gazex import`, admin uploads and PACS pulls: drafted in the background
-    context = build_context(service, Path(args.model) if args.model else None, review_only=args.review_only)
+    context = build_context(service, Path(args.model) if args.model else None, review_only=args.review_only,
+                            draft_out_of_scope=args.draft_out_of_scope)
     context.data_dir = data_dir
     if context.worker is not None and studies:
         queued = context.worker.enqueue_drafts(studies)

@@ -43,7 +43,7 @@ def drafts_pending(context: AppContext) -> bool:
     if worker is None:
         return False
     p = worker.progress
-    return not p.model_error and (p.done + p.failed) < p.total
+    return not p.model_error and p.finished < p.total
 
 
 def progress_text(context: AppContext) -> str:

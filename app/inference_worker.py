@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from annotations_db.service import ReviewService
+from gazex_core.imaging import OutOfScopeError
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +31,29 @@ class DraftProgress:
     total: int = 0
     done: int = 0
     failed: int = 0
+    refused: int = 0  # out of scope for drafting (gazex_core's input check): expected, not a failure
     current: str | None = None
     model_loaded: bool = False
     model_error: str | None = None
     last_error: str | None = None
+    last_refusal: str | None = None
     seconds_per_draft: list[float] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.refused
 
     def as_text(self) -> str:
         if self.model_error:
             return f"Model failed to load: {self.model_error}"
         if self.total == 0:
             return "Drafts: none queued."
-        pending = self.total - self.done - self.failed
+        pending = self.total - self.finished
         text = f"Drafts: {self.done}/{self.total} computed"
         if self.failed:
             text += f", {self.failed} failed ({self.last_error})"
+        if self.refused:
+            text += f", {self.refused} not drafted as out of scope ({self.last_refusal})"
         if pending:
             text += f" — computing {self.current or '…'}"
             if self.seconds_per_draft:
@@ -59,11 +68,12 @@ class InferenceWorker:
     """Owns the model; runs drafts and questions one at a time on a single daemon thread."""
 
     def __init__(self, service: ReviewService, model_factory: Callable[[], Any], read_image: Callable[[str], Any],
-                 model_version_id: int | None):
+                 model_version_id: int | None, *, draft_out_of_scope: bool = False):
         self._service = service
         self._model_factory = model_factory
         self._read_image = read_image
         self._model_version_id = model_version_id
+        self.draft_out_of_scope = draft_out_of_scope  # draft refused studies anyway, every sentence marked out of scope
         self._model: Any = None
         self._tasks: queue.PriorityQueue = queue.PriorityQueue()
         self._counter = itertools.count()
@@ -122,7 +132,7 @@ class InferenceWorker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             p = self.progress
-            if p.model_error or (p.done + p.failed >= p.total and self._tasks.empty()):
+            if p.model_error or (p.finished >= p.total and self._tasks.empty()):
                 return not p.model_error
             time.sleep(0.1)
         return False
@@ -173,10 +183,16 @@ class InferenceWorker:
         self.progress.current = study_uid
         started = time.perf_counter()
         try:
-            bundle = self._model.analyze(self._read_image(image_path))
+            image = self._read_image(image_path)
+            bundle = (self._model.analyze(image, draft_out_of_scope=True) if self.draft_out_of_scope
+                      else self._model.analyze(image))
             self._service.save_draft(study_id, self._model_version_id, bundle.to_dict())
             self.progress.done += 1
             self.progress.seconds_per_draft.append(time.perf_counter() - started)
+        except OutOfScopeError as exc:  # an expected refusal (header or input check): one line, no traceback
+            log.info("study %s not drafted: %s", study_uid, exc)
+            self.progress.refused += 1
+            self.progress.last_refusal = f"{study_uid}: {exc}"
         except Exception as exc:  # noqa: BLE001 - one bad study must not stop the queue
             log.exception("draft of %s failed", study_uid)
             self.progress.failed += 1

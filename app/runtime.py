@@ -48,14 +48,27 @@ def _free_label(service: ReviewService, label: str, identity: str) -> str:
     return label if label not in taken else f"{label}@{identity[:8]}"
 
 
+def _same_identity(version: ModelVersionInfo) -> bool:
+    """The stored directory still holds the registered version (e.g. the shipped directory gained its input-check
+    statistics since: that is a new version, so that no draft is attributed to a model that did not make it)."""
+    try:
+        return model_identity(version.path) == version.weights_hash
+    except (OSError, ValueError):  # unreadable or not a gazex-tiny directory: the loader reports it
+        return True
+
+
 def choose_model(service: ReviewService, model_path: Path | None) -> tuple[ModelVersionInfo, Path]:
     """An explicit --model is registered and made active; otherwise the active version runs (its stored
-    path), and on a fresh database the shipped default checkpoint is registered and made active."""
+    path; when that directory's identity changed, it is registered as a new version and made active), and on
+    a fresh database the shipped default checkpoint is registered and made active."""
     if model_path is None:
         active = service.active_model_version()
         if active is not None and active.path and Path(active.path).exists():
-            return active, Path(active.path)
-        model_path = default_model_path()
+            if _same_identity(active):
+                return active, Path(active.path)
+            model_path = Path(active.path)  # its files changed since registration: a new version, registered below
+        else:
+            model_path = default_model_path()
     return ensure_model_version(service, Path(model_path)), Path(model_path)
 
 
@@ -76,14 +89,16 @@ def model_factory(model_path: Path, threads: int | None = None):
 
 
 def build_context(service: ReviewService, model_path: Path | None, *, review_only: bool = False,
-                  start_worker: bool = True, threads: int | None = None) -> AppContext:
+                  start_worker: bool = True, threads: int | None = None, draft_out_of_scope: bool = False) -> AppContext:
     """review_only -> no model on this server (radiologists' machines without a GPU); drafts must exist.
-    threads: torch threads of the model, for the first version and every switched-to one alike."""
+    threads: torch threads of the model, for the first version and every switched-to one alike.
+    draft_out_of_scope: draft studies the input check refuses anyway, every sentence marked out of scope."""
     worker = None
     if not review_only:
         version, path = choose_model(service, model_path)
         log.info("model version %s (%s) from %s", version.id, version.version, path)
-        worker = InferenceWorker(service, model_factory(path, threads), read_image, version.id)
+        worker = InferenceWorker(service, model_factory(path, threads), read_image, version.id,
+                                 draft_out_of_scope=draft_out_of_scope)
         if start_worker:
             worker.start()
             # follows promote/rollback without a restart

@@ -22,18 +22,26 @@ def _image(args: argparse.Namespace):
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    image = _image(args)
-    bundle = _model(args).analyze(image)
+    from gazex_core.imaging import load_image
+    from gazex_core.input_check import InputRefused
+
+    image = load_image(args.path) if args.draft_out_of_scope else _image(args)
+    try:  # the input check (header and feature score) refuses out-of-scope studies in one line
+        bundle = _model(args).analyze(image, **({"draft_out_of_scope": True} if args.draft_out_of_scope else {}))
+    except InputRefused as exc:
+        raise InputRefused(f"{exc} (--draft-out-of-scope drafts it anyway, every sentence marked out of scope)",
+                           exc.input_check) from None
     if args.json:
         print(bundle.to_json(indent=2))
         return 0
     for s in bundle.sentences:
         box = s.observation_box
         where = f" box=({box.x_min:.2f},{box.y_min:.2f},{box.x_max:.2f},{box.y_max:.2f})" if box else ""
-        print(f"[{s.section}/{s.region or '-'}] {s.text}  (label={s.label or '-'}, conf={s.confidence:.2f}, "
+        print(f"[{s.section}/{s.region or '-'}]{' [OUT OF SCOPE]' if s.out_of_scope else ''} {s.text}  "
+              f"(label={s.label or '-'}, conf={s.confidence:.2f}, "
               f"trajectory={len(s.trajectory)} pts{where})")
     print("findings: " + ", ".join(f"{lab} {p:.2f}" for lab, p in bundle.findings[:5]))
-    for w in bundle.warnings:
+    for w in bundle.all_warnings:
         print(f"warning: {w}")
     return 0
 
@@ -62,6 +70,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("analyze", help="draft a report with per-sentence evidence (EvidenceBundle)")
     _common(p)
+    p.add_argument("--draft-out-of-scope", action="store_true",
+                   help="draft a study that fails the input check anyway; every sentence is marked out of scope")
     p.set_defaults(handler=_analyze)
     p = subparsers.add_parser("ask", help="answer a question about an image")
     _common(p)

@@ -30,3 +30,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     from training.sft_export import add_export_command
 
     add_export_command(subparsers)
+
+    from training.input_check import add_input_check_command
+
+    add_input_check_command(subparsers)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gazex_core.evidence import SCHEMA, EvidenceBundle
-from gazex_core.imaging import ImageInputError
+from gazex_core.imaging import ImageInputError, OutOfScopeError
 from model_support import dataset, dicom_of, rows, shipped_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,10 +101,12 @@ def test_bad_inputs_give_clear_errors_or_warnings(tmp_path):
     assert "\n" not in str(exc.value)
     with pytest.raises(ImageInputError, match="no such file"):
         gx.analyze(tmp_path / "missing.dcm")
-    noise = gx.analyze(np.random.default_rng(0).random((300, 300)))  # not a chest X-ray: flagged, not a crash
+    with pytest.raises(OutOfScopeError, match="not drafted: the image is unlike"):  # not a chest X-ray: refused
+        gx.analyze(np.random.default_rng(0).random((300, 300)))
+    noise = gx.analyze(np.random.default_rng(0).random((300, 300)), draft_out_of_scope=True)  # drafted on request
     assert noise.warnings and noise.low_confidence
     rgb = np.stack([np.random.default_rng(1).random((256, 256))] * 2 + [np.zeros((256, 256))], -1)
-    assert any("RGB" in w for w in gx.analyze(rgb).warnings)
+    assert any("RGB" in w for w in gx.analyze(rgb, draft_out_of_scope=True).warnings)
     with pytest.raises(ValueError):
         gx.ask(np.random.rand(128, 128), "  ")
 

@@ -180,12 +180,14 @@ def evaluate(model_dir: Path, n_test: int = 150, n_corrupt: int = 40, test_seed:
     outs = np.array([c.score for checks in ood.values() for c in checks])
     return {
         "model": str(model_dir), "threshold": gx.input_stats.threshold, "fitted_on": gx.input_stats.meta.get("fitted_on"),
-        "in_distribution": {"studies": len(ins), "seed": test_seed, "pass_rate": float(np.mean(in_passed))},
+        "in_distribution": {"studies": len(ins), "seed": test_seed, "pass_rate": float(np.mean(in_passed)),
+                            "max_score": float(ins.max())},
         "ood_images": len(outs), "auroc": auroc(ins, outs), "fpr_at_95_tpr": fpr_at_tpr(ins, outs),
         "groups": {group: {"n": len(checks),
                            "flagged_by_score": float(np.mean([c.score > gx.input_stats.threshold for c in checks])),
                            "refused": float(np.mean([not c.passed for c in checks])),
-                           "auroc": auroc(ins, np.array([c.score for c in checks]))}
+                           "auroc": auroc(ins, np.array([c.score for c in checks])),
+                           "min_score": float(min(c.score for c in checks))}
                    for group, checks in sorted(ood.items())},
     }
 
@@ -193,11 +195,14 @@ def evaluate(model_dir: Path, n_test: int = 150, n_corrupt: int = 40, test_seed:
 def markdown(result: dict) -> str:
     lines = [f"threshold {result['threshold']:.3f}; in-distribution pass rate "
              f"{result['in_distribution']['pass_rate']:.3f} ({result['in_distribution']['studies']} studies, seed "
-             f"{result['in_distribution']['seed']}); AUROC {result['auroc']:.3f}; FPR at 95 % TPR "
-             f"{result['fpr_at_95_tpr']:.3f} ({result['ood_images']} out-of-distribution images)", "",
-             "| group | n | AUROC | flagged by the score | refused (score or header) |", "|---|---|---|---|---|"]
+             f"{result['in_distribution']['seed']}; highest score {result['in_distribution']['max_score']:.2f}); AUROC "
+             f"{result['auroc']:.3f}; FPR at 95 % TPR {result['fpr_at_95_tpr']:.3f} ({result['ood_images']} "
+             "out-of-distribution images)", "",
+             "| group | n | AUROC | lowest score | flagged by the score | refused (score or header) |",
+             "|---|---|---|---|---|---|"]
     for group, g in result["groups"].items():
-        lines.append(f"| {group} | {g['n']} | {g['auroc']:.3f} | {g['flagged_by_score']:.2f} | {g['refused']:.2f} |")
+        lines.append(f"| {group} | {g['n']} | {g['auroc']:.3f} | {g['min_score']:.2f} | {g['flagged_by_score']:.2f} "
+                     f"| {g['refused']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

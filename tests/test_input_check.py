@@ -183,3 +183,17 @@ def test_the_app_refuses_without_a_traceback_and_drafts_anyway_when_asked(tmp_pa
     assert progress.done == 1 and draft is not None
     sentences = draft[1]["sentences"]
     assert sentences and all(s["out_of_scope"] for s in sentences) and draft[1]["input_check"]["passed"] is False
+
+
+def test_an_active_version_whose_directory_changed_is_registered_again(tmp_path):
+    """A database that registered the shipped directory before it gained its statistics (old identity) gets
+    the directory registered as a new version at start-up, so no new draft is attributed to the old one."""
+    from annotations_db import ReviewService
+    from app.runtime import choose_model
+
+    service = ReviewService.open(f"sqlite:///{tmp_path / 'gazex.sqlite3'}")
+    old = service.register_model_version("gazex", "gazex-tiny", "0" * 64, status="active", path=str(DEFAULT_MODEL_DIR))
+    version, path = choose_model(service, None)
+    assert version.id != old.id and version.weights_hash == model_identity(DEFAULT_MODEL_DIR)
+    assert service.active_model_version().id == version.id and path == DEFAULT_MODEL_DIR
+    assert choose_model(service, None)[0].id == version.id  # unchanged directory: the same version again

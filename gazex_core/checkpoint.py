@@ -73,15 +73,25 @@ def is_qwen2vl_dir(path: str | Path) -> bool:
         return False
 
 
-def backbone_meta(path: str | Path) -> dict:
-    meta_path = Path(path) / QWEN2VL_META
+def _read_meta(meta_path: Path, error: type[Exception], kind_key: str, kind: str, base_key: str) -> dict:
+    """An adapter's metadata file, checked to name its kind and its base model."""
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelMismatch(f"{meta_path}: cannot read ({exc})") from exc
-    if meta.get("backbone") != QWEN2VL_BACKBONE or not meta.get("base_model"):
-        raise ModelMismatch(f"{meta_path}: not a {QWEN2VL_BACKBONE} adapter (needs backbone={QWEN2VL_BACKBONE!r} and base_model)")
+        raise error(f"{meta_path}: cannot read adapter metadata ({exc})") from exc
+    if meta.get(kind_key) != kind or not meta.get(base_key):
+        raise error(f"{meta_path}: not a {kind} adapter (needs {kind_key}={kind!r} and {base_key!r})")
     return meta
+
+
+def _beside(adapter_dir: str | Path, base: str) -> Path:
+    """A base path as written in an adapter's metadata: absolute, or relative to the adapter directory."""
+    base_path = Path(base)
+    return base_path if base_path.is_absolute() else (Path(adapter_dir) / base_path).resolve()
+
+
+def backbone_meta(path: str | Path) -> dict:
+    return _read_meta(Path(path) / QWEN2VL_META, ModelMismatch, "backbone", QWEN2VL_BACKBONE, "base_model")
 
 
 def resolve_base(path: str | Path) -> tuple[Path, Path | None]:
@@ -93,8 +103,7 @@ def resolve_base(path: str | Path) -> tuple[Path, Path | None]:
     if adapter is None:
         _check_base(path)
         return path, None
-    base = Path(backbone_meta(path)["base_model"])
-    base = base if base.is_absolute() else (path / base).resolve()
+    base = _beside(path, backbone_meta(path)["base_model"])
     _check_base(base)
     return base, adapter
 
@@ -120,19 +129,11 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 
 def adapter_meta(path: str | Path) -> dict:
-    meta_path = Path(path) / ADAPTER_META
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"{meta_path}: cannot read adapter metadata ({exc})") from exc
-    if meta.get("format") != ADAPTER_FORMAT or not meta.get("base"):
-        raise AdapterError(f"{meta_path}: not a {ADAPTER_FORMAT} adapter (needs 'format' and 'base')")
-    return meta
+    return _read_meta(Path(path) / ADAPTER_META, AdapterError, "format", ADAPTER_FORMAT, "base")
 
 
 def adapter_base(path: str | Path) -> Path:
-    base = Path(adapter_meta(path)["base"])
-    return base if base.is_absolute() else (Path(path) / base).resolve()
+    return _beside(path, adapter_meta(path)["base"])
 
 
 def adapter_chain(path: str | Path, max_depth: int = 32) -> list[Path]:

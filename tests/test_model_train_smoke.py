@@ -11,7 +11,8 @@ from gazex_core.model import GazeXModel, init_model
 from gazex_core.tokenizer import GazeXTokenizer
 from model_support import dataset
 from training.cache import load_cache
-from training.train import DEFAULT_WEIGHTS, Batcher, add_arguments, compute_loss, train
+from training.model_cli import add_train_arguments
+from training.train import DEFAULT_WEIGHTS, Batcher, compute_loss, train
 
 ARGS = ["--image-size", "64", "--d-model", "32", "--n-heads", "2", "--encoder-layers", "1", "--decoder-layers", "1",
         "--stem-channels", "8,16,16", "--vocab-size", "400", "--batch-size", "4", "--eval-every", "20", "--warmup",
@@ -20,7 +21,7 @@ ARGS = ["--image-size", "64", "--d-model", "32", "--n-heads", "2", "--encoder-la
 
 def _args(data, out, cache, steps, *extra):
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_train_arguments(parser)
     return parser.parse_args(["--data", str(data), "--out", str(out), "--cache", str(cache), "--steps", str(steps),
                               *ARGS, *extra])
 

@@ -301,41 +301,6 @@ def save_model(model: GazeXModel, tok: GazeXTokenizer, out: Path, fp16: bool = T
     tok.save(out)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="dataset directory (gazex synth --out DIR)")
-    p.add_argument("--out", required=True, help="model directory to write (config.json, model.safetensors, tokenizer.json)")
-    p.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--n-heads", type=int, default=4)
-    p.add_argument("--encoder-layers", type=int, default=2)
-    p.add_argument("--stem-channels", default="16,32,64", help="conv stem widths (the last stage is d-model)")
-    p.add_argument("--decoder-layers", type=int, default=3)
-    p.add_argument("--vocab-size", type=int, default=1024)
-    p.add_argument("--max-len", type=int, default=320)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--short-per-image", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--steps", type=int, default=0, help="total steps (overrides --epochs)")
-    p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: one epoch)")
-    p.add_argument("--val-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--task-weights", default=None, help="e.g. report=0.9,plain=0.1,ground=0.35,vqa=0.45,order=0.2")
-    p.add_argument("--no-gaze", action="store_true", help="gaze ablation: no trajectory tokens, no ordering task")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    p.add_argument("--workers", type=int, default=1, help="processes for the cache build")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
-    p.add_argument("--time-budget-min", type=float, default=0,
-                   help="shrink the step count (and the cosine schedule) to fit this wall time, measured after 20 steps")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="store weights in fp16")
-
-
 def main(args: argparse.Namespace) -> int:
     out = train(args)
     print(f"saved {out}")

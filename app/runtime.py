@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def default_model_path() -> Path:
     """The checkpoint shipped in the package (gazex_core/weights/gazex-tiny)."""
-    from gazex_core.inference import DEFAULT_MODEL_DIR
+    from gazex_core.checkpoint import DEFAULT_MODEL_DIR
 
     return Path(DEFAULT_MODEL_DIR)
 

@@ -41,6 +41,8 @@ import os
 import shutil
 from pathlib import Path
 
+DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "gazex-tiny"  # the shipped, CPU-trained model
+
 ADAPTER_META = "gazex_adapter.json"
 ADAPTER_FORMAT = "gazex.adapter/1"
 MERGED_DIR = "merged"

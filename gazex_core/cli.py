@@ -8,7 +8,7 @@ import json
 
 def _model(args: argparse.Namespace):
     from gazex_core.serving import open_model
-    from gazex_core.inference import DEFAULT_MODEL_DIR
+    from gazex_core.checkpoint import DEFAULT_MODEL_DIR
 
     return open_model(args.model or DEFAULT_MODEL_DIR, threads=args.threads or None)
 

@@ -63,7 +63,7 @@ from .sequence import (
 )
 from .vocab import CHEXPERT_LABELS, LABEL_REGION, REGIONS, SECTIONS, region_index
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "gazex-tiny"
+DEFAULT_MODEL_DIR = checkpoint.DEFAULT_MODEL_DIR
 MODEL_NAME = "gazex-tiny"
 LOW_CONFIDENCE = 0.5
 

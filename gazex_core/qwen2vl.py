@@ -34,7 +34,8 @@ import numpy as np
 from .checkpoint import (QWEN2VL_BACKBONE as BACKBONE, QWEN2VL_META as BACKBONE_META, ModelMismatch, ModelNotFound,
                          is_qwen2vl_dir, resolve_base)
 from .evidence import EvidenceBundle, EvidenceSentence
-from .imaging import ImageSource, drafting_scope, load_image
+from .imaging import ImageSource, drafting_scope, header_reasons, load_image, scope_warnings
+from .input_check import InputCheck, InputRefused, combine
 from .labeler import sentence_label
 from .upstream_format import parse_grounding, prompt, split_report
 from .vocab import LABEL_REGION
@@ -172,23 +173,34 @@ class Qwen2VLGazeX:
         return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)]
 
     # ------------------------------------------------------------ public API
-    def analyze(self, image: ImageSource) -> EvidenceBundle:
-        return self.analyze_many([image])[0]
+    def analyze(self, image: ImageSource, draft_out_of_scope: bool = False) -> EvidenceBundle:
+        return self.analyze_many([image], draft_out_of_scope=draft_out_of_scope)[0]
 
-    def analyze_many(self, images: list[ImageSource], batch_size: int = 8) -> list[EvidenceBundle]:
-        """Draft a whole worklist: the report task batched, then each report's grounding batched."""
+    def analyze_many(self, images: list[ImageSource], batch_size: int = 8,
+                     draft_out_of_scope: bool = False) -> list[EvidenceBundle]:
+        """Draft a whole worklist: the report task batched, then each report's grounding batched.
+        The input check is the header's only (no feature statistics for this backbone yet); a study that fails
+        it raises InputRefused unless ``draft_out_of_scope``, which marks every sentence out of scope."""
         bundles: list[EvidenceBundle] = []
         for start in range(0, len(images), batch_size):
-            scopes: list[list[str]] = [[] for _ in images[start:start + batch_size]]
-            chunk = [to_rgb_uint8(im, self.settings.max_image_side, scope)
-                     for im, scope in zip(images[start:start + batch_size], scopes)]
+            loaded = [load_image(im) for im in images[start:start + batch_size]]
+            checks = [self._input_check(img, draft_out_of_scope) for img in loaded]
+            chunk = [to_rgb_uint8(img, self.settings.max_image_side) for img in loaded]
             t0 = time.perf_counter()
             reports = self.generate([prompt("report")] * len(chunk), [c[0] for c in chunk])
-            for (rgb, width, height, warnings), scope, report in zip(chunk, scopes, reports):
-                bundles.append(self._bundle(rgb, width, height, warnings, scope, report, t0))
+            for (rgb, width, height, warnings), img, check, report in zip(chunk, loaded, checks, reports):
+                bundles.append(self._bundle(rgb, width, height, warnings, scope_warnings(img), report, t0, check))
         return bundles
 
-    def _bundle(self, rgb, width, height, warnings, scope, report: str, t0: float) -> EvidenceBundle:
+    @staticmethod
+    def _input_check(img, draft_out_of_scope: bool) -> InputCheck:
+        check = combine(header_reasons(img), None, None)
+        if not check.passed and not draft_out_of_scope:
+            raise InputRefused(f"{img.source}: not drafted: {check.summary()}", check)
+        return check
+
+    def _bundle(self, rgb, width, height, warnings, scope, report: str, t0: float,
+                check: InputCheck) -> EvidenceBundle:
         sentences = split_report(report)
         groundings = self.generate([prompt("ground", sentence=text) for _, text in sentences],
                                    [rgb] * len(sentences)) if sentences else []
@@ -201,13 +213,15 @@ class Qwen2VLGazeX:
                 id=f"s{i + 1}", section=section, text=text, label=label,
                 region=LABEL_REGION.get(label) if label else None, confidence=1.0,
                 observation_box=parsed.observation.to_box(width, height) if parsed.observation else None,
-                trajectory=parsed.trajectory(width, height)))
+                trajectory=parsed.trajectory(width, height), out_of_scope=not check.passed))
         if not sentences:
             warnings.append("the model's report text had no sentences")
+        if not check.passed:
+            warnings.append(f"drafted anyway although out of scope, every sentence is out of scope: {check.summary()}")
         return EvidenceBundle(model_name=f"gazex-{BACKBONE}", model_version=self.version, image_width=width,
                               image_height=height, sentences=evidence, findings=[],
                               timing_ms={"total": (time.perf_counter() - t0) * 1000.0},
-                              warnings=warnings, scope_warnings=scope).validate()
+                              warnings=warnings, scope_warnings=scope, input_check=check).validate()
 
     def ask(self, image: ImageSource, question: str):
         from .inference import Answer

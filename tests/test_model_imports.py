@@ -44,6 +44,15 @@ def test_loading_the_api_pulls_in_neither_package():
     assert out == "[]"
 
 
+def test_building_the_command_line_loads_no_model_or_database_library():
+    """`gazex --help` and argument errors answer without importing torch, transformers or SQLAlchemy."""
+    code = ("import sys, training.cli; training.cli.build_parser(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'sqlalchemy'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=CORE.parent).stdout.strip()
+    assert out == "[]"
+
+
 # ------------------------------------------------------------------ the import graph
 
 

@@ -120,6 +120,27 @@ def test_a_ct_slice_is_refused_before_drafting():
         Qwen2VLGazeX(tiny_base()).analyze(str(ct))
 
 
+def test_a_non_chest_radiograph_is_refused_and_drafted_only_on_request(memorised, capsys):
+    """The same input check as gazex-tiny's header part (this backbone has no feature statistics yet)."""
+    import data_store  # pydicom-data, listed directly (no network look-up)
+
+    from gazex_core.input_check import InputRefused
+
+    tibia = sorted((Path(data_store.__file__).parent / "data").rglob("RG3_UNCR.dcm"))[0]  # a real CR of a tibia
+    gx = Qwen2VLGazeX(memorised, settings=GenerationSettings(max_new_tokens=48))
+    with pytest.raises(InputRefused, match="not drafted: .*BodyPartExamined") as refused:
+        gx.analyze(str(tibia))
+    assert "\n" not in str(refused.value) and not refused.value.input_check.passed
+    bundle = EvidenceBundle.from_json(gx.analyze(str(tibia), draft_out_of_scope=True).to_json())
+    assert bundle.input_check is not None and not bundle.input_check.passed
+    assert all(s.out_of_scope for s in bundle.sentences)
+    assert any("out of scope" in w for w in bundle.warnings)
+    assert gazex(["analyze", str(tibia), "--model", str(memorised), "--json"]) == 1
+    assert "not drafted" in capsys.readouterr().err
+    assert gazex(["analyze", str(tibia), "--model", str(memorised), "--json", "--draft-out-of-scope"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_check"]["passed"] is False
+
+
 def test_missing_base_model_is_one_line(tmp_path, capsys):
     with pytest.raises(ModelNotFound) as err:
         Qwen2VLGazeX(tmp_path / "Qwen2-VL-2B-Instruct")

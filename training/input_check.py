@@ -225,7 +225,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def add_input_check_command(subparsers: argparse._SubParsersAction) -> None:
-    from gazex_core.inference import DEFAULT_MODEL_DIR
+    from gazex_core.checkpoint import DEFAULT_MODEL_DIR
 
     p = subparsers.add_parser("input-check", help="fit / evaluate a model's out-of-distribution input check")
     sub = p.add_subparsers(dest="action", required=True)

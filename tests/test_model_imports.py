@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -36,21 +37,23 @@ def test_no_forbidden_imports_in_source():
     assert not bad, bad
 
 
+def packages_loaded_by(statements: str, packages: set[str]) -> list[str]:
+    """Which of ``packages`` a fresh interpreter has imported after running ``statements``."""
+    code = (f"import json, sys; {statements}; "
+            f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(packages)!r}))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=CORE.parent)
+    return json.loads(out.stdout)
+
+
 def test_loading_the_api_pulls_in_neither_package():
-    code = ("import sys, gazex_core, gazex_core.inference, gazex_core.cli, gazex_core.imaging, gazex_core.checkpoint; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'training', 'annotations_db', 'app'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=CORE.parent).stdout.strip()
-    assert out == "[]"
+    api = "import gazex_core, gazex_core.inference, gazex_core.cli, gazex_core.imaging, gazex_core.checkpoint"
+    assert packages_loaded_by(api, {"training", "annotations_db", "app"}) == []
 
 
 def test_building_the_command_line_loads_no_model_or_database_library():
     """`gazex --help` and argument errors answer without importing torch, transformers or SQLAlchemy."""
-    code = ("import sys, training.cli; training.cli.build_parser(); "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'sqlalchemy'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=CORE.parent).stdout.strip()
-    assert out == "[]"
+    parser = "import training.cli; training.cli.build_parser()"
+    assert packages_loaded_by(parser, {"torch", "transformers", "sqlalchemy"}) == []
 
 
 # ------------------------------------------------------------------ the import graph

@@ -9,7 +9,6 @@ patient's right (radiological convention).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -218,13 +217,21 @@ class Layers:
     air: np.ndarray  # how much aerated lung is seen (0-1)
     markings: np.ndarray  # lung vessel pattern, seen only where there is air
     bone: np.ndarray
-    extra: np.ndarray  # finding/device density added last
     air_region: tuple[slice, slice] = (slice(None), slice(None))  # ``air`` is 0 outside
+    _extra: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def extra(self) -> np.ndarray:
+        """Finding/device density added last; allocated when a finding first draws into it (0 until then)."""
+        if self._extra is None:
+            self._extra = np.zeros_like(self.tissue)
+        return self._extra
 
     def combine(self) -> np.ndarray:
         """tissue + bone + extra - 0.42 air + 0.12 markings air, the air terms only where there is air."""
         density = self.tissue + self.bone
-        density += self.extra
+        if self._extra is not None:  # adding 0 would change nothing
+            density += self._extra
         where = self.air_region
         air = self.air[where]
         density[where] -= 0.42 * air
@@ -300,13 +307,12 @@ def render_layers(anatomy: Anatomy, rng: np.random.Generator) -> Layers:
     in_reach, trachea = trachea_patch(anatomy)  # the air column, 0 outside ``in_reach``
     tissue[in_reach] -= 0.22 * trachea
     if anatomy.has_breasts:
-        tissue += breast_shadows(anatomy, xs, ys)
+        add_breast_shadows(tissue, anatomy, xs, ys)
     return Layers(
         tissue=tissue,
         air=air,
         markings=lung_markings(anatomy, rng, xs, ys),
         bone=bones(anatomy, rng, xs, ys),
-        extra=np.zeros_like(tissue, dtype=np.float32),
         air_region=where,
     )
 
@@ -409,39 +415,41 @@ def add_gastric_bubble(tissue: np.ndarray, anatomy: Anatomy, xs, ys) -> None:
     add_ellipse(tissue, -0.12, xs, ys, x, y, r, r * 0.7, anatomy.height * 0.006)
 
 
-def breast_shadows(anatomy: Anatomy, xs, ys) -> np.ndarray:
-    out = np.zeros_like(xs)
+def add_breast_shadows(tissue: np.ndarray, anatomy: Anatomy, xs, ys) -> None:
     y = anatomy.lung_box[3] - anatomy.height * 0.07
-    for side in (-1, 1):
-        x = anatomy.midline + side * anatomy.thoracic_width * 0.3
-        add_ellipse(out, 0.08, xs, ys, x, y, anatomy.width * 0.2, anatomy.height * 0.12, anatomy.height * 0.01)
-    return out
+    ellipses = [(0.08, anatomy.midline + side * anatomy.thoracic_width * 0.3, y, anatomy.width * 0.2, anatomy.height * 0.12,
+                 anatomy.height * 0.01) for side in (-1, 1)]
+    add_ellipse_sum(tissue, ellipses, xs, ys)
 
 
 def lung_markings(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndarray:
     """Branching vessels radiating from each hilum, fading towards the periphery."""
     scale = 0.5
-    canvas = np.zeros((int(anatomy.height * scale), int(anatomy.width * scale)), np.float32)
+    shape = (int(anatomy.height * scale), int(anatomy.width * scale))
     hila = hilum_points(anatomy)
-    segments: dict[int, list] = {}
+    starts, wobbles = [], []
     for side, (hx, hy) in enumerate(hila):
-        direction = -1 if side == 0 else 1
         for _ in range(40):
             angle = rng.uniform(-np.pi * 0.55, np.pi * 0.7)  # 0 = lateral, negative = upwards
-            # the branch's 34 normal draws at once: the same stream as one scalar draw per step
-            wobble = iter(rng.standard_normal(BRANCH_DRAWS).tolist())
-            _branch(segments, wobble, hx * scale, hy * scale, angle, direction, anatomy.width * scale * 0.22, 5.0 * anatomy.height / 1024, 0)
-    # On a float canvas OpenCV draws LINE_AA lines unblended at the value 1.0, so the drawing order
-    # does not matter: one polylines call per thickness draws what one line call per segment drew.
+            starts.append((hx * scale, hy * scale, angle, -1 if side == 0 else 1))
+            wobbles.append(rng.standard_normal(BRANCH_DRAWS))  # all of the branch's normal draws at once
+    segments = branch_segments(np.array(starts), np.array(wobbles), anatomy.width * scale * 0.22, 5.0 * anatomy.height / 1024)
+    # On a float canvas OpenCV draws LINE_AA as LINE_8 at the value 1.0, so the vessels are a 0/1
+    # drawing: drawn here as uint8 LINE_8 (the same pixels), in any order.
+    drawn = np.zeros(shape, np.uint8)
     for thickness, ends in segments.items():
-        cv2.polylines(canvas, list(np.array(ends, np.int32).reshape(-1, 2, 2)), False, 1.0, thickness, cv2.LINE_AA)
+        cv2.polylines(drawn, list(ends), False, 1, thickness, cv2.LINE_8)
     # The fade and the blur are smooth: apply them at the drawing's half scale, then upsample once.
-    full_x, full_y = _half_scale_grid(*canvas.shape)
-    fade = np.zeros_like(canvas)
+    # 1.0 x fade is fade, so the fade is needed only where a vessel is drawn.
+    on = np.flatnonzero(drawn)
+    full_x, full_y = (grid.ravel()[on] for grid in _half_scale_grid(*shape))
+    fade = np.zeros(on.size, np.float32)
     for hx, hy in hila:
         d = np.hypot(full_x - hx, (full_y - hy) * 0.8) / anatomy.thoracic_width
         fade = np.maximum(fade, np.clip(1.15 - 2.0 * d, 0.15, 1))
-    canvas = cv2.GaussianBlur(canvas * fade, (0, 0), max(0.8, anatomy.height / 500) * scale)
+    canvas = np.zeros(shape, np.float32)
+    canvas.ravel()[on] = fade
+    canvas = cv2.GaussianBlur(canvas, (0, 0), max(0.8, anatomy.height / 500) * scale)
     canvas = cv2.resize(canvas, (anatomy.width, anatomy.height), interpolation=cv2.INTER_LINEAR)
     for hx, hy in hila:
         add_ellipse(canvas, 1.3, xs, ys, hx, hy, anatomy.width * 0.04, anatomy.height * 0.06, anatomy.height * 0.02)
@@ -458,25 +466,42 @@ def _half_scale_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return full_x, full_y
 
 
-BRANCH_STEPS, BRANCH_DEPTH = 4, 2
-# normal draws per top-level branch: each of its 7 segments' steps, plus one spread per child
-BRANCH_DRAWS = BRANCH_STEPS * 7 + 6
+BRANCH_STEPS = 4
+# A branch is 7 segments of 4 steps: a trunk, 2 children, 4 grandchildren. Each segment as
+# (index of its first step's draw, parent segment, spread from the parent's direction). The
+# draws are in depth-first order: a child's spread draw comes just before its steps' draws.
+BRANCH_TREE = ((0, None, 0.0), (5, 0, -0.35), (10, 1, -0.35), (15, 1, 0.35), (20, 0, 0.35), (25, 4, -0.35), (30, 4, 0.35))
+BRANCH_DRAWS = 34  # normal draws per branch: 7 x 4 steps, plus one spread per child
 
 
-def _branch(segments: dict, wobble, x, y, angle, direction, length, thickness, depth) -> None:
-    """Collect the branch's segments' end points (x0, y0, x1, y1) by line thickness; ``wobble`` yields
-    standard normal draws."""
-    for _ in range(BRANCH_STEPS):
-        angle += 0.25 * next(wobble)  # rng.normal(0, 0.25)
-        nx = x + direction * math.cos(angle) * length / BRANCH_STEPS
-        ny = y + math.sin(angle) * length / BRANCH_STEPS + length / BRANCH_STEPS * 0.25
-        ends = segments.setdefault(max(1, int(round(thickness))), [])
-        ends += (int(x), int(y), int(nx), int(ny))
-        x, y = nx, ny
-        thickness *= 0.85
-    if depth < BRANCH_DEPTH:
-        for spread in (-0.35, 0.35):
-            _branch(segments, wobble, x, y, angle + spread + 0.1 * next(wobble), direction, length * 0.6, thickness, depth + 1)
+def branch_segments(starts: np.ndarray, wobbles: np.ndarray, length: float, thickness: float) -> dict[int, np.ndarray]:
+    """End points of all branches' segments as int32 (n, 2, 2) arrays [[x0, y0], [x1, y1]] by line
+    thickness. ``starts``: (branches, 4) x, y, angle, direction (-1 / 1); ``wobbles``: (branches, 34)
+    standard normal draws. Each step turns by 0.25 x a draw and moves length / 4 (plus a slight drop);
+    a child starts where its parent ends, turned by its spread + 0.1 x a draw, 0.6 x as long.
+    The float arithmetic is the scalar recursion's, step by step (cumsum adds in order)."""
+    direction = starts[:, 3:4]
+    state = {}  # segment -> (x, y, angle) at its end, each (branches, 1), and its length and thickness
+    segments: dict[int, list[np.ndarray]] = {}
+    for node, (first, parent, spread) in enumerate(BRANCH_TREE):
+        if parent is None:
+            x, y, angle, seg_length, seg_thickness = starts[:, 0:1], starts[:, 1:2], starts[:, 2:3], length, thickness
+        else:
+            x, y, angle, seg_length, seg_thickness = state[parent]
+            angle = angle + spread + 0.1 * wobbles[:, first - 1 : first]
+            seg_length = seg_length * 0.6
+        angles = np.cumsum(np.hstack([angle, 0.25 * wobbles[:, first : first + BRANCH_STEPS]]), axis=1)[:, 1:]
+        step_x = direction * np.cos(angles) * seg_length / BRANCH_STEPS
+        path_x = np.cumsum(np.hstack([x, step_x]), axis=1)  # x, then x after each step
+        drop = np.full_like(step_x, seg_length / BRANCH_STEPS * 0.25)
+        step_y = np.stack([np.sin(angles) * seg_length / BRANCH_STEPS, drop], axis=2).reshape(len(starts), -1)
+        path_y = np.cumsum(np.hstack([y, step_y]), axis=1)[:, ::2]  # y + sin term + drop, in that order
+        points = np.stack([path_x, path_y], axis=2).astype(np.int32)  # (branches, 5, 2); int(): towards zero
+        for step in range(BRANCH_STEPS):
+            segments.setdefault(max(1, int(round(seg_thickness))), []).append(points[:, step : step + 2])
+            seg_thickness *= 0.85
+        state[node] = (path_x[:, -1:], path_y[:, -1:], angles[:, -1:], seg_length, seg_thickness)
+    return {key: np.concatenate(parts) for key, parts in segments.items()}
 
 
 def hilum_points(anatomy: Anatomy) -> list[tuple[float, float]]:
@@ -486,36 +511,63 @@ def hilum_points(anatomy: Anatomy) -> list[tuple[float, float]]:
     return [(anatomy.midline - off, y + anatomy.height * 0.01), (anatomy.midline + off, y - anatomy.height * 0.01)]
 
 
+# Ribs and clavicles overwrite each other, each with one density (on a float canvas OpenCV draws
+# LINE_AA as LINE_8): they are drawn as uint8 labels with LINE_8, the same pixels, then looked up.
+POSTERIOR_RIB, ANTERIOR_RIB, CLAVICLE = 1, 2, 3
+BONE_DENSITY = np.zeros(256, np.float32)
+BONE_DENSITY[[POSTERIOR_RIB, ANTERIOR_RIB, CLAVICLE]] = 0.075, 0.035, 0.12
+
+
 def bones(anatomy: Anatomy, rng: np.random.Generator, xs, ys) -> np.ndarray:
+    drawn = np.zeros((anatomy.height, anatomy.width), np.uint8)
+    draw_ribs(drawn, anatomy, rng)
+    draw_clavicles(drawn, anatomy)
     canvas = np.zeros((anatomy.height, anatomy.width), np.float32)
-    draw_ribs(canvas, anatomy, rng)
-    draw_clavicles(canvas, anatomy)
-    canvas = blur_sparse(canvas, max(1.0, anatomy.height / 350))
+    sigma = max(1.0, anatomy.height / 350)
+    reach = blur_reach(drawn, sigma)  # what blur_sparse would blur
+    if reach is not None:
+        (y0, y1), (x0, x1) = reach
+        canvas[y0:y1, x0:x1] = cv2.GaussianBlur(cv2.LUT(drawn[y0:y1, x0:x1], BONE_DENSITY), (0, 0), sigma)
     chest = 1 - smooth_step(ys[:, :1] - (anatomy.lung_box[3] + anatomy.height * 0.02), anatomy.height * 0.03)  # y only
     below = int(np.argmax(chest[:, 0] != 1)) if (chest != 1).any() else anatomy.height  # above it, x 1 is a no-op
     canvas[below:] *= chest[below:]
     band = spine_band(anatomy)  # the spine is 0 outside it; adding 0 is a no-op
     canvas[:, band] += spine(anatomy, xs[:, band], ys)
-    canvas += shoulders(anatomy, xs, ys)
+    add_shoulders(canvas, anatomy, xs, ys)
     return canvas
 
 
-def shoulders(anatomy: Anatomy, xs, ys) -> np.ndarray:
+def add_shoulders(canvas: np.ndarray, anatomy: Anatomy, xs, ys) -> None:
     """Humeral heads and the lateral scapular borders at the top corners."""
-    out = np.zeros_like(xs)
     r = anatomy.width * 0.075
+    ellipses = []
     for side in (-1, 1):
         x = anatomy.midline + side * anatomy.width * 0.47
         y = anatomy.lung_box[1] + anatomy.height * 0.01
-        add_ellipse(out, 0.16, xs, ys, x, y, r, r * 1.1, anatomy.height * 0.006)
+        ellipses.append((0.16, x, y, r, r * 1.1, anatomy.height * 0.006))
         sx = anatomy.midline + side * anatomy.width * 0.36
-        add_ellipse(out, 0.05, xs, ys, sx, y + anatomy.height * 0.12, anatomy.width * 0.05, anatomy.height * 0.14, anatomy.height * 0.01)
-    return out
+        ellipses.append((0.05, sx, y + anatomy.height * 0.12, anatomy.width * 0.05, anatomy.height * 0.14, anatomy.height * 0.01))
+    add_ellipse_sum(canvas, ellipses, xs, ys)
 
 
-def _polyline(canvas, points, value, thickness) -> None:
+def add_ellipse_sum(canvas: np.ndarray, ellipses, xs, ys) -> None:
+    """``canvas += sum of weight * ellipse_mask(...)`` for (weight, cx, cy, rx, ry, edge_px) in
+    ``ellipses``: the sum is formed first (in order), only in the box the ellipses reach."""
+    patches = [(weight, ellipse_patch(xs, ys, *shape)) for weight, *shape in ellipses]
+    patches = [(weight, patch) for weight, patch in patches if patch is not None]
+    if not patches:
+        return
+    y0, x0 = (min(patch[0][axis].start for _, patch in patches) for axis in (0, 1))
+    y1, x1 = (max(patch[0][axis].stop for _, patch in patches) for axis in (0, 1))
+    total = np.zeros((y1 - y0, x1 - x0), np.float32)
+    for weight, ((rows, cols), values) in patches:
+        total[rows.start - y0 : rows.stop - y0, cols.start - x0 : cols.stop - x0] += np.float32(weight) * values
+    canvas[y0:y1, x0:x1] += total
+
+
+def _polyline(canvas, points, label: int, thickness) -> None:
     pts = np.round(np.asarray(points) * 4).astype(np.int32)  # 2 fractional bits
-    cv2.polylines(canvas, [pts], False, value, max(1, int(round(thickness))), cv2.LINE_AA, shift=2)
+    cv2.polylines(canvas, [pts], False, label, max(1, int(round(thickness))), cv2.LINE_8, shift=2)
 
 
 def draw_ribs(canvas: np.ndarray, anatomy: Anatomy, rng) -> None:
@@ -529,11 +581,11 @@ def draw_ribs(canvas: np.ndarray, anatomy: Anatomy, rng) -> None:
             # posterior rib: from the spine laterally, arching up then down at the chest wall
             px = anatomy.midline + side * (anatomy.width * 0.03 + t * half)
             py = y_spine - anatomy.height * 0.035 * np.sin(np.pi * t * 0.8) + anatomy.height * 0.06 * t**3
-            _polyline(canvas, np.stack([px, py], 1), 0.075, thick)
+            _polyline(canvas, np.stack([px, py], 1), POSTERIOR_RIB, thick)
             # anterior rib: from the lateral end, sloping down towards the sternum, fainter
             ax = anatomy.midline + side * (half - t * half * 0.7)
             ay = py[-1] + anatomy.height * 0.11 * t - anatomy.height * 0.02 * np.sin(np.pi * t)
-            _polyline(canvas, np.stack([ax, ay], 1), 0.035, thick * 0.9)
+            _polyline(canvas, np.stack([ax, ay], 1), ANTERIOR_RIB, thick * 0.9)
 
 
 def draw_clavicles(canvas: np.ndarray, anatomy: Anatomy) -> None:
@@ -542,7 +594,7 @@ def draw_clavicles(canvas: np.ndarray, anatomy: Anatomy) -> None:
     for side in (-1, 1):
         x = anatomy.midline + side * (anatomy.width * 0.045 + t * anatomy.width * 0.34)
         y = y_medial - anatomy.height * 0.07 * t + anatomy.height * 0.012 * np.sin(2 * np.pi * t)
-        _polyline(canvas, np.stack([x, y], 1), 0.12, anatomy.height * 0.022)
+        _polyline(canvas, np.stack([x, y], 1), CLAVICLE, anatomy.height * 0.022)
 
 
 def spine_band(anatomy: Anatomy) -> slice:

@@ -402,7 +402,8 @@ def draw_device(f, layers, anatomy, rng, xs, ys):
     canvas = np.zeros((anatomy.height, anatomy.width), np.float32)
     DEVICE_DRAWERS[f.device](canvas, f, anatomy, rng)
     canvas = blur_sparse(canvas, 0.7)
-    layers.extra += canvas
+    extra = layers.extra
+    extra += canvas
     return canvas / max(canvas.max(), 1e-6)
 
 

@@ -233,9 +233,12 @@ class Layers:
         if self._extra is not None:  # adding 0 would change nothing
             density += self._extra
         where = self.air_region
-        air = self.air[where]
-        density[where] -= 0.42 * air
-        density[where] += 0.12 * self.markings[where] * air
+        air, lungs = self.air[where], density[where]
+        term = np.multiply(air, np.float32(0.42))
+        lungs -= term
+        np.multiply(self.markings[where], np.float32(0.12), out=term)
+        term *= air
+        lungs += term
         return density
 
 
@@ -611,11 +614,13 @@ def spine(anatomy: Anatomy, xs, ys) -> np.ndarray:
 
 
 def finish(density: np.ndarray, rng: np.random.Generator, height: int) -> np.ndarray:
-    """Exposure, detector blur and quantum noise; returns intensities in 0-1 (1 = white)."""
+    """Exposure, detector blur and quantum noise; returns intensities in 0-1 (1 = white).
+    ``density`` is used as scratch space."""
     gain = rng.uniform(0.95, 1.2)
     bias = rng.uniform(-0.06, 0.04)
     gamma = rng.uniform(0.85, 1.15)
-    image = density * np.float32(gain)
+    image = density
+    image *= np.float32(gain)
     image += np.float32(bias)
     np.clip(image, 0, 1, out=image)
     np.power(image, np.float32(gamma), out=image)
@@ -623,7 +628,8 @@ def finish(density: np.ndarray, rng: np.random.Generator, height: int) -> np.nda
     sigma = np.float32(rng.uniform(0.008, 0.02))
     noise = rng.standard_normal(size=image.shape, dtype=np.float32)  # float32 draws: half the time of float64
     noise *= sigma
-    shading = np.sqrt(np.clip(image, 0.05, 1))
+    shading = np.clip(image, 0.05, 1)
+    np.sqrt(shading, out=shading)
     shading *= cv2.GaussianBlur(noise, (0, 0), 0.7)
     image += shading
     return np.clip(image, 0, 1, out=image)

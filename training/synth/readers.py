@@ -136,8 +136,8 @@ class _Clock:
         self.style, self.rng, self.ppd = style, rng, ppd
         self.t = float(rng.uniform(0.2, 0.8))
         self.width, self.height = anatomy.width, anatomy.height
-        self.pos = np.array([anatomy.width / 2, anatomy.height / 2])
-        self.offset = rng.normal(0, 0.3 * ppd, 2)  # calibration error, constant in a reading
+        self.pos = (anatomy.width / 2, anatomy.height / 2)
+        self.offset = rng.normal(0, 0.3 * ppd, 2).tolist()  # calibration error, constant in a reading; floats: scalar math
 
     def look(self, out, boxes, count: int, factor: float, until: float | None = None, wide: bool = False) -> None:
         done = 0
@@ -160,7 +160,7 @@ class _Clock:
     def _point_in(self, box, wide: bool) -> np.ndarray:
         x0, y0, x1, y1 = box
         spread = 0.6 if wide else self.style.spread
-        dx, dy = self.rng.normal(0, 1, 2)
+        dx, dy = self.rng.normal(0, 1, 2).tolist()
         x = (x0 + x1) / 2 + dx * ((x1 - x0) / 2) * spread
         y = (y0 + y1) / 2 + dy * ((y1 - y0) / 2) * spread
         return (min(max(x, x0), x1), min(max(y, y0), y1))

@@ -61,8 +61,9 @@ def csv_text(columns: list[str], rows: list[list], crlf: bool = False) -> str:
     return buffer.getvalue()
 
 
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_text(path: Path, text: str, make_folder: bool = True) -> None:
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         handle.write(text)
 
@@ -93,7 +94,7 @@ def write_study(study: SynthStudy, out: Path, raw: bool) -> dict[str, list[list]
     image_path = out / ids.image_path
     image_path.parent.mkdir(parents=True, exist_ok=True)
     write_dicom(image_path, study.stored_pixels(), study.header)
-    write_text(out / ids.report_path, report_text(study.report))
+    write_text(out / ids.report_path, report_text(study.report), make_folder=False)  # the image's folder is beside it
     height, width = study.image.shape
     labels = label_values(study)
     reading_ids = [reading_id(study.index, r.reader_id) for r in study.readings]
@@ -150,12 +151,14 @@ def write_reading(root: Path, rid: str, reading: Reading, study: SynthStudy, raw
         [fmt(f[0], 3), fmt(f[1], 3), int(f[2]), int(f[3]), fmt(p, 5), ppd, ppd, *window, *shown]
         for f, p in zip(reading.fixations, reading.pupil)
     ]
-    write_text(folder / "fixations.csv", csv_text(FIXATION_COLUMNS, fixation_rows, crlf=True))
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / "fixations.csv", csv_text(FIXATION_COLUMNS, fixation_rows, crlf=True), make_folder=False)
     words = [[w, fmt(a, 3), fmt(b, 3)] for w, a, b in reading.words]
-    write_text(folder / "timestamps_transcription.csv", csv_text(["word", "timestamp_start_word", "timestamp_end_word"], words, crlf=True))
-    write_text(folder / "transcription.txt", reading.transcription)
+    write_text(folder / "timestamps_transcription.csv", csv_text(["word", "timestamp_start_word", "timestamp_end_word"], words, crlf=True),
+               make_folder=False)
+    write_text(folder / "transcription.txt", reading.transcription, make_folder=False)
     box = chest_box(study)
-    write_text(folder / "chest_bounding_box.csv", csv_text(["xmin", "ymin", "xmax", "ymax"], [box], crlf=True))
+    write_text(folder / "chest_bounding_box.csv", csv_text(["xmin", "ymin", "xmax", "ymax"], [box], crlf=True), make_folder=False)
     if raw:
         samples = raw_gaze(reading, study_rng(study.seed, study.index, 100 + k))
         gaze_rows = [

@@ -15,7 +15,7 @@ from .inference_worker import InferenceWorker
 class AppContext:
     service: ReviewService
     worker: InferenceWorker | None
-    image_payload: Callable[[str], dict[str, Any]]
+    image_payload: Callable[[str], Any]  # image path -> app.image_payload.StudyImage (cached)
     title: str = "GazeX Review"
     data_dir: Path | None = None  # where imports go (interop); None: GAZEX_DATA_DIR or ~/.gazex
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -27,6 +27,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from annotations_db.experiments import is_unaided
 from annotations_db.service import (TEXT_MAX, WORKLIST_STATUSES, AccessDenied, PendingItems, ReviewError,
                                     ReviewService, SessionState, WorklistItem, check_text)
+
+if TYPE_CHECKING:
+    from .image_payload import StudyImage
 
 QUESTION_MAX = 500  # the model's question box (an app limit: the service stores the question as event payload)
 ASK_TIMEOUT_S = 60.0  # a question waits at most this long for the shared model thread
@@ -121,14 +124,15 @@ def worklist_heading(service: ReviewService, reader: str, rows: list[list[Any]])
 
 
 def open_study(service: ReviewService, reader: str, study_id: int,
-               image_payload: Callable[[str], dict[str, Any]]) -> tuple[dict[str, Any], SessionState]:
+               study_image: Callable[[str], StudyImage]) -> tuple[dict[str, Any], SessionState]:
     """Opens (or reopens) the reader's session on the study; returns the workstation value and the state.
 
-    The image comes from the study's server-side file reference only (``StudyInfo.image_path``).
+    The image comes from the study's server-side file reference only (``StudyInfo.image_path``); the value
+    carries its reference (URL with the study key and the pixels' hash), never the pixels.
     """
     state = service.open_session(reader, int(study_id))
-    image = image_payload(state.study.image_path)
-    return workstation_value(state, image), state
+    image = study_image(state.study.image_path)
+    return workstation_value(state, image.reference(state.study.study_uid)), state
 
 
 def workstation_value(state: SessionState, image: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ database-backed login and the deliberate queue settings described in docs/app.md
 """
 
 import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -218,8 +219,22 @@ def _open(context: AppContext, reader: str, study_id: Any) -> list[Any]:
         context.worker.enqueue_drafts([(study.id, study.study_uid, study.image_path)])
     title = _study_title(state)
     log.info("opened study %s for %s in %.0f ms", state.study.study_uid, reader, 1000 * (time.perf_counter() - started))
+    threading.Thread(target=_warm_next_image, args=(context, reader, state.study.id), daemon=True).start()
     return [value, value["findings"], title, state.study.id, gr.Tabs(selected="review"),
             _message("")]
+
+
+def _warm_next_image(context: AppContext, reader: str, study_id: int) -> None:
+    """The next case's image is built in the background, so "Open next case" finds it ready (app/image_payload.py)."""
+    warm = getattr(context.image_payload, "warm", None)
+    if warm is None:
+        return
+    try:
+        next_id = handlers.next_study_id(context.service, reader, study_id)
+        if next_id is not None and next_id != study_id:
+            warm(context.service.get_study(next_id).image_path)
+    except Exception as exc:  # best effort, off the request: the next open reads the image itself and says why
+        log.info("no next image to warm after study %s: %s", study_id, exc)
 
 
 def _study_title(state) -> str:
@@ -253,12 +268,13 @@ APP_CSS = """
 def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1", port: int | None = None,
                prevent_thread_lock: bool = False, quiet: bool = False) -> Any:
     """Launches with the database login (every page needs it; sign-in, sessions and expiry in app/auth.py),
-    Gradio's traffic monitoring off, and the deliberate queue settings."""
+    the study image route (app/image_route.py), Gradio's traffic monitoring off, and the deliberate queue settings."""
     from starlette.middleware import Middleware
 
     from annotations_db import passwords
 
     from .auth import SESSION_ENDED_HEAD, AccountsGate
+    from .image_route import image_routes
 
     workstation_css, workstation_head = workstation_assets()
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
@@ -267,7 +283,8 @@ def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1",
     return demo.launch(
         server_name=host, server_port=port, prevent_thread_lock=prevent_thread_lock, quiet=quiet,
         auth=lambda username, password: handlers.check_login(context.service, username, password),
-        auth_message="GazeX Review — sign in with your reader account.", app_kwargs={"middleware": [gate]},
+        auth_message="GazeX Review — sign in with your reader account.",
+        app_kwargs={"middleware": [gate], "routes": image_routes(context)},
         enable_monitoring=False, max_threads=MAX_THREADS, css=APP_CSS + workstation_css,
         head=workstation_head + SESSION_ENDED_HEAD,
         footer_links=[], show_error=True, ssr_mode=False,

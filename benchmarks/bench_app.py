@@ -9,10 +9,11 @@ Debian's Chromium through Playwright. Measured in the page (performance.now()):
 - open: click on a worklist row -> that study's OWN image and overlays painted (the workstation clears the
   previous image at once and sets `painted` only when the decoded image carries the open study's key; the
   probe checks both the study key and the image's study key). first = first open of the study on this server
-  (DICOM read + PNG encode); repeat = reopen, payload cached. Target p95 <= 1.0 s (issue 9). Broken down into
-  the server's open handler (session + image payload + value, from app.main's "opened study" log line), the
-  click -> value received in the browser (Gradio's event round trip including the handler and the transfer)
-  and value received -> painted (PNG decode, unpack, VOI window, first frame).
+  (DICOM read, downscale, hash, gzip); repeat = reopen, image cached. Target p95 <= 1.0 s (issue 9). Broken down into
+  the server's open handler (session + image + value, from app.main's "opened study" log line), the
+  click -> value received in the browser (Gradio's event round trip including the handler and the transfer of
+  the value, which carries the image's URL, not its pixels) and value received -> painted (the pixels fetched from
+  the image route, app/image_route.py, unpacked; VOI window, first frame).
 - ack: a sentence/box decision queued in the workstation -> its ack from the server (the workstation's own
   latency_ms), one at a time. Target p95 <= 200 ms.
 - input during playback: Event Timing API duration (input -> next paint) of real clicks/keys while the
@@ -125,7 +126,8 @@ WAIT_PAINTED_JS = """async ([uid]) => {
       const ws = window.gazexWorkstation;
       if (window.__t0 !== null && ws && ws.painted && ws.studyKey === uid && ws.imageStudyKey === uid)
         return resolve([performance.now() - window.__t0, ws.openToPaintMs,
-                        performance.timeOrigin + window.__t0, performance.timeOrigin + ws.paintedAt - ws.openToPaintMs]);
+                        performance.timeOrigin + window.__t0, performance.timeOrigin + ws.paintedAt - ws.openToPaintMs,
+                        ws.imageLoadMs]);
       if (performance.now() > deadline) return reject(new Error('not painted in 30 s'));
       requestAnimationFrame(poll);
     };
@@ -137,7 +139,7 @@ WAIT_PAINTED_JS = """async ([uid]) => {
 def open_study(page, uid: str) -> list[float]:
     """Real click on the worklist row; ms from the pointerdown to the frame where the study is painted, the part
     of it spent in the workstation (value received -> painted: PNG decode, unpack, window, draw), and the epoch ms
-    of the click and of the value's arrival in the workstation."""
+    of the click and of the value's arrival in the workstation, and value -> pixels fetched and unpacked."""
     page.get_by_role("tab", name="Worklist").click()
     cell = page.locator("#gx-worklist span.text", has_text=uid).first
     cell.wait_for(state="visible", timeout=30_000)
@@ -204,15 +206,17 @@ def measure_opens(page, studies, rounds: int, handler_times: OpenHandlerTimes) -
     """Per open: total (click -> own image painted), the server handler, click -> value received, value -> painted;
     "first" opens (round 0) and "repeat" opens kept apart."""
     parts: dict[str, list[float]] = {f"{k}_{r}": [] for k in ("total", "handler", "to_value", "click_to_done",
-                                                              "done_to_value", "client") for r in ("first", "repeat")}
+                                                              "done_to_value", "client", "image")
+                                        for r in ("first", "repeat")}
     for r in range(rounds):
         which = "first" if r == 0 else "repeat"
         for _, uid, _ in studies:
             handler_times.ms.pop(uid, None)
             handler_times.done_at.pop(uid, None)
-            total, in_workstation, clicked_at, value_at = open_study(page, uid)
+            total, in_workstation, clicked_at, value_at, image_ms = open_study(page, uid)
             parts[f"total_{which}"].append(total)
             parts[f"client_{which}"].append(in_workstation)
+            parts[f"image_{which}"].append(image_ms)
             parts[f"to_value_{which}"].append(total - in_workstation)
             if uid in handler_times.ms:
                 parts[f"handler_{which}"].append(handler_times.ms[uid])
@@ -302,8 +306,10 @@ def main() -> int:
         if context.worker is not None:
             context.worker.stop()
     print()
+    image = context.image_payload(studies[0][2])
     print(f"bench_app — {host}; load {os.getloadavg()[0]:.1f} at end; Chromium headless, {len(studies)} studies, "
-          f"image payload {len(context.image_payload(studies[0][2])['png_b64']) / 1e6:.2f} MB base64")
+          f"image {image.fields['disp_width']}×{image.fields['disp_height']} from the image route: "
+          f"{len(image.gzipped) / 1e6:.2f} MB gzip ({len(image.raw) / 1e6:.2f} MB raw uint16)")
     print("| metric (ms) | n | median | p95 | min | max | target | met |")
     print("|---|---|---|---|---|---|---|---|")
     for which in ("first", "repeat"):
@@ -316,6 +322,7 @@ def main() -> int:
         print(summary("    handler returned → value in the workstation (serialise, send, client update)",
                       opens[f"done_to_value_{which}"]))
         print(summary("  of which value received → painted", opens[f"client_{which}"]))
+        print(summary("    value received → pixels fetched from the image route and unpacked", opens[f"image_{which}"]))
     print(summary("decision ack", acks, "p95 ≤ 200", percentile(acks, 0.95) <= 200 if acks else None))
     print(summary(f"decision ack, {len(OTHER_READERS)} readers at once", concurrent, "p95 ≤ 200",
                   percentile(concurrent, 0.95) <= 200 if concurrent else None))

@@ -7,7 +7,6 @@ Screenshots go to test-artifacts/app_e2e/ (git-ignored).
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -341,8 +340,6 @@ def shown_from_previous(before: dict, now: dict) -> int:
 def test_a_new_study_never_shows_the_previous_image(world, server, page):
     """The image payload is held back (test hook): meanwhile the canvas holds nothing of the previous study and the
     header says loading; then the new study's own pixels are drawn."""
-    from app.workstation import unpack_rgb16_png
-
     login(page, server, new_reader(world, "viewer_identity"))
     (_, first_uid, _), (_, second_uid, second_path) = world.studies[0], world.studies[1]
     open_from_worklist(page, first_uid)
@@ -370,7 +367,7 @@ def test_a_new_study_never_shows_the_previous_image(world, server, page):
     page.wait_for_function(f"{WS}.painted && {WS}.imageStudyKey === {json.dumps(second_uid)}",
                            timeout=DELAY_MS + 30_000)
     assert page.evaluate(f"{WS}.openToPaintMs") >= DELAY_MS  # painted means the right image, after the delay
-    expected = unpack_rgb16_png(base64.b64decode(world.context.image_payload(second_path)["png_b64"]))
+    expected = world.context.image_payload(second_path).values
     h, w = expected.shape
     for px, py in [(w // 4, h // 3), (w // 2, h // 2), (3 * w // 4, 2 * h // 3), (10, 10)]:
         assert page.evaluate(f"{WS}.storedValueAt({px}, {py})") == int(expected[py, px])

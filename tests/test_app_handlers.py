@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 
 from app import handlers, plots
-from app.workstation import unpack_rgb16_png
 from conftest_app import ADMIN, OTHER, READER, world  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
@@ -49,10 +46,13 @@ def test_open_study_builds_the_workstation_value_from_the_draft(world):
     assert sorted(i for b in value["boxes"] for i in b["also"]) == sorted(links)
     assert value["findings"] == draft["findings"]
     image = value["image"]
-    png = unpack_rgb16_png(base64.b64decode(image["png_b64"]))
-    assert png.shape == (image["disp_height"], image["disp_width"])
+    assert "png_b64" not in image  # the pixels come from the image route, not in the value
+    study_image = world.context.image_payload(world.studies[0][2])
+    assert image["study_key"] == world.studies[0][1] and image["sha256"] == study_image.sha256
+    assert image["url"] == f"gazex/image/{world.studies[0][1]}/{study_image.sha256}"
+    assert study_image.values.shape == (image["disp_height"], image["disp_width"])
     assert (image["width"], image["height"]) == (draft["image"]["width"], draft["image"]["height"])
-    assert png.std() > 100  # a real radiograph, not a blank
+    assert study_image.values.std() > 100  # a real radiograph, not a blank
 
 
 def test_decisions_are_written_at_once_and_restored_on_reopen(world):

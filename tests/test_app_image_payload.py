@@ -1,6 +1,9 @@
-"""The study image payload: read through gazex_core.imaging, packed by the workstation, cached."""
+"""The study image: read through gazex_core.imaging, sized by the workstation, referenced by URL, cached."""
 
-import base64
+import gzip
+import hashlib
+import threading
+import time
 
 import numpy as np
 import pydicom
@@ -9,7 +12,6 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from app.image_payload import PayloadCache, load_study_image
-from app.workstation import unpack_rgb16_png
 
 
 def write_dicom(path, pixels, photometric="MONOCHROME2", window=(1000, 1000)):
@@ -31,10 +33,11 @@ def write_dicom(path, pixels, photometric="MONOCHROME2", window=(1000, 1000)):
 def test_dicom_is_read_downsampled_and_keeps_original_size_and_stored_values(tmp_path):
     ramp = np.tile(np.linspace(0, 4095, 1500), (2000, 1)).astype(np.uint16)
     write_dicom(tmp_path / "a.dcm", ramp)
-    image = load_study_image(str(tmp_path / "a.dcm"))
+    study_image = load_study_image(str(tmp_path / "a.dcm"))
+    image = study_image.fields
     assert (image["width"], image["height"]) == (1500, 2000)
     assert image["disp_height"] == 1024 and image["disp_width"] == 768
-    values = unpack_rgb16_png(base64.b64decode(image["png_b64"]))
+    values = study_image.values
     assert values.shape == (1024, 768)
     # stored values, not the windowed display: the full 12-bit range reaches the browser, beyond the 500-1500 window
     assert values[:, 0].max() <= 3 and values[:, -1].min() >= 4090
@@ -47,9 +50,23 @@ def test_monochrome1_goes_to_the_browser_as_stored_with_its_photometric(tmp_path
     ramp = np.tile(np.linspace(0, 4095, 1500), (2000, 1)).astype(np.uint16)
     write_dicom(tmp_path / "m1.dcm", ramp, photometric="MONOCHROME1")
     image = load_study_image(str(tmp_path / "m1.dcm"))
-    values = unpack_rgb16_png(base64.b64decode(image["png_b64"]))
+    values = image.values
     assert values[:, -1].mean() > values[:, 0].mean() + 4000  # stored, not inverted: the browser inverts after the VOI
-    assert image["photometric"] == "MONOCHROME1"
+    assert image.fields["photometric"] == "MONOCHROME1"
+
+
+def test_the_served_bytes_are_the_stored_values_and_the_reference_names_study_and_hash(tmp_path):
+    ramp = np.tile(np.linspace(0, 4095, 300), (200, 1)).astype(np.uint16)
+    write_dicom(tmp_path / "r.dcm", ramp)
+    image = load_study_image(str(tmp_path / "r.dcm"))
+    served = np.frombuffer(gzip.decompress(image.gzipped), dtype="<u2").reshape(200, 300)
+    assert np.array_equal(served, ramp) and image.raw == served.tobytes()  # lossless, full bit depth
+    assert image.sha256 == hashlib.sha256(b"300x200:" + image.raw).hexdigest()
+    ref = image.reference("1.2.3.4")
+    assert ref["url"] == f"gazex/image/1.2.3.4/{image.sha256}" and ref["study_key"] == "1.2.3.4"
+    assert ref["encoding"] == "u16le" and "png_b64" not in ref and ref["disp_width"] == 300
+    other = load_study_image(str(tmp_path / "r.dcm")).reference("9.9")
+    assert other["url"] != ref["url"]  # the study key is part of the URL: one image under two studies never shares
 
 
 def test_a_missing_or_broken_file_raises_a_value_error(tmp_path):
@@ -71,3 +88,24 @@ def test_cache_loads_each_path_once():
     assert cache("a") is cache("a")
     cache("b"), cache("c"), cache("a")
     assert calls == ["a", "b", "c", "a"]
+
+
+def test_warming_builds_an_image_once_in_the_background():
+    calls, release = [], threading.Event()
+
+    def loader(path):
+        release.wait(30)
+        calls.append(path)
+        return {"path": path}
+
+    cache = PayloadCache(loader, size=4)
+    cache.warm("next.dcm")
+    cache.warm("next.dcm")  # already being built: not a second time
+    assert "next.dcm" not in cache
+    release.set()
+    deadline = time.monotonic() + 30
+    while "next.dcm" not in cache and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache("next.dcm") == {"path": "next.dcm"} and calls == ["next.dcm"]
+    cache.warm("next.dcm")  # cached: nothing to do
+    assert calls == ["next.dcm"]

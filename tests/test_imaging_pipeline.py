@@ -349,12 +349,12 @@ def test_version_1_bundles_still_read():
 
 def test_payload_of_the_real_film_is_stored_values_with_the_dicom_voi():
     from app.image_payload import load_study_image
-    from app.workstation import unpack_rgb16_png
 
-    payload = load_study_image(str(corpus_file("RG1_J2KR.dcm")))
+    study_image = load_study_image(str(corpus_file("RG1_J2KR.dcm")))
+    payload = study_image.fields
     assert payload["photometric"] == "MONOCHROME1"  # the browser inverts after the VOI
     assert payload["window"] == {"center": 15000.0, "width": 30000.0} and payload["voi_function"] == "LINEAR"
-    values = unpack_rgb16_png(base64.b64decode(payload["png_b64"]))
+    values = study_image.values
     assert (payload["width"], payload["height"]) == (1841, 1955) and max(values.shape) == 1024
     stored = pydicom.dcmread(corpus_file("RG1_UNCR.dcm")).pixel_array
     small = cv2.resize(stored.astype(np.float32), values.shape[::-1], interpolation=cv2.INTER_AREA)

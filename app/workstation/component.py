@@ -168,11 +168,11 @@ def _to_stored(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(arr.astype(np.float64)), 0, 65535).astype(np.uint16)
 
 
-def image_payload(image: Any, *, photometric: str | None = None,
+def display_image(image: Any, *, photometric: str | None = None,
                   window: tuple[float, float] | None = None, pixel_spacing_mm: Iterable[float] | None = None,
                   original_size: tuple[int, int] | None = None, longest: int = DISPLAY_MAX,
-                  voi_function: str | None = None) -> dict[str, Any]:
-    """The contract's ``image`` dict.
+                  voi_function: str | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """(the contract's ``image`` fields except the pixels, the display-size stored values as uint16 H x W).
 
     ``image``: a ``gazex_core.imaging.LoadedImage``, a file path (read by ``gazex_core.imaging.load_image``,
     the project's one image reader), or a 2-D array (uint16 stored values, uint8, or float 0-1). A read image
@@ -215,9 +215,7 @@ def image_payload(image: Any, *, photometric: str | None = None,
         # spacing is per original pixel of the array we were given; rescale to the declared original size
         spacing = [float(spacing[0]) * h / height, float(spacing[1]) * w / width]
     function = voi_function or info.get("function") or "LINEAR"
-    return {
-        "png_b64": base64.b64encode(pack_rgb16_png(small)).decode("ascii"),
-        "encoding": "rgb16",
+    fields = {
         "width": int(width), "height": int(height),
         "disp_width": int(dw), "disp_height": int(dh),
         "photometric": photometric,
@@ -226,6 +224,14 @@ def image_payload(image: Any, *, photometric: str | None = None,
         "presets": presets,
         "pixel_spacing_mm": [float(s) for s in spacing] if spacing else None,
     }
+    return fields, np.ascontiguousarray(small, dtype=np.uint16)
+
+
+def image_payload(image: Any, **kwargs: Any) -> dict[str, Any]:
+    """The contract's ``image`` dict with the pixels inline (``png_b64``, the ``rgb16`` encoding); ``image`` and
+    ``kwargs`` as for ``display_image``. (The app sends a URL to its image route instead: app/image_payload.py.)"""
+    fields, small = display_image(image, **kwargs)
+    return {"png_b64": base64.b64encode(pack_rgb16_png(small)).decode("ascii"), "encoding": "rgb16", **fields}
 
 
 def _iou(a: dict[str, float], b: dict[str, float]) -> float:

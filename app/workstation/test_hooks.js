@@ -30,6 +30,7 @@
     lastDrawMs: () => (S.lastDrawMs != null ? S.lastDrawMs : null),
     drawTimes: () => S.drawTimes.slice(),
     paintedAt: () => (S.painted && imageIsCurrent() ? S.paintedAt : null),
+    imageLoadMs: () => (S.painted && imageIsCurrent() ? S.imageLoadMs : null),   // value -> pixels decoded
     pending: () => S.queue.length,
     acks: () => S.acks.map((a) => ({ fn: a.fn, seq: a.seq, latency_ms: a.latency_ms, replayed: a.replayed,
       args: Object.assign({}, a.args) })),

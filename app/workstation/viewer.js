@@ -45,12 +45,13 @@
     buildFrames();
     renderReport();
     updateToolbar();
-    const pngKey = (v.image.study_key || v.study_key) + "|" +
-      (v.image.png_b64 ? v.image.png_b64.length + ":" + v.image.png_b64.slice(0, 64) + v.image.png_b64.slice(-64) : "");
+    const pngKey = imageKey(v);
     if (pngKey !== S.pngKey) {
       S.pngKey = pngKey;
       showImageState(`${S.studyKey || ""} — loading image…`);
+      const loadStarted = performance.now();
       decodeImage(v.image, S.studyKey).then(async (img) => {
+        if (S.pngKey === pngKey) S.imageLoadMs = performance.now() - loadStarted;
         if (S.imageDelayMs) await sleep(S.imageDelayMs);
         // only the image of the study that is open now is ever shown
         if (S.pngKey !== pngKey || img.studyKey !== S.studyKey) return;
@@ -78,11 +79,19 @@
   }
   // The image on screen belongs to the open study (the payload names its study; the decoded image keeps it).
   const imageIsCurrent = () => !!S.img && S.img.studyKey === S.studyKey && S.studyKey != null;
+  // Which image a value means: its study and its URL (study key + hash of the pixels) or its inline PNG.
+  function imageKey(v) {
+    const im = v.image;
+    const pixels = im.url ? "url:" + im.url
+      : (im.png_b64 ? im.png_b64.length + ":" + im.png_b64.slice(0, 64) + im.png_b64.slice(-64) : "");
+    return (im.study_key || v.study_key) + "|" + pixels;
+  }
 
   async function decodeImage(im, expectedStudy) {
-    if (im.encoding && im.encoding !== "rgb16") throw new Error("unsupported encoding " + im.encoding);
     if (im.study_key != null && im.study_key !== expectedStudy)
       throw new Error(`the image is of study ${im.study_key}, not ${expectedStudy}: not shown`);
+    if (im.url) return fetchImage(im, expectedStudy);
+    if (im.encoding && im.encoding !== "rgb16") throw new Error("unsupported encoding " + im.encoding);
     let blob;
     try {
       blob = await (await fetch("data:image/png;base64," + im.png_b64)).blob();
@@ -105,21 +114,41 @@
     octx.drawImage(bmp, 0, 0);
     const rgba = octx.getImageData(0, 0, w, h).data;
     const data = new Uint16Array(w * h);
+    for (let i = 0, j = 0; i < data.length; i++, j += 4) data[i] = (rgba[j] << 8) | rgba[j + 1];
+    if (bmp.close) bmp.close();
+    return decodedImage(im, expectedStudy, w, h, data);
+  }
+  function decodedImage(im, studyKey, w, h, data) {
     let mn = 65535, mx = 0;
-    for (let i = 0, j = 0; i < data.length; i++, j += 4) {
-      const v = (rgba[j] << 8) | rgba[j + 1];
-      data[i] = v;
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i];
       if (v < mn) mn = v;
       if (v > mx) mx = v;
     }
-    if (bmp.close) bmp.close();
     const win = im.window || { center: (mn + mx) / 2, width: Math.max(1, mx - mn) };
     return {
-      studyKey: expectedStudy, dw: w, dh: h, width: im.width || w, height: im.height || h, data, min: mn, max: mx,
+      studyKey, dw: w, dh: h, width: im.width || w, height: im.height || h, data, min: mn, max: mx,
       photometric: im.photometric || "MONOCHROME2", window: { center: +win.center, width: +win.width },
       voiFunction: im.voi_function || "LINEAR",
       presets: im.presets || {}, spacing: im.pixel_spacing_mm || null,
     };
+  }
+  // The pixels from the app's image route (app/image_route.py): raw little-endian uint16 stored values, inflated
+  // by the browser's network stack (gzip), no image decode on the main thread. The answer names its study; pixels
+  // of any other study are refused here.
+  const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+  async function fetchImage(im, expectedStudy) {
+    if (im.encoding !== "u16le") throw new Error("unsupported encoding " + im.encoding);
+    const response = await fetch(im.url, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}: ${(await response.text()).slice(0, 200)}`);
+    const named = response.headers.get("X-Gazex-Study-Key");
+    if (named !== expectedStudy) throw new Error(`the image is of study ${named}, not ${expectedStudy}: not shown`);
+    const buffer = await response.arrayBuffer();
+    const w = im.disp_width, h = im.disp_height;
+    if (buffer.byteLength !== w * h * 2) throw new Error(`image of ${buffer.byteLength} bytes, expected ${w}×${h}×2`);
+    const data = new Uint16Array(buffer);
+    if (!LITTLE_ENDIAN) for (let i = 0; i < data.length; i++) data[i] = (data[i] >> 8) | ((data[i] & 0xff) << 8);
+    return decodedImage(im, expectedStudy, w, h, data);
   }
 
   // ------------------------------------------------------------------ VOI windowing (lookup table)

@@ -386,15 +386,27 @@ def trachea_patch(anatomy: Anatomy) -> tuple[tuple[slice, slice], np.ndarray]:
     """The trachea and main bronchi (air column, 0-1) inside the part of the frame it reaches: (where, values)."""
     cx, cy = anatomy.carina
     hw = anatomy.trachea_half_width
-    canvas = np.zeros((anatomy.height, anatomy.width), np.float32)
     top = (int(anatomy.midline), 0)
-    cv2.line(canvas, top, (int(cx), int(cy)), 1.0, int(2 * hw), cv2.LINE_AA)
+    carina = (int(cx), int(cy))
     length = anatomy.height * 0.07
-    for angle, side in ((np.deg2rad(35), -1), (np.deg2rad(50), 1)):  # right main bronchus is steeper
-        end = (int(cx + side * length * np.sin(angle)), int(cy + length * np.cos(angle)))
-        cv2.line(canvas, (int(cx), int(cy)), end, 0.8, int(1.3 * hw), cv2.LINE_AA)
-    (y0, y1), (x0, x1) = blur_reach(canvas, hw * 0.3)  # what blur_sparse blurs; the lines make it nonempty
-    return (slice(y0, y1), slice(x0, x1)), cv2.GaussianBlur(np.ascontiguousarray(canvas[y0:y1, x0:x1]), (0, 0), hw * 0.3)
+    bronchi = [(int(cx + side * length * np.sin(angle)), int(cy + length * np.cos(angle)))
+               for angle, side in ((np.deg2rad(35), -1), (np.deg2rad(50), 1))]  # right main bronchus is steeper
+    # Drawn on the part of the frame the lines can reach (from the frame's top row, which cuts the
+    # trachea as before): the same pixels as on a full frame, shifted.
+    sigma = hw * 0.3
+    margin = int(2 * hw) + int(np.ceil(8 * sigma)) + 8
+    xs_reached = [top[0], carina[0]] + [x for x, _ in bronchi]
+    x0 = max(0, min(xs_reached) - margin)
+    x1 = min(anatomy.width, max(xs_reached) + margin)
+    y1 = min(anatomy.height, max(carina[1], *(y for _, y in bronchi)) + margin)
+    canvas = np.zeros((y1, x1 - x0), np.float32)
+    shift = lambda point: (point[0] - x0, point[1])  # noqa: E731
+    cv2.line(canvas, shift(top), shift(carina), 1.0, int(2 * hw), cv2.LINE_AA)
+    for end in bronchi:
+        cv2.line(canvas, shift(carina), shift(end), 0.8, int(1.3 * hw), cv2.LINE_AA)
+    (r0, r1), (c0, c1) = blur_reach(canvas, sigma)  # what blur_sparse blurs; the lines make it nonempty
+    patch = cv2.GaussianBlur(np.ascontiguousarray(canvas[r0:r1, c0:c1]), (0, 0), sigma)
+    return (slice(r0, r1), slice(x0 + c0, x0 + c1)), patch
 
 
 def body_tissue(anatomy: Anatomy, xs, ys) -> np.ndarray:

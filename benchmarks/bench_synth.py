@@ -109,8 +109,8 @@ STAGES = ("sample anatomy + findings", "render anatomy layers", "draw findings",
 
 
 def stage_times(n: int, size: int) -> dict[str, list[float]]:
-    """CPU seconds per study for each stage, in this one process with one OpenCV thread (as a pool
-    worker runs). Process CPU time, not wall: other jobs on a shared machine matter less."""
+    """CPU seconds per study for each stage, in this one process set up as a pool worker (one OpenCV
+    thread, freed memory kept). Process CPU time, not wall: other jobs on a shared machine matter less."""
     import cv2
 
     from training.synth.anatomy import finish, render_layers
@@ -120,7 +120,10 @@ def stage_times(n: int, size: int) -> dict[str, list[float]]:
     from training.synth.study import STREAM_READERS, STREAM_RENDER, STREAM_REPORT, make_study, sample_study_findings, study_rng
     from training.synth.writer import write_study
 
+    from training.synth.generator import keep_freed_memory
+
     cv2.setNumThreads(1)
+    keep_freed_memory()  # as a pool worker runs
     times: dict[str, list[float]] = {k: [] for k in STAGES}
     out = Path(tempfile.mkdtemp(prefix="bench-synth-stages-"))
     write_study(make_study(0, 0, size), out, raw=False)  # warm caches

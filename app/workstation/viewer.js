@@ -41,35 +41,35 @@
       const t = performance.now();
       S.timing = { active: 0, idle: 0, hidden: 0, last: t, lastInput: t, state: document.hidden ? "hidden" : "active" };
     }
+    loadImage(v);   // first: the pixels' fetch runs while the report is built
     applyQueuedDecisions();
     buildFrames();
     renderReport();
     updateToolbar();
+  }
+  function loadImage(v) {
     const pngKey = imageKey(v);
-    if (pngKey !== S.pngKey) {
-      S.pngKey = pngKey;
-      showImageState(`${S.studyKey || ""} — loading image…`);
-      const loadStarted = performance.now();
-      decodeImage(v.image, S.studyKey).then(async (img) => {
-        if (S.pngKey === pngKey) S.imageLoadMs = performance.now() - loadStarted;
-        if (S.imageDelayMs) await sleep(S.imageDelayMs);
-        // only the image of the study that is open now is ever shown
-        if (S.pngKey !== pngKey || img.studyKey !== S.studyKey) return;
-        S.img = img;
-        applyWindow(img.window.center, img.window.width, false);
-        S.invert = false;
-        loadingEl.hidden = true;
-        renderHead();
-        fitView();
-        markDirty();
-      }).catch((e) => {
-        if (S.pngKey !== pngKey) return;
-        showImageState(`${S.studyKey || ""} — the image failed to load: ${e.message}`);
-        setStatus("✗ image: " + e.message, "err");
-      });
-    } else {
+    if (pngKey === S.pngKey) { markDirty(); return; }
+    S.pngKey = pngKey;
+    showImageState(`${S.studyKey || ""} — loading image…`);
+    const loadStarted = performance.now();
+    decodeImage(v.image, S.studyKey).then(async (img) => {
+      if (S.pngKey === pngKey) S.imageLoadMs = performance.now() - loadStarted;
+      if (S.imageDelayMs) await sleep(S.imageDelayMs);
+      // only the image of the study that is open now is ever shown
+      if (S.pngKey !== pngKey || img.studyKey !== S.studyKey) return;
+      S.img = img;
+      applyWindow(img.window.center, img.window.width, false);
+      S.invert = false;
+      loadingEl.hidden = true;
+      renderHead();
+      fitView();
       markDirty();
-    }
+    }).catch((e) => {
+      if (S.pngKey !== pngKey) return;
+      showImageState(`${S.studyKey || ""} — the image failed to load: ${e.message}`);
+      setStatus("✗ image: " + e.message, "err");
+    });
   }
   function showImageState(text) {
     loadingEl.textContent = text;

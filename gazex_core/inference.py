@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, labeler
+from . import checkpoint, labeler, report_text
 from .evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
 from .imaging import (ImageInputError, ImageSource, LoadedImage, OutOfScopeError, drafting_scope, header_reasons, load_image,
                       resize_square, scope_warnings)
@@ -125,6 +125,7 @@ class GazeX:
         self._boxed_labels = set(LABEL_REGION)
         self._sec_ids = {s: self.tok.id(section_token(s)) for s in SECTIONS}
         self._thresholds = np.array(self.config.finding_thresholds, dtype=np.float32)
+        self._text_guard = report_text.TextGuard(self.tok)
 
     # ------------------------------------------------------------ helpers
     def _prepare(self, image: ImageSource) -> tuple[LoadedImage, list[str], torch.Tensor]:
@@ -199,13 +200,15 @@ class GazeX:
                 raise InputRefused(f"{img.source}: not drafted: {check.summary()}", check)
             t2 = time.perf_counter()
             present = self._present(probs)
-            hook = _GuidedReport(self, present) if guided else None
+            hook = _GuidedReport(self, present) if guided else (lambda _row, gen, logits: self._text_guard(gen, logits))
             ids, tprobs = self._generate(memory, prompt("report"), max_new_tokens or self.config.max_positions, hook)
             blocks, confs = self._blocks_with_confidence(ids, tprobs)
             for b in blocks:  # a finding sentence the decoder left without a box: ground it (grounding task)
                 if b.label and b.label != "No Finding" and b.box is None and b.text:
                     g_ids, _ = self._generate(memory, ground_prompt(b.text), 40)
                     b.box = parse_evidence(self.tok.decode(g_ids)).box
+            blocks, confs = report_text.assemble(blocks, confs, report_text.Geometry(img.width, img.height,
+                                                                                     img.pixel_spacing_mm))
         t3 = time.perf_counter()
         warnings = list(img.warnings)
         if not ids or ids[-1] != self._eos:
@@ -369,7 +372,7 @@ class _GuidedReport:
             self.forced_label = lab
             self.forced = [gx.tok.id(region_token(LABEL_REGION[lab]))]
             return self._force(logits, gx._sec_ids["findings"])
-        return logits
+        return gx._text_guard(generated, logits)
 
 
 # ------------------------------------------------------------ module-level convenience (default model)

@@ -20,6 +20,11 @@ Metrics
   ground-truth report (pycocoevalcap), and clinical efficacy: micro/macro precision, recall and F1 over the
   14 CheXpert observations the project's labeler reads from both.
 
+* consistency (gazex_core/report_text.py ``consistency_issues``): counts over the split's drafts of
+  self-contradictions (a sentence negating a finding the draft states), repeated sentences, garbled tokens
+  (letter runs, malformed numbers, doubled words) and present findings the impression does not state. Counts,
+  not rates, with no floor (a property of the text; the target is 0 of each).
+
 Floors (training/floors.py): every metric is written with its image-blind floor on the same studies and the
 margin over it (``metrics.json["floors"]``, and the floor / margin columns of the report) — label priors,
 always-"no" / majority / question-only VQA answers, a per-label-and-side location prior, one blank-image
@@ -42,6 +47,7 @@ from tqdm import tqdm
 from gazex_core.evidence import Box
 from gazex_core.imaging import load_image
 from gazex_core.inference import GazeX
+from gazex_core.report_text import consistency_issues
 from gazex_core.sequence import Clue, order_prompt, parse_order
 from gazex_core.vocab import CHEXPERT_LABELS, REGIONS
 from training.cache import build_cache, load_cache
@@ -104,6 +110,7 @@ class DraftScorer:
         self.ned: list[float] = []
         self.clue_dist: list[float] = []
         self.hyps: list[str] = []
+        self.consistency: Counter = Counter(dict.fromkeys(consistency_issues([]), 0))
 
     def add(self, rec: dict, bundle) -> None:
         pred = bundle.positive_labels()
@@ -112,6 +119,7 @@ class DraftScorer:
         self._trajectories(rec, bundle)
         self.clue_dist += clue_distances(rec, bundle)
         self.hyps.append(" ".join(s.text for s in bundle.sentences))
+        self.consistency.update(consistency_issues(bundle.sentences))
 
     def _trajectories(self, rec: dict, bundle) -> None:
         pred_regions = [s.region for s in bundle.sentences if s.section == "findings" and s.trajectory]
@@ -142,6 +150,7 @@ class DraftScorer:
             "trajectory_clue_distance_mean": _mean(self.clue_dist),
             **nlg_metrics(refs, self.hyps),
             "clinical_efficacy": clinical_efficacy(refs, self.hyps),
+            "consistency": dict(self.consistency),
         }
 
 
@@ -381,6 +390,7 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
         "ordering_task_kendall_tau": _mean(order_tau),
         **{k: model_metrics[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")},
         "clinical_efficacy": model_metrics["clinical_efficacy"],
+        "consistency": model_metrics["consistency"],
         "analyze_ms_p50": float(np.percentile(analyze_ms, 50)),
         "analyze_ms_p95": float(np.percentile(analyze_ms, 95)),
     }
@@ -459,6 +469,9 @@ def markdown(m: dict) -> str:
         lines.append(f"| {k} | {v['n']} | {v['accuracy']:.3f} | " + " | ".join(
             _fmt(b.get(n)) for n in ("always_no", "kind_majority", "question_majority", "blank_image"))
             + f" | {_fmt(e['floor'])} | {_signed(e['margin'])} |")
+    issues = m.get("consistency", {})
+    lines += ["", f"Text consistency over the {m['n_studies']} drafts (counts, target 0): "
+              + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in issues.items()) + "."]
     below = below_floor(m["floors"])
     lines += ["", f"Not above the floor ({len(below)} of {len(m['floors'])} metrics): "
               + (", ".join(below) if below else "none") + "."]

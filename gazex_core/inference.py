@@ -23,7 +23,9 @@ thresholds); if the decoder tries to end the findings while a present label has 
 findings sentence is started for it with its ABCDEF region, an observation box (``<box>`` instead of
 ``<nobox>``) and its label forced (the trajectory, box coordinates and text are still decoded, conditioned
 on them). A finding sentence that still has no box is grounded with the grounding task (its text as the
-prompt) and gets that box. Sentences are then put in ABCDEF order. Closed
+prompt) and gets that box. The sentence text is decoded under :class:`~gazex_core.report_text.TextGuard` and
+the sentences go through :func:`~gazex_core.report_text.assemble` (no contradiction, no repeat, an impression
+that states every finding, measurements from the box and pixel spacing). Sentences are then put in ABCDEF order. Closed
 presence questions ("Is there a pleural effusion?") are answered from the finding head; sided ones
 ("Is there a left ...?") answer "no" when the finding head calls the finding absent and otherwise take
 the decoder's answer.

@@ -26,12 +26,13 @@ def data():
 
 @pytest.fixture(scope="module")
 def drafts(data):
-    """The drafts of the studies with a finding (up to 14) and of 4 normal ones."""
+    """The drafts of 7 studies with a finding (the first nodule or mass among them) and of 2 normal ones."""
     meta = rows(data, "metadata.csv")
-    abnormal = [r["study_id"] for r in meta if r["is_normal"] == "0"][:14]
-    normal = [r["study_id"] for r in meta if r["is_normal"] == "1"][:4]
+    lesion = next(a["study_id"] for a in rows(data, "annotations.csv") if a["label"] == "Lung Lesion")
+    abnormal = [r["study_id"] for r in meta if r["is_normal"] == "0" and r["study_id"] != lesion][:6]
+    normal = [r["study_id"] for r in meta if r["is_normal"] == "1"][:2]
     gx = shipped_model()
-    return {sid: gx.analyze(dicom_of(data, sid)) for sid in abnormal + normal}
+    return {sid: gx.analyze(dicom_of(data, sid)) for sid in [lesion, *abnormal, *normal]}
 
 
 def _issues(bundle) -> dict[str, int]:
@@ -56,7 +57,7 @@ def test_impression_covers_every_finding(drafts):
             stated |= {lab for lab, v in labeler.label_sentence(s.text).items() if v == labeler.POSITIVE}
         assert bundle.positive_labels() <= stated, (sid, [s.text for s in impression])
         with_findings += bool(bundle.positive_labels())
-    assert with_findings >= 8
+    assert with_findings >= 5
 
 
 def _lesion_sizes(bundle) -> list[tuple[float, Box]]:

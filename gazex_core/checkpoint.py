@@ -18,10 +18,14 @@ a peft LoRA adapter with ``gazex_backbone.json`` naming its base: :func:`is_qwen
 * :func:`model_identity` - the identity of a model version (SHA-256), the same for the app, the CLI,
   evaluation and fine-tuning: a checkpoint's config, weights and tokenizer; an adapter's base identity plus
   its LoRA configuration and weights; in both, the input-check statistics (``input_check.safetensors``)
-  when the directory has them, since they decide which studies get a draft. Derived files (``merged/``,
+  and the confidence calibrator (``calibration.json``) when the directory has them, since they decide which
+  studies get a draft and what its confidences say. Derived files (``merged/``,
   ``metrics.json``) never count, and moving a directory does not change it.
 * :func:`load_input_stats` - the input-check statistics that apply to a model directory
   (:mod:`gazex_core.input_check`): its own file, else the nearest one up its adapter chain, else None.
+* :func:`load_calibration` - the sentence-confidence calibrator (:mod:`gazex_core.calibration`) that applies
+  to a model directory: its own file only (an adapter changes the decoder, so its base's calibrator does not
+  describe it), else None.
 * :func:`load_model` - any model directory -> (``GazeXModel`` in eval mode with every adapter of its chain
   merged, tokenizer).
 * :func:`resolve_checkpoint` - a full-checkpoint directory for any model directory (an adapter chain is
@@ -51,6 +55,8 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 QWEN2VL_BACKBONE = "qwen2-vl"
 QWEN2VL_META = "gazex_backbone.json"  # a Qwen2-VL LoRA adapter's pointer to its base model
 INPUT_STATS_FILE = "input_check.safetensors"  # gazex_core.input_check.STATS_FILE; optional, counts in the identity
+CALIBRATION_FILE = "calibration.json"  # gazex_core.calibration.CALIBRATION_FILE; optional, counts in the identity
+MODEL_SIDE_FILES = (INPUT_STATS_FILE, CALIBRATION_FILE)  # fitted on the model's outputs, part of its version
 
 
 class AdapterError(ValueError):
@@ -179,9 +185,9 @@ def model_identity(path: str | Path) -> str:
     if is_qwen2vl_dir(path):
         return _qwen2vl_identity(Path(path))
     chain = adapter_chain(path)
-    identity = _files_identity(chain[0], CHECKPOINT_FILES, "gazex.checkpoint", (INPUT_STATS_FILE,))
+    identity = _files_identity(chain[0], CHECKPOINT_FILES, "gazex.checkpoint", MODEL_SIDE_FILES)
     for adapter_dir in chain[1:]:
-        identity = _files_identity(adapter_dir, ADAPTER_FILES, f"{ADAPTER_FORMAT}\n{identity}", (INPUT_STATS_FILE,))
+        identity = _files_identity(adapter_dir, ADAPTER_FILES, f"{ADAPTER_FORMAT}\n{identity}", MODEL_SIDE_FILES)
     return identity
 
 
@@ -255,6 +261,16 @@ def load_input_stats(path: str | Path):
         if (directory / INPUT_STATS_FILE).is_file():
             return FeatureStats.load(directory / INPUT_STATS_FILE)
     return None
+
+
+def load_calibration(path: str | Path):
+    """The sentence-confidence calibrator (gazex_core.calibration.Calibrator) of a model directory, or None.
+    Only the directory's own file: a fine-tuned adapter drafts other sentences than its base, so the base's
+    calibrator does not describe it (refit with ``gazex calibrate fit --model DIR``)."""
+    from .calibration import Calibrator
+
+    file = Path(path) / CALIBRATION_FILE
+    return Calibrator.load(file) if file.is_file() else None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -4,11 +4,12 @@ Every drafted sentence carries its evidence: the ordered inspection trajectory
 that led to it and the observation box where the finding is. Coordinates are
 normalised to the original image (0-1, origin top-left).
 
-JSON form (schema ``gazex.evidence/3``)::
+JSON form (schema ``gazex.evidence/4``)::
 
-    {"schema": "gazex.evidence/3", "model": {"name", "version"},
+    {"schema": "gazex.evidence/4", "model": {"name", "version"},
      "image": {"width", "height", "modality", "body_part", "view_position"},
      "input_check": {"score", "threshold", "passed", "reasons": [...]} | null,
+     "confidence": {"calibrated": bool, "meaning": str},
      "sentences": [{"id", "section", "region", "label", "text", "confidence", "out_of_scope",
                     "observation_box": {"x_min","y_min","x_max","y_max"} | null,
                     "trajectory": [{"x","y","dwell_ms","clue_box"}]}],
@@ -19,9 +20,13 @@ JSON form (schema ``gazex.evidence/3``)::
 position that is not chest / PA / AP); ``warnings`` are everything else (image look, draft cut off...).
 ``input_check`` is :class:`gazex_core.input_check.InputCheck` (header reasons and the model's feature score
 against its threshold); a sentence is ``out_of_scope`` when the study failed it and was drafted anyway.
+A sentence's ``confidence`` is, when ``confidence.calibrated`` is true, the calibrated probability that the
+sentence is true (:mod:`gazex_core.calibration`: stated findings, negative and normal statements alike);
+otherwise the legacy, uncalibrated score (mean probability of the sentence's words, capped by the finding
+head's probability of its label). ``confidence.meaning`` says which, in words.
 Version 2 added the image's header facts and ``scope_warnings``, version 3 ``input_check`` and
-``out_of_scope``; version 1 and 2 bundles (stored drafts) still read, with those empty (no check recorded,
-sentences not marked).
+``out_of_scope``, version 4 ``confidence``; version 1-3 bundles (stored drafts) still read, with those empty
+(no check recorded, sentences not marked, confidences uncalibrated).
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .calibration import CALIBRATED_MEANING, RAW_MEANING
 from .input_check import InputCheck
 from .vocab import REGIONS, SECTIONS, check_label
 
-SCHEMA = "gazex.evidence/3"
-READABLE_SCHEMAS = ("gazex.evidence/1", "gazex.evidence/2", SCHEMA)
+SCHEMA = "gazex.evidence/4"
+READABLE_SCHEMAS = ("gazex.evidence/1", "gazex.evidence/2", "gazex.evidence/3", SCHEMA)
 HEADER_FIELDS = ("modality", "body_part", "view_position")
 
 
@@ -208,6 +214,11 @@ class EvidenceBundle:
     scope_warnings: list[str] = field(default_factory=list)
     image_header: dict[str, str | None] = field(default_factory=dict)  # HEADER_FIELDS; empty without a DICOM header
     input_check: InputCheck | None = None  # None in bundles written before schema 3
+    confidence_calibrated: bool = False  # sentence confidences are calibrated probabilities (schema 4 on)
+
+    @property
+    def confidence_meaning(self) -> str:
+        return CALIBRATED_MEANING if self.confidence_calibrated else RAW_MEANING
 
     @property
     def low_confidence(self) -> bool:
@@ -257,6 +268,7 @@ class EvidenceBundle:
             "image": {"width": self.image_width, "height": self.image_height,
                       **{k: self.image_header.get(k) for k in HEADER_FIELDS}},
             "input_check": self.input_check.to_dict() if self.input_check else None,
+            "confidence": {"calibrated": self.confidence_calibrated, "meaning": self.confidence_meaning},
             "sentences": [s.to_dict() for s in self.sentences],
             "findings": [{"label": label, "probability": p} for label, p in self.findings],
             "timing_ms": dict(self.timing_ms),
@@ -284,6 +296,7 @@ class EvidenceBundle:
                 scope_warnings=list(d.get("scope_warnings", [])),
                 image_header={k: d["image"].get(k) for k in HEADER_FIELDS if d["image"].get(k) is not None},
                 input_check=InputCheck.from_dict(d["input_check"]) if d.get("input_check") else None,
+                confidence_calibrated=bool((d.get("confidence") or {}).get("calibrated", False)),
             ).validate()
         except (KeyError, TypeError) as exc:
             raise EvidenceError(f"bundle is missing or mistypes field {exc}") from exc

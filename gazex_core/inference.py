@@ -2,7 +2,7 @@
 
     from gazex_core import GazeX, analyze, ask, ground
     gx = GazeX()                      # the shipped checkpoint (gazex_core/weights/gazex-tiny); load once
-    bundle = gx.analyze("study.dcm")  # EvidenceBundle (schema gazex.evidence/3)
+    bundle = gx.analyze("study.dcm")  # EvidenceBundle (schema gazex.evidence/4)
     ans = gx.ask("study.dcm", "Is there a left pleural effusion?")   # Answer(text, box, confidence, ...)
     g = gx.ground("study.dcm", "Small left pleural effusion.")       # Grounding(region, label, trajectory, box, ...)
 
@@ -12,7 +12,8 @@ input check first (:mod:`gazex_core.input_check`: the DICOM header's reasons - a
 a body part or view that is not chest / PA / AP - and the model's own feature score); a study that fails it
 raises :class:`~gazex_core.input_check.InputRefused` (an ``OutOfScopeError``) with its reasons in one line,
 unless ``draft_out_of_scope=True``, which drafts it with every sentence marked ``out_of_scope``. The bundle
-records the check (``EvidenceBundle.input_check``). ``ask`` and ``ground`` refuse an out-of-scope modality
+records the check (``EvidenceBundle.input_check``). Each sentence's ``confidence`` is the calibrated
+probability that it is true (:mod:`gazex_core.calibration`, the model directory's ``calibration.json``). ``ask`` and ``ground`` refuse an out-of-scope modality
 (:func:`~gazex_core.imaging.drafting_scope`) and return the other header reasons as warnings.
 A ``GazeX`` instance is safe to share between threads (one lock around the model; each call is well under
 a second on CPU).
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, labeler, report_text
+from .calibration import statement
 from .evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
 from .imaging import (ImageInputError, ImageSource, LoadedImage, OutOfScopeError, drafting_scope, header_reasons, load_image,
                       resize_square, scope_warnings)
@@ -117,6 +119,7 @@ class GazeX:
         self.config = self.model.config
         self.version = checkpoint.version_label(path)
         self.input_stats = checkpoint.load_input_stats(path)  # None: header reasons only
+        self.calibrator = checkpoint.load_calibration(path)  # None: legacy, uncalibrated sentence confidence
         self._lock = threading.Lock()
         self._label_ids = {lab: self.tok.id(label_token(lab)) for lab in CHEXPERT_LABELS}
         self._none_id = self.tok.id(label_token(None))
@@ -224,12 +227,9 @@ class GazeX:
                                                           region_index(blocks[i].region) if blocks[i].section == "findings" else 0, i))
         for n, i in enumerate(order):
             b = blocks[i]
-            conf = confs[i]
-            if b.label and b.label in CHEXPERT_LABELS:
-                conf = float(min(conf, probs[CHEXPERT_LABELS.index(b.label)]) if b.label != "No Finding" else conf)
             sentences.append(EvidenceSentence(
                 id=f"s{n + 1}", section=b.section, text=b.text or "(no text)", region=b.region, label=b.label,
-                confidence=float(np.clip(conf, 0.0, 1.0)),
+                confidence=self._sentence_confidence(b, confs[i], probs),
                 observation_box=b.box.clipped(1.0, 1.0) if (b.box is not None and b.label) else None,
                 trajectory=[c.to_point() for c in b.clues], out_of_scope=not check.passed,
             ))
@@ -240,11 +240,21 @@ class GazeX:
             sentences=sentences, findings=finding_probs,
             timing_ms={"read_image": (t1 - t0) * 1e3, "encode": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
                        "total": (t4 - t0) * 1e3},
-            warnings=warnings, scope_warnings=scope, input_check=check,
+            warnings=warnings, scope_warnings=scope, input_check=check, confidence_calibrated=self.calibrator is not None,
             image_header={"modality": img.modality, "body_part": img.body_part, "view_position": img.view_position}
             if img.kind == "dicom" else {},
         )
         return bundle.validate()
+
+    def _sentence_confidence(self, b: SentenceBlock, token_conf: float, probs: np.ndarray) -> float:
+        """The calibrated probability that the sentence is true (gazex_core.calibration); without a calibrator
+        the legacy score: the mean token probability, capped by the finding head's probability of its label."""
+        if self.calibrator is not None:
+            head = dict(zip(CHEXPERT_LABELS, map(float, probs)))
+            return self.calibrator.confidence(statement(b.text or "", b.section, b.region, head))
+        if b.label and b.label in CHEXPERT_LABELS and b.label != "No Finding":
+            token_conf = min(token_conf, float(probs[CHEXPERT_LABELS.index(b.label)]))
+        return float(np.clip(token_conf, 0.0, 1.0))
 
     def _blocks_with_confidence(self, ids: list[int], tprobs: list[float]) -> tuple[list[SentenceBlock], list[float]]:
         """Parse the generated report and give each sentence the mean probability of its tokens."""

@@ -322,7 +322,7 @@ def test_analyze_warns_in_the_bundle_for_a_non_chest_body_part(gx):
     assert bundle.scope_warnings == ["BodyPartExamined is EXTREMITY, not CHEST: the draft assumes a chest radiograph"]
     assert bundle.low_confidence and bundle.image_header["body_part"] == "EXTREMITY"
     data = bundle.to_dict()
-    assert data["schema"] == SCHEMA == "gazex.evidence/3"
+    assert data["schema"] == SCHEMA == "gazex.evidence/4"
     assert data["scope_warnings"] == bundle.scope_warnings and data["image"]["modality"] == "CR"
     again = EvidenceBundle.from_json(bundle.to_json())
     assert again.scope_warnings == bundle.scope_warnings and again.image_header == bundle.image_header

@@ -96,7 +96,7 @@ def test_draft_anyway_marks_every_sentence_out_of_scope(gx):
     assert any(w.startswith("drafted anyway although out of scope") for w in bundle.warnings)
     again = EvidenceBundle.from_json(bundle.to_json())
     assert again.input_check == bundle.input_check and all(s.out_of_scope for s in again.sentences)
-    assert again.to_dict()["schema"] == "gazex.evidence/3"
+    assert again.to_dict()["schema"] == "gazex.evidence/4"
 
 
 def test_schema_2_bundles_still_read():

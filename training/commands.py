@@ -34,3 +34,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     from training.input_check import add_input_check_command
 
     add_input_check_command(subparsers)
+
+    from training.calibration import add_calibrate_command
+
+    add_calibrate_command(subparsers)

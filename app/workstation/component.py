@@ -318,6 +318,7 @@ def workstation_value(bundle: dict[str, Any], image: dict[str, Any] | np.ndarray
         "sentences": sentences, "boxes": boxes, "findings": list(bundle.get("findings", [])),
         "warnings": list(bundle.get("scope_warnings", [])) + list(bundle.get("warnings", [])),
         "model": bundle.get("model"),
+        "confidence_calibrated": bool((bundle.get("confidence") or {}).get("calibrated")),  # evidence schema 4 on
     }
     if options:
         value["options"] = dict(options)

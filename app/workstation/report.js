@@ -74,13 +74,20 @@
         <button class="gx-btn-delete" data-act="delete" data-testid="ws-delete-${id}" title="Delete (D)"${dis}>✕ Delete</button>
       </div></div>`;
   }
-  // One number per sentence. For a finding sentence it is the finding head's probability of the sentence's label --
-  // the number the "Model finding probabilities" chart shows; otherwise the wording confidence (mean probability of
-  // the sentence's words), said so in the tooltip.
+  // One number per sentence. A calibrated draft (evidence schema 4) shows the sentence's calibrated confidence: the
+  // probability that the sentence is true. An older draft shows, for a finding sentence, the finding head's
+  // probability of its label -- the number the "Model finding probabilities" chart shows; otherwise the wording
+  // confidence (mean probability of the sentence's words). The tooltip says which.
   function confidenceHtml(s) {
     const p = s.label != null && S.findingProb && S.findingProb[s.label] != null ? S.findingProb[s.label] : null;
     let value, tip;
-    if (p != null) {
+    if (S.confidenceCalibrated && s.confidence != null) {
+      value = +s.confidence;
+      tip = `Calibrated confidence: ${value.toFixed(2)} — the probability that this sentence is true (its finding, ` +
+        `side and negations), calibrated on the validation split: of sentences shown ${value.toFixed(2)}, about ` +
+        `${Math.round(value * 100)} in 100 were true.` + (p != null ? ` The "Model finding probabilities" chart shows ` +
+        `${p.toFixed(2)} for ${s.label}: how likely the finding is present at all, not whether this sentence is right.` : "");
+    } else if (p != null) {
       value = p;
       tip = `Finding probability of ${s.label}: ${p.toFixed(2)} — the model's finding head, the same number as the ` +
         `"Model finding probabilities" chart.` + (s.confidence != null ? ` Wording confidence of this sentence: ${s.confidence.toFixed(2)}.` : "");

@@ -22,6 +22,7 @@
       status: s.status || "pending", final_text: s.final_text != null ? s.final_text : (s.text || ""),
       evidence_of: s.evidence_of != null ? String(s.evidence_of) : null,
     }));
+    S.confidenceCalibrated = !!v.confidence_calibrated;
     S.findingProb = {};
     for (const f of v.findings || []) if (f && f.label != null) S.findingProb[f.label] = +f.probability;
     S.boxes = (v.boxes || []).map((b) => ({

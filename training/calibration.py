@@ -2,6 +2,7 @@
 
     gazex calibrate fit      --model gazex_core/weights/gazex-tiny      # writes calibration.json
     gazex calibrate evaluate --model gazex_core/weights/gazex-tiny --out docs/model_eval/calibration
+    gazex calibrate plot --result docs/model_eval/calibration/calibration.json --png docs/img/calibration_reliability.png
 
 ``fit`` drafts synthetic studies of the training seed's **val** split (``gazex synth --seed 0``: the same
 studies, through the same DICOM writer and gazex_core's one image reader), scores each drafted sentence
@@ -250,11 +251,28 @@ def reliability_figure(result: dict):
         fig.add_trace(go.Scatter(x=[r["mean_confidence"] for r in rows], y=[r["observed"] for r in rows],
                                  mode="lines+markers", name=f"{name}: ECE {ece:.3f}",
                                  text=[f"n={r['n']}" for r in rows], marker={"size": [6 + 14 * (r["n"] / result["sentences"]) ** 0.5 * 3 for r in rows]}))
-    fig.update_layout(title=f"Sentence confidence reliability, synthetic test split ({result['sentences']} sentences; "
-                            f"{BINS} bins, marker size ~ bin count)",
+    fig.update_layout(title=f"Sentence confidence reliability, synthetic test split<br><sub>{result['sentences']} "
+                            f"sentences, {BINS} bins, marker size ~ bin count</sub>",
+                      legend={"orientation": "h", "y": -0.15},
                       xaxis_title="mean confidence in the bin", yaxis_title="share of true sentences in the bin",
                       xaxis={"range": [0, 1]}, yaxis={"range": [0, 1]}, width=760, height=600, template="plotly_white")
     return fig
+
+
+def write_png(fig, path: Path, chromium: str = "/usr/bin/chromium") -> Path:
+    """The figure as a PNG, rendered by a headless Chromium through Playwright (plotly.js inline, no network)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium)
+        try:
+            page = browser.new_page(viewport={"width": 780, "height": 620})
+            page.set_content(fig.to_html(include_plotlyjs=True, full_html=True))
+            page.wait_for_selector(".main-svg")
+            page.locator(".plotly-graph-div").screenshot(path=str(path))
+        finally:
+            browser.close()
+    return path
 
 
 def markdown(result: dict) -> str:
@@ -295,6 +313,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    result = json.loads(Path(args.result).read_text())
+    print(write_png(reliability_figure(result), Path(args.png)))
+    return 0
+
+
 def add_calibrate_command(subparsers: argparse._SubParsersAction) -> None:
     from gazex_core.checkpoint import DEFAULT_MODEL_DIR
 
@@ -309,3 +333,7 @@ def add_calibrate_command(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--out", default="runs/calibration")
     e.add_argument("--n-test", type=int, default=300, help="test-split studies to draft")
     e.set_defaults(handler=_evaluate)
+    g = sub.add_parser("plot", help="the reliability diagram of an evaluate result as a PNG (headless Chromium)")
+    g.add_argument("--result", default="runs/calibration/calibration.json")
+    g.add_argument("--png", default="runs/calibration/reliability.png")
+    g.set_defaults(handler=_plot)

@@ -217,21 +217,10 @@ def version_label(path: str | Path) -> str:
 
 
 def _load_checkpoint(path: Path):
-    from transformers.utils import logging as hf_logging
-
     from .model import GazeXModel
     from .tokenizer import GazeXTokenizer
 
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr (CLI errors stay one line)
-    try:
-        import torch
-
-        model = GazeXModel.from_pretrained(path, dtype=torch.float32)
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
-    return model.float(), GazeXTokenizer.from_file(path)
+    return GazeXModel.from_pretrained(path).float(), GazeXTokenizer.from_file(path)
 
 
 def merge_adapter(model, adapter_dir: str | Path):

@@ -15,25 +15,37 @@ so peft LoRA can target them (``target_modules=["q_proj", "v_proj"]`` etc.).
 Loss = next-token cross-entropy on the target tokens (labels = -100 on the prompt and padding)
 + ``finding_loss_weight`` x BCE of the finding head.
 
+Saved as a Hugging Face-style directory (``config.json`` + ``model.safetensors``, the tied ``lm_head`` stored
+once) by plain torch + safetensors: importing transformers costs more than importing torch, and a cold
+``gazex analyze`` should not pay it. peft wraps the model as any ``nn.Module``.
+
 Greedy decoding uses a KV cache (self-attention keys/values grow per step, cross-attention keys/values
 are computed once per image); ``generate`` takes an optional ``logits_hook`` for constrained decoding.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import PretrainedConfig, PreTrainedModel
 
 from .vocab import CHEXPERT_LABELS
 
 
-class GazeXConfig(PretrainedConfig):
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+TIED_WEIGHTS = {"lm_head.weight": "embed_tokens.weight"}  # stored once, under the embedding's name
+
+
+class GazeXConfig:
+    """The model's hyper-parameters; any other keyword (``model_version``, ``training`` ...) is kept as an
+    attribute and saved with them."""
+
     model_type = "gazex"
 
     def __init__(
@@ -74,8 +86,18 @@ class GazeXConfig(PretrainedConfig):
         self.use_gaze = use_gaze  # False = the gaze ablation (no trajectory tokens, no ordering task)
         # per-label decision thresholds on the finding head (calibrated on validation after training)
         self.finding_thresholds = list(finding_thresholds) if finding_thresholds else [0.5] * n_labels
+        self.pad_token_id, self.bos_token_id, self.eos_token_id = pad_token_id, bos_token_id, eos_token_id
+        kwargs.pop("model_type", None)
         kwargs.setdefault("tie_word_embeddings", True)
-        super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    def to_dict(self) -> dict:
+        return {"model_type": self.model_type, **self.__dict__}
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> GazeXConfig:
+        return cls(**json.loads(Path(path).read_text()))
 
     @property
     def grid(self) -> int:
@@ -236,14 +258,10 @@ class GazeXOutput:
 # ------------------------------------------------------------------ the model
 
 
-class GazeXModel(PreTrainedModel):
-    config_class = GazeXConfig
-    base_model_prefix = "gazex"
-    main_input_name = "pixel_values"
-    _tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}
-
+class GazeXModel(nn.Module):
     def __init__(self, config: GazeXConfig):
-        super().__init__(config)
+        super().__init__()
+        self.config = config
         d = config.d_model
         self.encoder = ImageEncoder(config)
         self.finding_head = FindingHead(config)
@@ -253,7 +271,36 @@ class GazeXModel(PreTrainedModel):
         self.layers = nn.ModuleList([DecoderLayer(config) for _ in range(config.n_decoder_layers)])
         self.ln_f = nn.LayerNorm(d)
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
-        self.post_init()
+        self.apply(self._init_weights)
+        self.lm_head.weight = self.embed_tokens.weight
+
+    # ---- saving and loading
+    def save_pretrained(self, out: str | Path, **_: object) -> None:
+        """``out/config.json`` + ``out/model.safetensors`` in the parameters' current dtype."""
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items() if k not in TIED_WEIGHTS}
+        dtype = str(next(self.parameters()).dtype).removeprefix("torch.")
+        config = {**self.config.to_dict(), "architectures": [type(self).__name__], "dtype": dtype}
+        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> GazeXModel:
+        """A saved directory -> the model with its weights in ``dtype`` (fp16 storage is cast back)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        model = cls(GazeXConfig.from_json_file(path / CONFIG_FILE))
+        state = {k: v.to(dtype) for k, v in load_file(str(path / WEIGHTS_FILE)).items()}
+        missing, unexpected = model.to(dtype).load_state_dict(state, strict=False)
+        missing = sorted(set(missing) - set(TIED_WEIGHTS))
+        if missing or unexpected:
+            raise ValueError(f"{path / WEIGHTS_FILE}: weights do not fit the config "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return model
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):

@@ -50,6 +50,13 @@ def test_loading_the_api_pulls_in_neither_package():
     assert packages_loaded_by(api, {"training", "annotations_db", "app"}) == []
 
 
+def test_drafting_with_the_shipped_model_loads_neither_transformers_nor_peft():
+    """A cold `gazex analyze` should cost little more than importing torch: the tiny model is plain torch."""
+    draft = ("import numpy as np; from gazex_core import GazeX; "
+             "GazeX().analyze(np.random.default_rng(0).random((256, 256), dtype=np.float32), draft_out_of_scope=True)")
+    assert packages_loaded_by(draft, {"transformers", "peft", "accelerate"}) == []
+
+
 def test_building_the_command_line_loads_no_model_or_database_library():
     """`gazex --help` and argument errors answer without importing torch, transformers or SQLAlchemy."""
     parser = "import training.cli; training.cli.build_parser()"

@@ -2,7 +2,7 @@
 
     gazex calibrate fit      --model gazex_core/weights/gazex-tiny      # writes calibration.json
     gazex calibrate evaluate --model gazex_core/weights/gazex-tiny --out docs/model_eval/calibration
-    gazex calibrate plot --result docs/model_eval/calibration/calibration.json --png docs/img/calibration_reliability.png
+    python scripts/render_reliability_png.py docs/model_eval/calibration/calibration.json docs/img/calibration_reliability.png
 
 ``fit`` drafts synthetic studies of the training seed's **val** split (``gazex synth --seed 0``: the same
 studies, through the same DICOM writer and gazex_core's one image reader), scores each drafted sentence
@@ -259,22 +259,6 @@ def reliability_figure(result: dict):
     return fig
 
 
-def write_png(fig, path: Path, chromium: str = "/usr/bin/chromium") -> Path:
-    """The figure as a PNG, rendered by a headless Chromium through Playwright (plotly.js inline, no network)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium)
-        try:
-            page = browser.new_page(viewport={"width": 780, "height": 620})
-            page.set_content(fig.to_html(include_plotlyjs=True, full_html=True))
-            page.wait_for_selector(".main-svg")
-            page.locator(".plotly-graph-div").screenshot(path=str(path))
-        finally:
-            browser.close()
-    return path
-
-
 def markdown(result: dict) -> str:
     lines = [f"{result['evaluated_on']}; {result['sentences']} sentences, {result['true_share']:.3f} true.",
              f"Calibrator fitted on: {result['fitted_on']}.", "",
@@ -308,14 +292,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(result, indent=2))
     (out / "calibration.md").write_text(markdown(result))
-    reliability_figure(result).write_html(out / "reliability.html", include_plotlyjs="cdn")
+    reliability_figure(result).write_html(out / "reliability.html", include_plotlyjs=True)  # no CDN: opens offline
     print(markdown(result))
-    return 0
-
-
-def _plot(args: argparse.Namespace) -> int:
-    result = json.loads(Path(args.result).read_text())
-    print(write_png(reliability_figure(result), Path(args.png)))
     return 0
 
 
@@ -333,7 +311,3 @@ def add_calibrate_command(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--out", default="runs/calibration")
     e.add_argument("--n-test", type=int, default=300, help="test-split studies to draft")
     e.set_defaults(handler=_evaluate)
-    g = sub.add_parser("plot", help="the reliability diagram of an evaluate result as a PNG (headless Chromium)")
-    g.add_argument("--result", default="runs/calibration/calibration.json")
-    g.add_argument("--png", default="runs/calibration/reliability.png")
-    g.set_defaults(handler=_plot)

@@ -4,14 +4,13 @@ never used for fitting, carried by every bundle, part of the model version. Dete
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
 
 from gazex_core.calibration import (CALIBRATION_FILE, KINDS, Calibrator, Statement, expected_calibration_error,
                                     head_probabilities, statement)
-from gazex_core.checkpoint import load_calibration, model_identity
+from gazex_core.checkpoint import load_calibration
 from gazex_core.evidence import EvidenceBundle
 from gazex_core.inference import DEFAULT_MODEL_DIR, GazeX
 from model_support import shipped_model
@@ -103,14 +102,6 @@ def test_older_bundles_read_as_uncalibrated():
     bundle = EvidenceBundle.from_dict(old)
     assert bundle.confidence_calibrated is False and bundle.to_dict()["confidence"]["calibrated"] is False
     assert "uncalibrated" in bundle.confidence_meaning
-
-
-def test_the_calibrator_is_part_of_the_model_identity(tmp_path):
-    copy = tmp_path / "gazex-tiny"
-    shutil.copytree(DEFAULT_MODEL_DIR, copy)
-    assert model_identity(copy) == model_identity(DEFAULT_MODEL_DIR)
-    (copy / CALIBRATION_FILE).unlink()
-    assert model_identity(copy) != model_identity(DEFAULT_MODEL_DIR) and load_calibration(copy) is None
 
 
 def test_the_calibrator_file_round_trips_byte_for_byte(tmp_path):

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gazex_core.checkpoint import INPUT_STATS_FILE, load_input_stats, model_identity
+from gazex_core.checkpoint import (CALIBRATION_FILE, INPUT_STATS_FILE, MODEL_SIDE_FILES, load_calibration, load_input_stats,
+                                   model_identity)
 from gazex_core.evidence import EvidenceBundle
 from gazex_core.imaging import ImageInputError, load_image
 from gazex_core.inference import DEFAULT_MODEL_DIR
@@ -108,12 +109,16 @@ def test_schema_2_bundles_still_read():
     assert bundle.to_dict()["input_check"] is None
 
 
-def test_the_statistics_are_part_of_the_model_identity(tmp_path):
+@pytest.mark.parametrize("file, load", [(STATS_FILE, load_input_stats), (CALIBRATION_FILE, load_calibration)])
+def test_each_model_side_file_is_part_of_the_model_identity(tmp_path, file, load):
+    """The input-check statistics and the confidence calibrator are fitted on the model's outputs: removing one
+    is another model version."""
+    assert set(MODEL_SIDE_FILES) == {STATS_FILE, CALIBRATION_FILE}
     copy = tmp_path / "gazex-tiny"
     shutil.copytree(DEFAULT_MODEL_DIR, copy)
     assert model_identity(copy) == model_identity(DEFAULT_MODEL_DIR)
-    (copy / STATS_FILE).unlink()
-    assert model_identity(copy) != model_identity(DEFAULT_MODEL_DIR) and load_input_stats(copy) is None
+    (copy / file).unlink()
+    assert model_identity(copy) != model_identity(DEFAULT_MODEL_DIR) and load(copy) is None
 
 
 def test_fitting_is_deterministic(tmp_path):

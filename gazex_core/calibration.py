@@ -60,10 +60,8 @@ class Statement:
 
 def statement(text: str, section: str, region: str | None, probs: dict[str, float]) -> Statement:
     """The kind and score of a sentence (see the module docstring); ``probs``: label -> finding-head probability."""
-    values = labeler.label_sentence(text)
-    stated = tuple(lab for lab, v in values.items() if v in (labeler.POSITIVE, labeler.UNCERTAIN))
-    negated = tuple(lab for lab, v in values.items() if v == labeler.NEGATIVE)
-    if values:
+    stated, negated = labeler.stated_and_negated(text)
+    if stated or negated:
         score = np.prod([probs.get(lab, 0.5) for lab in stated] + [1.0 - probs.get(lab, 0.5) for lab in negated])
         return Statement("finding" if stated else "negative", float(score), stated, negated)
     if section == "impression":

@@ -74,6 +74,7 @@ NOT_A_FINDING = re.compile(r"\b(b-lines|b lines|septal lines|lung lines|soft tis
 # A negation cue reaches over comma lists ("no effusion, pneumothorax, or consolidation") up to these.
 CLAUSE_BOUNDARY = re.compile(r"[;:]|\bbut\b|\bhowever\b|\balthough\b|\bwhich\b|\bexcept\b|\bwith\b"
                              r"|\bthere (is|are)\b|\bwhich\b", re.IGNORECASE)
+SIDE_WORD = re.compile(r"\b(left|right|bilateral)\b", re.IGNORECASE)
 NORMAL_STATEMENT = re.compile(r"\b(normal|clear|midline|unremarkable|intact|stable|unchanged|within normal limits)\b",
                               re.IGNORECASE)
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9_(\"'])")
@@ -148,6 +149,13 @@ def mentioned(text: str) -> list[str]:
         if label not in found:
             found.append(label)
     return found
+
+
+def stated_and_negated(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(observations the sentence states present or uncertain, observations it negates), in mention order."""
+    values = label_sentence(text)
+    return (tuple(lab for lab, v in values.items() if v in (POSITIVE, UNCERTAIN)),
+            tuple(lab for lab, v in values.items() if v == NEGATIVE))
 
 
 def sentence_label(text: str) -> tuple[str | None, bool]:

@@ -49,7 +49,6 @@ MEASURE = re.compile(r"(?P<measuring>\s*\bmeasuring)?\s*\b\d[\d.]*\s*(?:cm|mm)\b
 STRAY_NUMBER = re.compile(r"(?<![\x00\d.])\d[\d.]*")
 _MARK = "\x00"  # marks a computed number so that the stray-number removal keeps it
 SEVERITY = re.compile(r"\b(small|moderate|large|mild|minimal|trace|tiny|massive|severe)\b", re.IGNORECASE)
-SIDE_WORD = re.compile(r"\b(left|right|bilateral)\b", re.IGNORECASE)
 ETT = re.compile(r"\b(endotracheal|et tube|ett)\b", re.IGNORECASE)
 NEGATED_LIST = re.compile(r"^(no|there is no|there are no|without)\s+(.+?)\.?$", re.IGNORECASE)
 LIST_SPLIT = re.compile(r",\s*(?:or|and)\s+|,\s*|\s+or\s+|\s+and\s+", re.IGNORECASE)
@@ -151,11 +150,11 @@ def garbled(text: str) -> list[str]:
 
 
 def _stated(text: str) -> set[str]:
-    return {lab for lab, v in labeler.label_sentence(text).items() if v in (labeler.POSITIVE, labeler.UNCERTAIN)}
+    return set(labeler.stated_and_negated(text)[0])
 
 
 def _negated(text: str) -> set[str]:
-    return {lab for lab, v in labeler.label_sentence(text).items() if v == labeler.NEGATIVE}
+    return set(labeler.stated_and_negated(text)[1])
 
 
 def _norm(text: str) -> str:
@@ -163,7 +162,7 @@ def _norm(text: str) -> str:
 
 
 def _side(block: SentenceBlock) -> str:
-    m = SIDE_WORD.search(block.text or "")
+    m = labeler.SIDE_WORD.search(block.text or "")
     if m:
         return m.group(1).lower()
     if block.box is None or block.label in ("Edema", "Cardiomegaly", "Enlarged Cardiomediastinum", "Support Devices"):
@@ -234,7 +233,7 @@ def _same_severity(text: str, finding: SentenceBlock | None) -> str:
     """A second sentence about a finding states its severity and side in the words of its findings sentence."""
     if finding is None or finding.text == text:
         return text
-    for words in (SEVERITY, SIDE_WORD):
+    for words in (SEVERITY, labeler.SIDE_WORD):
         said = words.search(finding.text)
         if said:
             text = words.sub(said.group(0).lower(), text, count=1)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,6 @@ from gazex_core.vocab import LABEL_REGION
 TRAIN_SEED = 0
 SIZE = 384  # the shipped model's data: gazex synth --size 384
 BINS = 10
-SIDE = re.compile(r"\b(left|right|bilateral)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -85,7 +83,7 @@ def ground_truth(study) -> dict[str, set[str | None]]:
 
 
 def _side_holds(text: str, sides: set[str | None]) -> bool:
-    named = {m.lower() for m in SIDE.findall(text)}
+    named = {m.lower() for m in labeler.SIDE_WORD.findall(text)}
     if not named or None in sides:
         return True
     allowed = set(sides)

@@ -635,7 +635,7 @@ def finish(density: np.ndarray, rng: np.random.Generator, height: int) -> np.nda
     image *= np.float32(gain)
     image += np.float32(bias)
     np.clip(image, 0, 1, out=image)
-    np.power(image, np.float32(gamma), out=image)
+    cv2.pow(image, gamma, dst=image)  # a quarter of np.power's time; differs from it only in the last bits
     image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.3) * height / 1024)
     sigma = np.float32(rng.uniform(0.008, 0.02))
     noise = rng.standard_normal(size=image.shape, dtype=np.float32)  # float32 draws: half the time of float64

@@ -7,7 +7,9 @@
 
 ``analyze`` runs the upstream gaze-free report task, then the grounding task once per sentence (batched),
 and parses the upstream output text (:mod:`gazex_core.upstream_format`) into trajectories and observation
-boxes. What the parser could not read is listed in the bundle's warnings, never silently dropped.
+boxes. What the parser could not read is listed in the bundle's warnings, never silently dropped. The sentences
+then go through the same :func:`gazex_core.report_text.assemble` as gazex-tiny's: no finding both stated and
+negated, no repeated sentence, an impression that covers every stated finding, sizes from the box and spacing.
 
 Weights are read from local directories only. A missing or mismatched model gives :class:`ModelNotFound` /
 :class:`ModelMismatch` with a one-line message; the hub is contacted only with ``allow_download=True``.
@@ -33,10 +35,12 @@ import numpy as np
 
 from .checkpoint import (QWEN2VL_BACKBONE as BACKBONE, QWEN2VL_META as BACKBONE_META, ModelMismatch, ModelNotFound,
                          is_qwen2vl_dir, resolve_base)
-from .evidence import EvidenceBundle, EvidenceSentence
+from . import report_text
+from .evidence import EvidenceBundle, EvidenceSentence, TrajectoryPoint
 from .imaging import ImageSource, drafting_scope, header_reasons, load_image, scope_warnings
 from .input_check import InputCheck, InputRefused, combine
 from .labeler import sentence_label
+from .sequence import Clue, SentenceBlock
 from .upstream_format import parse_grounding, prompt, split_report
 from .vocab import LABEL_REGION
 
@@ -133,6 +137,26 @@ def label_of_sentence(text: str) -> str | None:
     return sentence_label(text)[0]
 
 
+@dataclass
+class _GroundedClue(Clue):
+    """A clue read from upstream text: its trajectory point is the parsed one (centroid and clue box as written)."""
+
+    point: TrajectoryPoint | None = None
+
+    def to_point(self) -> TrajectoryPoint:
+        return self.point
+
+
+def _block(section: str, text: str, parsed, width: int, height: int) -> SentenceBlock:
+    """One grounded sentence as the sentence block :func:`report_text.assemble` reads (normalised coordinates)."""
+    label = label_of_sentence(text)
+    clues = [_GroundedClue(cx=p.x, cy=p.y, w=p.clue_box.width, h=p.clue_box.height, dwell_ms=p.dwell_ms, point=p)
+             for p in parsed.trajectory(width, height)]
+    return SentenceBlock(section=section, region=LABEL_REGION.get(label) if label else None, clues=clues,
+                         box=parsed.observation.to_box(width, height) if parsed.observation else None, label=label,
+                         text=text)
+
+
 class Qwen2VLGazeX:
     """A loaded Qwen2-VL GazeX. Same public API as :class:`gazex_core.inference.GazeX`."""
 
@@ -188,9 +212,16 @@ class Qwen2VLGazeX:
             chunk = [to_rgb_uint8(img, self.settings.max_image_side) for img in loaded]
             t0 = time.perf_counter()
             reports = self.generate([prompt("report")] * len(chunk), [c[0] for c in chunk])
-            for (rgb, width, height, warnings), img, check, report in zip(chunk, loaded, checks, reports):
-                bundles.append(self._bundle(rgb, width, height, warnings, scope_warnings(img), report, t0, check))
+            for rgb_etc, img, check, report in zip(chunk, loaded, checks, reports):
+                bundles.append(self._bundle(rgb_etc, img, report, t0, check))
         return bundles
+
+    def draft_from_report(self, image: ImageSource, report: str, draft_out_of_scope: bool = False) -> EvidenceBundle:
+        """A bundle for a given report text (``FINDINGS:`` / ``IMPRESSION:`` heads optional): each sentence grounded
+        on the image by the model, the whole made consistent as a drafted report is."""
+        img = load_image(image)
+        check = self._input_check(img, draft_out_of_scope)
+        return self._bundle(to_rgb_uint8(img, self.settings.max_image_side), img, report, time.perf_counter(), check)
 
     @staticmethod
     def _input_check(img, draft_out_of_scope: bool) -> InputCheck:
@@ -199,21 +230,22 @@ class Qwen2VLGazeX:
             raise InputRefused(f"{img.source}: not drafted: {check.summary()}", check)
         return check
 
-    def _bundle(self, rgb, width, height, warnings, scope, report: str, t0: float,
-                check: InputCheck) -> EvidenceBundle:
+    def _bundle(self, rgb_etc, img, report: str, t0: float, check: InputCheck) -> EvidenceBundle:
+        rgb, width, height, warnings = rgb_etc
         sentences = split_report(report)
         groundings = self.generate([prompt("ground", sentence=text) for _, text in sentences],
                                    [rgb] * len(sentences)) if sentences else []
-        evidence = []
+        blocks = []
         for i, ((section, text), raw) in enumerate(zip(sentences, groundings)):
             parsed = parse_grounding(raw)
             warnings += [f"sentence {i + 1}: {d}" for d in parsed.dropped]
-            label = label_of_sentence(text)
-            evidence.append(EvidenceSentence(
-                id=f"s{i + 1}", section=section, text=text, label=label,
-                region=LABEL_REGION.get(label) if label else None, confidence=1.0,
-                observation_box=parsed.observation.to_box(width, height) if parsed.observation else None,
-                trajectory=parsed.trajectory(width, height), out_of_scope=not check.passed))
+            blocks.append(_block(section, text, parsed, width, height))
+        blocks, _ = report_text.assemble(blocks, [1.0] * len(blocks),
+                                         report_text.Geometry(width, height, img.pixel_spacing_mm))
+        evidence = [EvidenceSentence(
+            id=f"s{i + 1}", section=b.section, text=b.text, label=b.label, region=b.region, confidence=1.0,
+            observation_box=b.box, trajectory=[c.to_point() for c in b.clues], out_of_scope=not check.passed)
+            for i, b in enumerate(blocks)]
         if not sentences:
             warnings.append("the model's report text had no sentences")
         if not check.passed:
@@ -221,7 +253,7 @@ class Qwen2VLGazeX:
         return EvidenceBundle(model_name=f"gazex-{BACKBONE}", model_version=self.version, image_width=width,
                               image_height=height, sentences=evidence, findings=[],
                               timing_ms={"total": (time.perf_counter() - t0) * 1000.0},
-                              warnings=warnings, scope_warnings=scope, input_check=check).validate()
+                              warnings=warnings, scope_warnings=scope_warnings(img), input_check=check).validate()
 
     def ask(self, image: ImageSource, question: str):
         from .inference import Answer

@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-
-import torch
+from typing import TYPE_CHECKING
 
 from . import labeler
 from .sequence import LABEL_TOKENS, SentenceBlock
 from .vocab import LABEL_REGION
+
+if TYPE_CHECKING:  # torch is used only through the logits it is given: importing this module loads no torch
+    import torch
 
 # a run of 3 equal letters, a number with two points or two decimals or 3+ digits, "..", the same word twice
 GARBLED = re.compile(r"([A-Za-z])\1\1|\d\.\d*\.|\d\.\d\d|\d{3,}|\.\.|\b(\w+)\s+\2\b", re.IGNORECASE)
@@ -124,12 +126,12 @@ class TextGuard:
         if tail is None:
             return logits
         text, run = tail
-        order = torch.topk(logits, min(MAX_TRIES, logits.shape[0])).indices.tolist()
+        order = logits.topk(min(MAX_TRIES, logits.shape[0])).indices.tolist()
         for rank, cand in enumerate(order):
             if self._string(cand) is None or not self._garbles(text, run, cand):
                 if rank == 0:
                     return logits
-                out = torch.full_like(logits, float("-inf"))
+                out = logits.new_full(logits.shape, float("-inf"))
                 out[cand] = logits[cand]
                 return out
         return logits

@@ -110,6 +110,26 @@ def test_generated_text_becomes_a_valid_bundle(memorised, image_path):
     assert effusion.label == "Pleural Effusion"
 
 
+def test_its_text_is_made_consistent_as_gazex_tiny_drafts_are(memorised, image_path):
+    """The same assembly as the default model's: no finding stated and negated, no repeat, an impression that
+    covers the finding (and carries its box), whatever text the backbone writes."""
+    from gazex_core.report_text import consistency_issues
+
+    gx = Qwen2VLGazeX(memorised, settings=GenerationSettings(max_new_tokens=48))
+    written = ("FINDINGS: Small left pleural effusion. No pleural effusion. Small left pleural effusion. "
+               "IMPRESSION: Normal chest.")
+    bundle = gx.draft_from_report(str(image_path), written)
+    EvidenceBundle.from_json(bundle.to_json())
+    assert consistency_issues(bundle.sentences) == dict.fromkeys(consistency_issues(bundle.sentences), 0)
+    texts = [s.text for s in bundle.sentences]
+    assert texts.count("Small left pleural effusion.") == 1 and "No pleural effusion." not in texts, texts
+    assert "Normal chest." not in texts, texts
+    finding = next(s for s in bundle.sentences if s.section == "findings")
+    impression = [s for s in bundle.sentences if s.section == "impression"]
+    assert [s.label for s in impression] == ["Pleural Effusion"], texts
+    assert impression[0].observation_box == finding.observation_box and finding.trajectory
+
+
 def test_a_ct_slice_is_refused_before_drafting():
     import pydicom
 

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import quote
@@ -69,26 +70,57 @@ def load_study_image(path: str) -> StudyImage:
 
 
 class PayloadCache:
-    """Small thread-safe LRU of built images keyed by image path (reopening a study is then instant)."""
+    """Small thread-safe LRU of built images keyed by image path (reopening a study is then instant).
+
+    An image is built once even when several callers want it at the same time (the open handler and the image route
+    answering the fetch the browser started at the click): a later caller waits for the build that is running and
+    gets its result (or its error). A build by the warm-up runs at low priority, so a caller does not wait for that
+    one but builds the image itself (the first result is kept)."""
 
     def __init__(self, loader: Callable[[str], Any], size: int = CACHE_SIZE):
         self._loader = loader
         self._size = size
         self._items: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
-        self._warming: set[str] = set()
+        self._building: dict[str, Future] = {}
 
     def __call__(self, image_path: str) -> Any:
+        return self._get(image_path, background=False)
+
+    def _get(self, image_path: str, background: bool) -> Any:
         with self._lock:
             if image_path in self._items:
                 self._items.move_to_end(image_path)
                 return self._items[image_path]
-        payload = self._loader(image_path)
+            running = self._building.get(image_path)
+            if running is not None and (background or not running.background):
+                wait_for = running
+            else:
+                wait_for, running = None, Future()
+                running.background = background
+                if image_path not in self._building or not background:
+                    self._building[image_path] = running
+        if wait_for is not None:
+            return wait_for.result()
+        try:
+            payload = self._loader(image_path)
+        except BaseException as exc:
+            self._done(image_path, running)
+            running.set_exception(exc)
+            raise
         with self._lock:
-            self._items[image_path] = payload
+            payload = self._items.setdefault(image_path, payload)  # a parallel foreground build may have won
+            self._items.move_to_end(image_path)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+        self._done(image_path, running)
+        running.set_result(payload)
         return payload
+
+    def _done(self, image_path: str, build: Future) -> None:
+        with self._lock:
+            if self._building.get(image_path) is build:
+                del self._building[image_path]
 
     def __contains__(self, image_path: object) -> bool:
         with self._lock:
@@ -98,20 +130,14 @@ class PayloadCache:
         """Builds the image in a background thread (at low CPU priority) unless cached or being built: the study the
         reader will probably open next then opens as fast as a reopen."""
         with self._lock:
-            if image_path in self._items or image_path in self._warming:
+            if image_path in self._items or image_path in self._building:
                 return
-            self._warming.add(image_path)
         threading.Thread(target=self._warm, args=(image_path,), name="gazex-image-warm", daemon=True).start()
 
     def _warm(self, image_path: str) -> None:
         try:
             if hasattr(os, "setpriority"):  # this thread only (Linux): the open study's own work goes first
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WARM_NICE)
-            self(image_path)
+            self._get(image_path, background=True)
         except Exception as exc:  # a bad file is reported when the study is opened; here it just stays cold
             log.info("warming the image %s failed: %s", image_path, exc)
-        finally:
-            with self._lock:
-                self._warming.discard(image_path)
-
-

@@ -20,15 +20,17 @@ from .context import AppContext, drafts_pending, progress_text, request_username
 
 log = logging.getLogger(__name__)
 
-# Queue design (docs/app.md "Concurrency"): ordinary events (worklist, open study, plots) share a
-# pool of 8 workers; opening a study (read + downsample + PNG encode, CPU-bound) is capped at 4 at
-# once; the model never runs on these threads (InferenceWorker). Workstation server functions
-# (decisions, events, ask) bypass the queue and run on Gradio's thread pool (max_threads=40), so an
-# acknowledgement never waits behind another reader's study load.
+# Queue design (docs/app.md "Concurrency"): ordinary events (worklist, plots) share a pool of 8 workers;
+# opening a study skips the queue (one HTTP request instead of the queue's join + event stream: a reader is
+# waiting) and is capped at 4 at once by OPEN_SLOTS (the image build is CPU-bound); the model never runs on
+# these threads (InferenceWorker). Workstation server functions (decisions, events, ask) bypass the queue
+# and run on Gradio's thread pool (max_threads=40), so an acknowledgement never waits behind another
+# reader's study load.
 DEFAULT_CONCURRENCY = 8
 OPEN_STUDY_CONCURRENCY = 4
 QUEUE_MAX_SIZE = 256
 MAX_THREADS = 40
+OPEN_SLOTS = threading.BoundedSemaphore(OPEN_STUDY_CONCURRENCY)
 
 
 # --- workstation server functions --------------------------------------------------------
@@ -165,9 +167,8 @@ def build_app(context: AppContext) -> gr.Blocks:
                 return _no_change(len(open_outputs) - 1) + [_message("Select a study row.", "warn")]
             return _open(context, request_username(request), row[-1])
 
-        worklist.select(open_selected, None, open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
-                        concurrency_id="open_study").then(
-                            None, js=AFTER_PAINT_JS).then(findings_chart, [current_findings], [findings_plot])
+        worklist.select(open_selected, None, open_outputs, queue=False).then(
+            None, js=AFTER_PAINT_JS).then(findings_chart, [current_findings], [findings_plot])
 
         def open_next(study_id, request: gr.Request):
             reader = request_username(request)
@@ -180,13 +181,11 @@ def build_app(context: AppContext) -> gr.Blocks:
             return _open(context, reader, next_id)
 
         for button in (next_btn, next_case_btn):
-            button.click(open_next, [current_study], open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
-                         concurrency_id="open_study").then(
-                            None, js=AFTER_PAINT_JS).then(findings_chart, [current_findings], [findings_plot])
+            button.click(open_next, [current_study], open_outputs, queue=False).then(
+                None, js=AFTER_PAINT_JS).then(findings_chart, [current_findings], [findings_plot])
         # After the sign-off ack the workstation fires signed_off: open the next case, then refresh the list.
-        workstation.signed_off(open_next, [current_study], open_outputs, concurrency_limit=OPEN_STUDY_CONCURRENCY,
-                               concurrency_id="open_study").then(findings_chart, [current_findings], [findings_plot]
-                                                                  ).then(refresh, [status_filter], [worklist, summary])
+        workstation.signed_off(open_next, [current_study], open_outputs, queue=False).then(
+            findings_chart, [current_findings], [findings_plot]).then(refresh, [status_filter], [worklist, summary])
 
         def timing(request: gr.Request):
             return plots.timing_figure(plots.reader_timing_rows(service, request_username(request)))
@@ -206,6 +205,11 @@ def _no_change(n: int) -> list[Any]:
 
 
 def _open(context: AppContext, reader: str, study_id: Any) -> list[Any]:
+    with OPEN_SLOTS:
+        return _open_now(context, reader, study_id)
+
+
+def _open_now(context: AppContext, reader: str, study_id: Any) -> list[Any]:
     started = time.perf_counter()
     try:
         value, state = handlers.open_study(context.service, reader, int(study_id), context.image_payload)
@@ -256,6 +260,27 @@ AFTER_PAINT_JS = """async () => {
   return [];
 }"""
 
+# Gradio mounts a new Plotly plot for every new figure with Plotly's `responsive` on and never purges the old one:
+# its window resize listener kept every replaced chart alive (~250 DOM nodes and ~65 listeners per study open,
+# growing for the whole session). A plot element the page removes loses that listener, so it can be collected.
+PLOT_PURGE_HEAD = """<script>
+(() => {
+  const release = (gd) => {   // what Plotly.purge does about it, without purge's teardown (a pending redraw needs it)
+    if (gd._responsiveChartHandler) window.removeEventListener("resize", gd._responsiveChartHandler);
+    delete gd._responsiveChartHandler;
+  };
+  const observer = new MutationObserver((records) => {
+    for (const record of records) for (const node of record.removedNodes) {
+      if (node.nodeType !== 1) continue;
+      if (node.classList.contains("js-plotly-plot")) release(node);
+      else if (node.firstElementChild) node.querySelectorAll(".js-plotly-plot").forEach(release);
+    }
+  });
+  const start = () => observer.observe(document.body, { childList: true, subtree: true });
+  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);  // Gradio may add this late
+})();
+</script>"""
+
 APP_CSS = """
 .gx-msg:empty { display: none; }
 .gx-msg { padding: 6px 10px; border-radius: 6px; margin: 2px 0; }
@@ -286,6 +311,6 @@ def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1",
         auth_message="GazeX Review — sign in with your reader account.",
         app_kwargs={"middleware": [gate], "routes": image_routes(context)},
         enable_monitoring=False, max_threads=MAX_THREADS, css=APP_CSS + workstation_css,
-        head=workstation_head + SESSION_ENDED_HEAD,
+        head=workstation_head + SESSION_ENDED_HEAD + PLOT_PURGE_HEAD,
         footer_links=[], show_error=True, ssr_mode=False,
     )

@@ -203,9 +203,22 @@ def measure_concurrent_acks(browser, url: str, studies, n: int) -> list[float]:
     return latencies
 
 
-def measure_opens(page, studies, rounds: int, handler_times: OpenHandlerTimes) -> dict[str, list[float]]:
+PAGE_METRICS = ("Nodes", "JSEventListeners", "JSHeapUsedSize", "LayoutCount", "RecalcStyleCount", "Documents")
+PLOTS_JS = "() => document.querySelectorAll('.js-plotly-plot, .plotly, svg.main-svg').length"
+
+
+def page_metrics(cdp, page) -> dict[str, float]:
+    """Chromium's own counters (DOM nodes, listeners, JS heap, layouts so far) plus plotly nodes: what accumulates."""
+    got = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    return {**{k: got.get(k, float("nan")) for k in PAGE_METRICS}, "plotly nodes": page.evaluate(PLOTS_JS)}
+
+
+def measure_opens(page, studies, rounds: int, handler_times: OpenHandlerTimes,
+                  metrics_log: list[tuple[str, dict[str, float]]] | None = None) -> dict[str, list[float]]:
     """Per open: total (click -> own image painted), the server handler, click -> value received, value -> painted;
-    "first" opens (round 0) and "repeat" opens kept apart."""
+    "first" opens (round 0) and "repeat" opens kept apart. metrics_log gets the page's counters after each open."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
     parts: dict[str, list[float]] = {f"{k}_{r}": [] for k in ("total", "handler", "to_value", "click_to_done",
                                                               "done_to_value", "client", "image")
                                         for r in ("first", "repeat")}
@@ -225,6 +238,8 @@ def measure_opens(page, studies, rounds: int, handler_times: OpenHandlerTimes) -
                 parts[f"click_to_done_{which}"].append(done_at - clicked_at)
                 parts[f"done_to_value_{which}"].append(value_at - done_at)
             page.wait_for_timeout(200)
+            if metrics_log is not None:
+                metrics_log.append((f"{which} {uid}", page_metrics(cdp, page)))
     return parts
 
 
@@ -265,6 +280,18 @@ def measure_playback_input(page, clicks: int) -> dict[str, list[float]]:
     return {"events": data["events"], "longtasks": data["longtasks"], "gaps": data["gaps"]}
 
 
+def print_page_metrics(metrics_log: list[tuple[str, dict[str, float]]]) -> None:
+    """The page's counters after the first, middle and last opens: does anything grow with every open?"""
+    if not metrics_log:
+        return
+    picks = sorted({0, len(metrics_log) // 2 - 1, len(metrics_log) // 2, len(metrics_log) - 1} - {-1})
+    print("\npage after open # | " + " | ".join(PAGE_METRICS) + " | plotly nodes |")
+    for k in picks:
+        name, m = metrics_log[k]
+        cells = [f"{m[key] / 1e6:.1f} MB" if key == "JSHeapUsedSize" else f"{m[key]:.0f}" for key in PAGE_METRICS]
+        print(f"{k + 1} ({name}) | " + " | ".join(cells) + f" | {m['plotly nodes']} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--studies", type=int, default=20)
@@ -274,6 +301,7 @@ def main() -> int:
     parser.add_argument("--data-dir", default=None, help="reuse a data dir (drafts kept between runs)")
     parser.add_argument("--no-warm", action="store_true",
                         help="do not build the next case's image ahead (every first open then reads its DICOM)")
+    parser.add_argument("--opens-only", action="store_true", help="measure the study opens only (no acks, playback)")
     parser.add_argument("--model", default=os.environ.get("GAZEX_MODEL"),
                         help="checkpoint directory (default: the shipped gazex_core/weights/gazex-tiny)")
     args = parser.parse_args()
@@ -300,11 +328,15 @@ def main() -> int:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             login(page, f"http://127.0.0.1:{port}")
-            opens = measure_opens(page, studies, args.rounds, handler_times)
-            acks = measure_acks(page, args.decisions)
-            open_study(page, studies[0][1])
-            playback = measure_playback_input(page, args.clicks)
-            concurrent = measure_concurrent_acks(browser, f"http://127.0.0.1:{port}", studies, args.decisions // 2)
+            metrics_log: list[tuple[str, dict[str, float]]] = []
+            opens = measure_opens(page, studies, args.rounds, handler_times, metrics_log)
+            acks, playback, concurrent = [], {"events": [], "longtasks": [], "gaps": []}, []
+            if not args.opens_only:
+                acks = measure_acks(page, args.decisions)
+                open_study(page, studies[0][1])
+                playback = measure_playback_input(page, args.clicks)
+                concurrent = measure_concurrent_acks(browser, f"http://127.0.0.1:{port}", studies,
+                                                     args.decisions // 2)
             browser.close()
     finally:
         demo.close()
@@ -338,6 +370,7 @@ def main() -> int:
     print(summary("long tasks during playback", playback["longtasks"], "none", not playback["longtasks"]))
     print(summary("rAF frame gap during playback", playback["gaps"], "p95 ≤ 50",
                   percentile(playback["gaps"], 0.95) <= 50 if playback["gaps"] else None))
+    print_page_metrics(metrics_log)
     print(f"(input events slower than 16 ms recorded: {len(events)} of {2 * args.clicks * 2}+ pointer/key events)")
     return 0
 

@@ -379,6 +379,36 @@ def test_a_new_study_never_shows_the_previous_image(world, server, page):
     assert page.errors == []
 
 
+def window_listeners(page, kind: str) -> int:
+    cdp = page.context.new_cdp_session(page)
+    window = cdp.send("Runtime.evaluate", {"expression": "window"})["result"]["objectId"]
+    listeners = cdp.send("DOMDebugger.getEventListeners", {"objectId": window})["listeners"]
+    cdp.detach()
+    return sum(1 for listener in listeners if listener["type"] == kind)
+
+
+def wait_new_findings_chart(page) -> None:
+    """Waits until the findings chart of the study just opened is drawn (a chart element not seen before)."""
+    page.wait_for_function("""() => { const el = document.querySelector('#gx-findings-plot .js-plotly-plot');
+        if (!el || el.dataset.seen) return false; el.dataset.seen = '1'; return true; }""", timeout=30_000)
+
+
+def test_replaced_findings_charts_are_released(world, server, page):
+    """Every open draws a new findings chart; the one it replaces must not stay alive in the page (Gradio mounts a
+    responsive Plotly plot per figure, whose window resize listener kept each old chart: a leak per open)."""
+    login(page, server, new_reader(world, "chart_leak"))
+    uids = [uid for _, uid, _ in world.studies[:3]]
+    open_from_worklist(page, uids[0])
+    wait_new_findings_chart(page)
+    after_first = window_listeners(page, "resize")
+    for uid in uids[1:] + uids[:1]:
+        open_from_worklist(page, uid)
+        wait_new_findings_chart(page)
+    assert page.locator("#gx-findings-plot .js-plotly-plot").count() == 1
+    assert window_listeners(page, "resize") == after_first
+    assert page.errors == []
+
+
 def pending_counts(page) -> tuple[int, int]:
     sentences = [s for s in page.evaluate(f"{WS}.sentences") if s["status"] == "pending"]
     return len(sentences), len([b for b in page.evaluate(f"{WS}.boxes") if b["status"] == "pending"])

@@ -109,3 +109,84 @@ def test_warming_builds_an_image_once_in_the_background():
     assert cache("next.dcm") == {"path": "next.dcm"} and calls == ["next.dcm"]
     cache.warm("next.dcm")  # cached: nothing to do
     assert calls == ["next.dcm"]
+
+
+def test_callers_at_the_same_time_share_one_build():
+    """The open handler and the image route (the browser fetches at the click) asking at once: one build."""
+    calls, started, release = [], threading.Event(), threading.Event()
+
+    def loader(path):
+        calls.append(path)
+        started.set()
+        release.wait(30)
+        return {"path": path}
+
+    cache = PayloadCache(loader, size=4)
+    results = []
+    first = threading.Thread(target=lambda: results.append(cache("a.dcm")))
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=lambda: results.append(cache("a.dcm")))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the running build, not building again
+    release.set()
+    first.join(30), second.join(30)
+    assert calls == ["a.dcm"] and results[0] is results[1]
+
+
+def test_a_failed_build_fails_its_waiters_and_the_next_call_tries_again():
+    started, release = threading.Event(), threading.Event()
+    attempts = []
+
+    def loader(path):
+        attempts.append(path)
+        if len(attempts) == 1:
+            started.set()
+            release.wait(30)
+            raise ValueError(f"{path}: not a DICOM file")
+        return {"path": path}
+
+    cache = PayloadCache(loader, size=4)
+    errors = []
+
+    def call():
+        try:
+            cache("bad.dcm")
+        except ValueError as exc:
+            errors.append(str(exc))
+
+    first = threading.Thread(target=call)
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=call)
+    second.start()
+    second.join(0.2)
+    release.set()
+    first.join(30), second.join(30)
+    assert errors == ["bad.dcm: not a DICOM file"] * 2 and attempts == ["bad.dcm"]
+    assert cache("bad.dcm") == {"path": "bad.dcm"}  # an error is not cached
+
+
+def test_a_reader_does_not_wait_for_the_low_priority_warm_up():
+    """The warm-up builds at low CPU priority; opening that study meanwhile builds it at normal priority."""
+    warm_started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def loader(path):
+        calls.append(threading.current_thread().name)
+        if threading.current_thread().name == "gazex-image-warm":
+            warm_started.set()
+            release.wait(30)
+        return {"path": path, "by": threading.current_thread().name}
+
+    cache = PayloadCache(loader, size=4)
+    cache.warm("next.dcm")
+    assert warm_started.wait(30)
+    assert cache("next.dcm")["by"] == threading.current_thread().name  # built here, the warm-up still blocked
+    release.set()
+    deadline = time.monotonic() + 30
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert cache("next.dcm")["by"] == threading.current_thread().name  # the first result is kept

@@ -121,8 +121,18 @@ def make_flawed_model(studies: list[SynthStudy], out: Path, *, base: str | Path 
 def register_and_draft(service, studies: list[SynthStudy], model, tok, model_version_id: int,
                        version: str = "base") -> dict[str, int]:
     """Registers the studies and saves the model's drafts; returns study_uid -> study id."""
+    return register_drafts(service, studies, draft_reports(studies, model, tok), model_version_id, version)
+
+
+def draft_reports(studies: list[SynthStudy], model, tok) -> list[list[SentenceBlock]]:
+    """The model's greedy report (sentence blocks) for each study."""
     size = model.config.image_size
-    reports = generate_reports(model, tok, [image_array(s.image_path, size) for s in studies])
+    return generate_reports(model, tok, [image_array(s.image_path, size) for s in studies])
+
+
+def register_drafts(service, studies: list[SynthStudy], reports: list[list[SentenceBlock]], model_version_id: int,
+                    version: str = "base") -> dict[str, int]:
+    """Registers the studies and saves the given drafts (one report per study); returns study_uid -> study id."""
     ids = {}
     for study, blocks in zip(studies, reports):
         info = service.register_study(study.study_uid, study.image_path, width=study.width, height=study.height)

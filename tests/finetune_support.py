@@ -1,20 +1,25 @@
-"""Fixtures for the fine-tuning tests: a small synthetic world with a deliberately flawed base model (it
+"""Helpers for the fine-tuning tests: a small synthetic world with a deliberately flawed base model (it
 over-calls an old rib fracture on every study), review databases filled by a simulated reader through
-ReviewService, and fine-tuning parameters small enough for a shared 2-core CPU."""
+ReviewService, and fine-tuning parameters small enough for a shared 2-core CPU.
+
+The world is built once per test session by the ``flawed_world`` fixture in tests/conftest.py (a test module
+that imported a session fixture would get its own copy: pytest caches a fixture per module that defines it).
+Everything in it is deterministic for its seeds, so every fine-tuning test file sees the world it would have
+built itself; the base model's drafts of a given list of studies are likewise computed once per session."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import torch
 
 from annotations_db.service import ReviewService
 from gazex_core.checkpoint import load_model, model_identity
 from training.finetune.metrics import ensure_benchmark
 from training.finetune.params import FinetuneParams, LoraParams
-from finetune_simulation import SimulatedReader, SynthStudy, make_flawed_model, read_studies, register_and_draft
+from finetune_simulation import SimulatedReader, SynthStudy, draft_reports, make_flawed_model, read_studies, register_drafts
 
 WORLD_STUDIES = 100
 FLAW_STEPS = 60
@@ -31,12 +36,11 @@ class World:
     bench: Path
 
 
-@pytest.fixture(scope="session")
-def flawed_world(tmp_path_factory) -> World:
+def build_flawed_world(root: Path) -> World:
+    """The session's fine-tuning world in root (tests/conftest.py's ``flawed_world`` fixture calls this once)."""
     from training.synth import generate
 
     torch.set_num_threads(1)  # many threads on this shared 2-core box are 10x slower, not faster
-    root = tmp_path_factory.mktemp("finetune_world")
     generate(WORLD_STUDIES, root / "synth", seed=7, size=128, workers=1, progress=False)
     studies = read_studies(root / "synth")
     base = make_flawed_model(studies, root / "base", steps=FLAW_STEPS)
@@ -47,10 +51,7 @@ def flawed_world(tmp_path_factory) -> World:
 def open_world_db(world: World, data_dir: Path) -> tuple[ReviewService, int]:
     """A fresh database in data_dir with the flawed base as the active version and the shared benchmark set."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "benchmarks").mkdir(exist_ok=True)
-    link = data_dir / "benchmarks" / world.bench.name
-    if not link.exists():
-        link.symlink_to(world.bench, target_is_directory=True)
+    _link_into(data_dir, world.bench)
     service = ReviewService.open(None, data_dir=str(data_dir))
     version = service.register_model_version("gazex", "flawed-base", model_identity(world.base), path=str(world.base),
                                               status="active")
@@ -59,15 +60,44 @@ def open_world_db(world: World, data_dir: Path) -> tuple[ReviewService, int]:
     return service, version.id
 
 
+def link_benchmark(world: World, data_dir: Path, n: int, seed: int, size: int) -> Path:
+    """The benchmark set (n, seed, size) in data_dir/benchmarks, generated once per session under the world's
+    root by the product's own ensure_benchmark (deterministic for its parameters): a fine-tune job run on
+    data_dir finds it there instead of generating the same set again."""
+    bench = ensure_benchmark(world.root / "bench", n, seed, size)
+    _link_into(data_dir, bench)
+    return bench
+
+
+def _link_into(data_dir: Path, bench: Path) -> None:
+    (data_dir / "benchmarks").mkdir(parents=True, exist_ok=True)
+    link = data_dir / "benchmarks" / bench.name
+    if not link.exists():
+        link.symlink_to(bench, target_is_directory=True)
+
+
 def review(service: ReviewService, world: World, studies: list[SynthStudy], version_id: int,
            label: str = "Fracture") -> SimulatedReader:
     """Drafts the studies with the active base model and has the simulated reader review all of them."""
-    model, tok = load_model(world.base)
-    ids = register_and_draft(service, studies, model, tok, version_id)
+    ids = register_drafts(service, studies, base_drafts(world, studies), version_id)
     reader = SimulatedReader(service, READER, label=label)
     for study in studies:
         reader.review(ids[study.study_uid], study)
     return reader
+
+
+_BASE_DRAFTS: dict[tuple[str, tuple[str, ...]], list] = {}
+
+
+def base_drafts(world: World, studies: list[SynthStudy]) -> list:
+    """The base model's drafts of exactly these studies (same list, same batches), computed once per session:
+    greedy decoding of the same images with the same weights is deterministic, so a repeat would redo the same
+    work (tests/test_finetune_bad_input.py reviews the first 40 studies in three fresh databases)."""
+    key = (str(world.base), tuple(s.study_uid for s in studies))
+    if key not in _BASE_DRAFTS:
+        model, tok = load_model(world.base)
+        _BASE_DRAFTS[key] = draft_reports(studies, model, tok)
+    return copy.deepcopy(_BASE_DRAFTS[key])
 
 
 def small_params(**changes) -> FinetuneParams:

@@ -13,14 +13,14 @@ from app.inference_worker import InferenceWorker
 from app.model_switch import ModelSwitcher, load_version
 from app.runtime import read_image
 from annotations_db.service import InvalidTransition
-from finetune_support import ADMIN, flawed_world, open_world_db  # noqa: F401
+from finetune_support import ADMIN, open_world_db
 from gazex_core.checkpoint import ADAPTER_FORMAT, ADAPTER_META, model_identity
 from training.finetune.lora import save_adapter, wrap_lora
 from training.finetune.params import LoraParams
 
 
 @pytest.fixture()
-def world_db(flawed_world, tmp_path):  # noqa: F811
+def world_db(flawed_world, tmp_path):
     service, base_id = open_world_db(flawed_world, tmp_path)
     yield service, base_id, tmp_path, flawed_world
     service.close()

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from finetune_support import flawed_world, open_world_db, review, small_params  # noqa: F401
+from finetune_support import link_benchmark, open_world_db, review, small_params
 from training.finetune.job import FinetuneInputError, mark_stale_runs, run_finetune
+from training.finetune.params import FinetuneParams
 
 REPO = Path(__file__).resolve().parents[1]
+CLI_BENCH_N, CLI_BENCH_SIZE = 100, 128
 
 
-def test_no_reviews_at_all_is_refused_with_a_clear_message(flawed_world, tmp_path, capsys):  # noqa: F811
+def test_no_reviews_at_all_is_refused_with_a_clear_message(flawed_world, tmp_path, capsys):
     service, _ = open_world_db(flawed_world, tmp_path)
     with pytest.raises(FinetuneInputError, match="no signed-off reviews"):
         run_finetune(service, tmp_path, small_params())
@@ -31,7 +33,7 @@ def test_no_reviews_at_all_is_refused_with_a_clear_message(flawed_world, tmp_pat
     service.close()
 
 
-def test_reviews_without_corrections_and_too_few_corrections_train_nothing(flawed_world, tmp_path):  # noqa: F811
+def test_reviews_without_corrections_and_too_few_corrections_train_nothing(flawed_world, tmp_path):
     service, base_id = open_world_db(flawed_world, tmp_path)
     # the reader looks for an error the model never makes: every draft is signed as is
     reader = review(service, flawed_world, flawed_world.studies[:12], base_id, label="Pleural Other")
@@ -48,7 +50,8 @@ def test_reviews_without_corrections_and_too_few_corrections_train_nothing(flawe
 
 def _start_cli(data_dir: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "training.cli", "finetune", "--data-dir", str(data_dir), "--epochs", "500",
-           "--min-corrections", "10", "--val-fraction", "0.3", "--benchmark-n", "100", "--benchmark-size", "128", "--threads", "1"]
+           "--min-corrections", "10", "--val-fraction", "0.3", "--benchmark-n", str(CLI_BENCH_N),
+           "--benchmark-size", str(CLI_BENCH_SIZE), "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -71,9 +74,10 @@ def _identities(service) -> list[tuple]:
 
 
 @pytest.fixture()
-def reviewed_db(flawed_world, tmp_path):  # noqa: F811
+def reviewed_db(flawed_world, tmp_path):
     service, base_id = open_world_db(flawed_world, tmp_path)
     review(service, flawed_world, flawed_world.studies[:40], base_id)
+    link_benchmark(flawed_world, tmp_path, CLI_BENCH_N, FinetuneParams().benchmark_seed, CLI_BENCH_SIZE)
     yield service, base_id, tmp_path
     service.close()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from finetune_support import flawed_world, open_world_db, review, small_params  # noqa: F401
+from finetune_support import open_world_db, review, small_params
 from gazex_core.checkpoint import is_adapter_dir, load_model, model_identity, resolve_checkpoint
 from training.finetune.job import run_finetune
 
@@ -18,7 +18,7 @@ FIRST_WAVE = 80
 
 
 @pytest.fixture(scope="module")
-def first_run(flawed_world, tmp_path_factory):  # noqa: F811
+def first_run(flawed_world, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("ft_e2e")
     service, base_id = open_world_db(flawed_world, data_dir)
     reader = review(service, flawed_world, flawed_world.studies[:FIRST_WAVE], base_id)
@@ -67,7 +67,7 @@ def flawed_base_path(service, version_id):
     return service.get_model_version(version_id).path
 
 
-def test_the_frozen_split_never_moves_a_study_from_validation_to_training(first_run, flawed_world):  # noqa: F811
+def test_the_frozen_split_never_moves_a_study_from_validation_to_training(first_run, flawed_world):
     service, data_dir, first = first_run["service"], first_run["data_dir"], first_run["run"]
     new_studies = flawed_world.studies[FIRST_WAVE:]
     review(service, flawed_world, new_studies, first_run["base_id"])
@@ -98,7 +98,7 @@ def test_models_cli_promotes_and_rolls_back(first_run, capsys):
     assert service.active_model_version().id == first_run["base_id"]
 
 
-def test_one_identity_per_model_version_across_finetuning_app_and_cli(first_run, flawed_world, tmp_path,  # noqa: F811
+def test_one_identity_per_model_version_across_finetuning_app_and_cli(first_run, flawed_world, tmp_path,
                                                                        capsys):
     """Fine-tuning registers the adapter under gazex_core.checkpoint.model_identity; the app (launch.py --model
     <adapter dir>) finds that same version instead of registering another; the app's loader, `gazex analyze`

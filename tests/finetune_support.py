@@ -95,6 +95,7 @@ def base_drafts(world: World, studies: list[SynthStudy]) -> list:
     work (tests/test_finetune_bad_input.py reviews the first 40 studies in three fresh databases)."""
     key = (str(world.base), tuple(s.study_uid for s in studies))
     if key not in _BASE_DRAFTS:
+        torch.set_num_threads(1)  # as the world build left it: other test files in between may have changed it
         model, tok = load_model(world.base)
         _BASE_DRAFTS[key] = draft_reports(studies, model, tok)
     return copy.deepcopy(_BASE_DRAFTS[key])

@@ -281,6 +281,17 @@ PLOT_PURGE_HEAD = """<script>
 })();
 </script>"""
 
+# A click on a worklist row starts the fetch of that study's pixels at once, in parallel with the open event's round
+# trip (the workstation uses the bytes only if the value then names the same study and image hash: viewer.js).
+WORKLIST_PREFETCH_HEAD = """<script>
+document.addEventListener("pointerdown", (e) => {
+  const row = e.target instanceof Element && e.target.closest("#gx-worklist [role=row]");
+  const cell = row && row.querySelector('[role=gridcell][data-col="%d"]');
+  if (cell && window.gazexWorkstation && window.gazexWorkstation.prefetch)
+    window.gazexWorkstation.prefetch(cell.innerText.trim());
+}, { capture: true, passive: true });
+</script>""" % handlers.WORKLIST_COLUMNS.index("Study")
+
 APP_CSS = """
 .gx-msg:empty { display: none; }
 .gx-msg { padding: 6px 10px; border-radius: 6px; margin: 2px 0; }
@@ -311,6 +322,6 @@ def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1",
         auth_message="GazeX Review — sign in with your reader account.",
         app_kwargs={"middleware": [gate], "routes": image_routes(context)},
         enable_monitoring=False, max_threads=MAX_THREADS, css=APP_CSS + workstation_css,
-        head=workstation_head + SESSION_ENDED_HEAD + PLOT_PURGE_HEAD,
+        head=workstation_head + SESSION_ENDED_HEAD + PLOT_PURGE_HEAD + WORKLIST_PREFETCH_HEAD,
         footer_links=[], show_error=True, ssr_mode=False,
     )

@@ -14,7 +14,10 @@ Debian's Chromium through Playwright. Measured in the page (performance.now()):
   the server's open handler (session + image + value, from app.main's "opened study" log line), the
   click -> value received in the browser (Gradio's event round trip including the handler and the transfer of
   the value, which carries the image's URL, not its pixels) and value received -> painted (the pixels fetched from
-  the image route, app/image_route.py, unpacked; VOI window, first frame).
+  the image route, app/image_route.py, unpacked; VOI window, first frame). The pixels' fetch starts at the row's
+  pointerdown (the app's worklist prefetch); the table says in how many opens the workstation used those bytes.
+  After each open the page's counters (Chromium's DOM nodes, listeners, JS heap, layouts) are read, to show
+  whether anything accumulates over a session (--opens-only skips the ack and playback parts).
 - ack: a sentence/box decision queued in the workstation -> its ack from the server (the workstation's own
   latency_ms), one at a time. Target p95 <= 200 ms.
 - input during playback: Event Timing API duration (input -> next paint) of real clicks/keys while the
@@ -128,7 +131,7 @@ WAIT_PAINTED_JS = """async ([uid]) => {
       if (window.__t0 !== null && ws && ws.painted && ws.studyKey === uid && ws.imageStudyKey === uid)
         return resolve([performance.now() - window.__t0, ws.openToPaintMs,
                         performance.timeOrigin + window.__t0, performance.timeOrigin + ws.paintedAt - ws.openToPaintMs,
-                        ws.imageLoadMs]);
+                        ws.imageLoadMs, ws.prefetchUsed]);
       if (performance.now() > deadline) return reject(new Error('not painted in 30 s'));
       requestAnimationFrame(poll);
     };
@@ -220,14 +223,15 @@ def measure_opens(page, studies, rounds: int, handler_times: OpenHandlerTimes,
     cdp = page.context.new_cdp_session(page)
     cdp.send("Performance.enable")
     parts: dict[str, list[float]] = {f"{k}_{r}": [] for k in ("total", "handler", "to_value", "click_to_done",
-                                                              "done_to_value", "client", "image")
+                                                              "done_to_value", "client", "image", "prefetched")
                                         for r in ("first", "repeat")}
     for r in range(rounds):
         which = "first" if r == 0 else "repeat"
         for _, uid, _ in studies:
             handler_times.ms.pop(uid, None)
             handler_times.done_at.pop(uid, None)
-            total, in_workstation, clicked_at, value_at, image_ms = open_study(page, uid)
+            total, in_workstation, clicked_at, value_at, image_ms, prefetch_used = open_study(page, uid)
+            parts[f"prefetched_{which}"].append(1.0 if prefetch_used else 0.0)
             parts[f"total_{which}"].append(total)
             parts[f"client_{which}"].append(in_workstation)
             parts[f"image_{which}"].append(image_ms)
@@ -361,6 +365,8 @@ def main() -> int:
                       opens[f"done_to_value_{which}"]))
         print(summary("  of which value received → painted", opens[f"client_{which}"]))
         print(summary("    value received → pixels fetched from the image route and unpacked", opens[f"image_{which}"]))
+        print(f"|     (pixels from the fetch started at the click: {sum(opens[f'prefetched_{which}']):.0f} of "
+              f"{len(opens[f'prefetched_{which}'])} opens) | | | | | | | |")
     print(summary("decision ack", acks, "p95 ≤ 200", percentile(acks, 0.95) <= 200 if acks else None))
     print(summary(f"decision ack, {len(OTHER_READERS)} readers at once", concurrent, "p95 ≤ 200",
                   percentile(concurrent, 0.95) <= 200 if concurrent else None))

@@ -379,6 +379,36 @@ def test_a_new_study_never_shows_the_previous_image(world, server, page):
     assert page.errors == []
 
 
+def shows_stored_values_of(page, world, image_path: str) -> bool:
+    expected = world.context.image_payload(image_path).values
+    h, w = expected.shape
+    return all(page.evaluate(f"{WS}.storedValueAt({px}, {py})") == int(expected[py, px])
+               for px, py in [(w // 4, h // 3), (w // 2, h // 2), (3 * w // 4, 2 * h // 3), (10, 10)])
+
+
+def test_the_pixels_fetched_at_the_click_are_shown_only_under_their_own_study(world, server, page):
+    """A click on a worklist row starts fetching that study's pixels before the open event answers; the workstation
+    uses them for that study (same study key and image hash as the value), never for another study."""
+    from app import handlers
+
+    reader = new_reader(world, "prefetcher")
+    login(page, server, reader)
+    first_id, first_uid, first_path = world.studies[0]
+    open_from_worklist(page, first_uid)
+    assert page.evaluate(f"{WS}.prefetchUsed") is True  # the row click fetched them
+    assert shows_stored_values_of(page, world, first_path)
+    next_id = handlers.next_study_id(world.service, reader[0], first_id)
+    _, next_uid, next_path = next(s for s in world.studies if s[0] == next_id)
+    _, other_uid, other_path = next(s for s in world.studies if s[0] not in (first_id, next_id))
+    page.evaluate(f"{WS}.prefetch({json.dumps(other_uid)})")  # fetched for another study than the one that opens
+    page.get_by_role("button", name="Next case").click()
+    page.wait_for_function(f"{WS}.painted && {WS}.studyKey === {json.dumps(next_uid)}", timeout=30_000)
+    assert page.evaluate(f"{WS}.imageStudyKey") == next_uid
+    assert page.evaluate(f"{WS}.prefetchUsed") is False
+    assert shows_stored_values_of(page, world, next_path) and not shows_stored_values_of(page, world, other_path)
+    assert page.errors == []
+
+
 def window_listeners(page, kind: str) -> int:
     cdp = page.context.new_cdp_session(page)
     window = cdp.send("Runtime.evaluate", {"expression": "window"})["result"]["objectId"]

@@ -101,6 +101,25 @@ def test_an_image_is_never_served_under_another_study(app):
         assert client.get(f"/gazex/image/{second.study_uid}/{second_hash}").status_code == 200
 
 
+def test_the_current_image_of_a_study_names_its_study_and_hash(app):
+    """What the browser fetches at the click, before the value names the hash: the same pixels, study and hash."""
+    url, context, (first, second) = app
+    with signed_in(url) as client:
+        current = client.get(f"/gazex/image/{second.study_uid}")
+        assert current.status_code == 200, current.text
+        assert current.headers["x-gazex-study-key"] == second.study_uid
+        assert current.headers["x-gazex-image-sha256"] == context.image_payload(second.image_path).sha256
+        assert current.headers["cache-control"] == "private, no-store"
+        assert current.content == client.get(image_path(context, second)).content
+        assert not np.array_equal(np.frombuffer(current.content, dtype="<u2"),
+                                  np.frombuffer(client.get(f"/gazex/image/{first.study_uid}").content, dtype="<u2"))
+        unknown = client.get("/gazex/image/9.9.9")
+        assert unknown.status_code == 404 and unknown.text == "no study '9.9.9'"
+    with httpx.Client(base_url=url, timeout=60) as stranger:
+        refused = stranger.get(f"/gazex/image/{first.study_uid}")
+        assert refused.status_code == 401 and "x-gazex-study-key" not in refused.headers
+
+
 def _cookie_id(context, url: str) -> str:
     """The app's cookie id, read from the cookie names the sign-in sets."""
     with signed_in(url) as client:

@@ -30,6 +30,7 @@
     lastDrawMs: () => (S.lastDrawMs != null ? S.lastDrawMs : null),
     drawTimes: () => S.drawTimes.slice(),
     paintedAt: () => (S.painted && imageIsCurrent() ? S.paintedAt : null),
+    prefetchUsed: () => !!S.prefetchUsed,   // the open study's pixels came from the fetch started at the click
     imageLoadMs: () => (S.painted && imageIsCurrent() ? S.imageLoadMs : null),   // value -> pixels decoded
     pending: () => S.queue.length,
     acks: () => S.acks.map((a) => ({ fn: a.fn, seq: a.seq, latency_ms: a.latency_ms, replayed: a.replayed,

@@ -140,16 +140,45 @@
   const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
   async function fetchImage(im, expectedStudy) {
     if (im.encoding !== "u16le") throw new Error("unsupported encoding " + im.encoding);
-    const response = await fetch(im.url, { credentials: "same-origin" });
-    if (!response.ok) throw new Error(`HTTP ${response.status}: ${(await response.text()).slice(0, 200)}`);
-    const named = response.headers.get("X-Gazex-Study-Key");
-    if (named !== expectedStudy) throw new Error(`the image is of study ${named}, not ${expectedStudy}: not shown`);
-    const buffer = await response.arrayBuffer();
+    S.prefetchUsed = false;
+    let buffer = await prefetched(expectedStudy, im.sha256);
+    if (!buffer) {
+      const response = await fetch(im.url, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}: ${(await response.text()).slice(0, 200)}`);
+      const named = response.headers.get("X-Gazex-Study-Key");
+      if (named !== expectedStudy) throw new Error(`the image is of study ${named}, not ${expectedStudy}: not shown`);
+      buffer = await response.arrayBuffer();
+    }
     const w = im.disp_width, h = im.disp_height;
     if (buffer.byteLength !== w * h * 2) throw new Error(`image of ${buffer.byteLength} bytes, expected ${w}×${h}×2`);
     const data = new Uint16Array(buffer);
     if (!LITTLE_ENDIAN) for (let i = 0; i < data.length; i++) data[i] = (data[i] >> 8) | ((data[i] & 0xff) << 8);
     return decodedImage(im, expectedStudy, w, h, data);
+  }
+
+  // A study's pixels asked for before its value arrives (the app calls prefetch(studyKey) when a worklist row is
+  // clicked, so the fetch runs alongside Gradio's event round trip): GET gazex/image/<study key> answers the study's
+  // current image and names its study and hash. The bytes are used only for that study and only when the value
+  // names the same hash; anything else is dropped and the value's own URL is fetched.
+  const PREFETCH_ROUTE = "gazex/image/";   // app/image_route.py
+  const PREFETCH_KEEP = 2;
+  const prefetches = new Map();   // study key -> Promise<{named, sha256, buffer} | null>
+  function prefetch(studyKey) {
+    if (studyKey == null || studyKey === "" || prefetches.has(String(studyKey))) return;
+    const key = String(studyKey);
+    prefetches.set(key, fetch(PREFETCH_ROUTE + encodeURIComponent(key), { credentials: "same-origin" })
+      .then(async (r) => (r.ok ? { named: r.headers.get("X-Gazex-Study-Key"), sha256: r.headers.get("X-Gazex-Image-Sha256"),
+                                  buffer: await r.arrayBuffer() } : null))
+      .catch(() => null));
+    while (prefetches.size > PREFETCH_KEEP) prefetches.delete(prefetches.keys().next().value);
+  }
+  async function prefetched(studyKey, sha256) {
+    const pending = prefetches.get(studyKey);
+    if (!pending) return null;
+    prefetches.delete(studyKey);
+    const got = await pending;
+    S.prefetchUsed = !!(got && got.named === studyKey && got.sha256 === sha256);
+    return S.prefetchUsed ? got.buffer : null;
   }
 
   // ------------------------------------------------------------------ VOI windowing (lookup table)

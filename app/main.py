@@ -17,6 +17,7 @@ from annotations_db.service import ReviewError
 
 from . import admin, handlers, plots
 from .context import AppContext, drafts_pending, progress_text, request_username
+from .image_payload import ROUTE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -281,16 +282,30 @@ PLOT_PURGE_HEAD = """<script>
 })();
 </script>"""
 
-# A click on a worklist row starts the fetch of that study's pixels at once, in parallel with the open event's round
-# trip (the workstation uses the bytes only if the value then names the same study and image hash: viewer.js).
+# A press on a worklist row starts fetching that study's pixels at once (GET gazex/image/<study key>, the study's
+# current image with its hash), in parallel with the open event's round trip; the workstation takes them only if
+# the value then names the same study and image hash (viewer.js `prefetched`). The page keeps at most two.
 WORKLIST_PREFETCH_HEAD = """<script>
-document.addEventListener("pointerdown", (e) => {
-  const row = e.target instanceof Element && e.target.closest("#gx-worklist [role=row]");
-  const cell = row && row.querySelector('[role=gridcell][data-col="%d"]');
-  if (cell && window.gazexWorkstation && window.gazexWorkstation.prefetch)
-    window.gazexWorkstation.prefetch(cell.innerText.trim());
-}, { capture: true, passive: true });
-</script>""" % handlers.WORKLIST_COLUMNS.index("Study")
+(() => {
+  const pending = new Map();
+  const start = (studyKey) => {
+    const key = String(studyKey == null ? "" : studyKey).trim();
+    if (!key || pending.has(key)) return;
+    pending.set(key, fetch("%(route)s/" + encodeURIComponent(key), { credentials: "same-origin" })
+      .then(async (r) => (r.ok ? { named: r.headers.get("X-Gazex-Study-Key"), sha256: r.headers.get("X-Gazex-Image-Sha256"),
+                                  buffer: await r.arrayBuffer() } : null))
+      .catch(() => null));
+    while (pending.size > 2) pending.delete(pending.keys().next().value);
+  };
+  const take = (studyKey) => { const p = pending.get(studyKey) || null; pending.delete(studyKey); return p; };
+  window.gazexPrefetch = Object.freeze({ start, take });
+  document.addEventListener("pointerdown", (e) => {
+    const row = e.target instanceof Element && e.target.closest("#gx-worklist [role=row]");
+    const cell = row && row.querySelector('[role=gridcell][data-col="%(column)d"]');
+    if (cell) start(cell.innerText);
+  }, { capture: true, passive: true });
+})();
+</script>""" % {"route": ROUTE_PREFIX.lstrip("/"), "column": handlers.WORKLIST_COLUMNS.index("Study")}
 
 APP_CSS = """
 .gx-msg:empty { display: none; }

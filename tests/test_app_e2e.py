@@ -400,7 +400,7 @@ def test_the_pixels_fetched_at_the_click_are_shown_only_under_their_own_study(wo
     next_id = handlers.next_study_id(world.service, reader[0], first_id)
     _, next_uid, next_path = next(s for s in world.studies if s[0] == next_id)
     _, other_uid, other_path = next(s for s in world.studies if s[0] not in (first_id, next_id))
-    page.evaluate(f"{WS}.prefetch({json.dumps(other_uid)})")  # fetched for another study than the one that opens
+    page.evaluate(f"window.gazexPrefetch.start({json.dumps(other_uid)})")  # for another study than the one that opens
     page.get_by_role("button", name="Next case").click()
     page.wait_for_function(f"{WS}.painted && {WS}.studyKey === {json.dumps(next_uid)}", timeout=30_000)
     assert page.evaluate(f"{WS}.imageStudyKey") == next_uid

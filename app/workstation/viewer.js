@@ -156,28 +156,16 @@
     return decodedImage(im, expectedStudy, w, h, data);
   }
 
-  // A study's pixels asked for before its value arrives (the app calls prefetch(studyKey) when a worklist row is
-  // clicked, so the fetch runs alongside Gradio's event round trip): GET gazex/image/<study key> answers the study's
-  // current image and names its study and hash. The bytes are used only for that study and only when the value
-  // names the same hash; anything else is dropped and the value's own URL is fetched.
-  const PREFETCH_ROUTE = "gazex/image/";   // app/image_route.py
-  const PREFETCH_KEEP = 2;
-  const prefetches = new Map();   // study key -> Promise<{named, sha256, buffer} | null>
-  function prefetch(studyKey) {
-    if (studyKey == null || studyKey === "" || prefetches.has(String(studyKey))) return;
-    const key = String(studyKey);
-    prefetches.set(key, fetch(PREFETCH_ROUTE + encodeURIComponent(key), { credentials: "same-origin" })
-      .then(async (r) => (r.ok ? { named: r.headers.get("X-Gazex-Study-Key"), sha256: r.headers.get("X-Gazex-Image-Sha256"),
-                                  buffer: await r.arrayBuffer() } : null))
-      .catch(() => null));
-    while (prefetches.size > PREFETCH_KEEP) prefetches.delete(prefetches.keys().next().value);
-  }
+  // A study's pixels asked for before its value arrived: the app starts the fetch when a worklist row is pressed
+  // (window.gazexPrefetch, app/main.py), so the pixels travel alongside Gradio's event round trip. The bytes are
+  // used only for the study they were fetched for, and only when the answer names that study and the hash the
+  // value names; anything else is dropped and the value's own URL is fetched.
   async function prefetched(studyKey, sha256) {
-    const pending = prefetches.get(studyKey);
+    const store = window.gazexPrefetch;
+    const pending = store && typeof store.take === "function" ? store.take(studyKey) : null;
     if (!pending) return null;
-    prefetches.delete(studyKey);
     const got = await pending;
-    S.prefetchUsed = !!(got && got.named === studyKey && got.sha256 === sha256);
+    S.prefetchUsed = !!(got && got.named === studyKey && got.sha256 === sha256 && got.buffer);
     return S.prefetchUsed ? got.buffer : null;
   }
 

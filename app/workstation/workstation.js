@@ -208,7 +208,6 @@
   const api = {};
   Object.defineProperty(api, "painted", { get: () => S.painted && imageIsCurrent(), enumerable: true });
   Object.defineProperty(api, "studyKey", { get: () => S.studyKey, enumerable: true });
-  api.prefetch = (studyKey) => prefetch(studyKey);   // the app: a worklist row was clicked (viewer.js)
   /*@GX_TEST_HOOKS@*/
   Object.freeze(api);
   window.gazexWorkstation = api;

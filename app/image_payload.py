@@ -35,20 +35,29 @@ GZIP_LEVEL = 1  # fast: compressed once per image, then cached; the browser infl
 
 @dataclass(frozen=True)
 class StudyImage:
-    """One study image at display size: the contract fields, the stored values, and the bytes the route serves."""
+    """One study image at display size: the contract fields, and the bytes the route serves (gzip of the stored
+    values). Only the compressed bytes are kept (1.3 MB for 850 x 1024, against 4.8 MB with the array and the
+    raw bytes as well): the cache holds up to CACHE_SIZE of them in the app process."""
 
     fields: dict[str, Any]
-    values: np.ndarray = field(repr=False)
-    raw: bytes = field(repr=False)
+    shape: tuple[int, int]  # (rows, columns) of the stored values
     gzipped: bytes = field(repr=False)
     sha256: str
 
     @classmethod
     def build(cls, fields: dict[str, Any], values: np.ndarray) -> "StudyImage":
-        little = values.astype("<u2", copy=False)
-        raw = np.ascontiguousarray(little).tobytes()
+        raw = np.ascontiguousarray(values.astype("<u2", copy=False)).tobytes()
         digest = hashlib.sha256(f"{values.shape[1]}x{values.shape[0]}:".encode() + raw).hexdigest()
-        return cls(fields, values, raw, gzip.compress(raw, GZIP_LEVEL, mtime=0), digest)
+        return cls(fields, values.shape, gzip.compress(raw, GZIP_LEVEL, mtime=0), digest)
+
+    @property
+    def raw(self) -> bytes:
+        """The stored values as row-major little-endian uint16 bytes (for a client that does not take gzip)."""
+        return gzip.decompress(self.gzipped)
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.frombuffer(self.raw, dtype="<u2").reshape(self.shape)
 
     def reference(self, study_key: str) -> dict[str, Any]:
         """The value's ``image`` dict: the fields, the URL of the pixels (relative to the page) and their hash."""

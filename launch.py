@@ -150,9 +150,11 @@ def quiet_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from app.runtime import build_context, limit_malloc_arenas
+
+    limit_malloc_arenas()  # first, before any thread starts
     quiet_logging()
     from app.main import build_app, launch_app
-    from app.runtime import build_context
 
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

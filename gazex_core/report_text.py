@@ -151,12 +151,14 @@ def garbled(text: str) -> list[str]:
 # ------------------------------------------------------------------ assembly
 
 
+def _observations(text: str) -> tuple[set[str], set[str]]:
+    """(stated, negated) observations of one sentence, labelled once."""
+    stated, negated = labeler.stated_and_negated(text)
+    return set(stated), set(negated)
+
+
 def _stated(text: str) -> set[str]:
-    return set(labeler.stated_and_negated(text)[0])
-
-
-def _negated(text: str) -> set[str]:
-    return set(labeler.stated_and_negated(text)[1])
+    return _observations(text)[0]
 
 
 def _norm(text: str) -> str:
@@ -262,7 +264,8 @@ def _without_negated(text: str, present: set[str]) -> str | None:
         return None
     listed = keep[0] if len(keep) == 1 else ", ".join(keep[:-1]) + " or " + keep[-1]
     out = f"{m.group(1)} {listed}."
-    return out if not _negated(out) & present and not _stated(out) else None
+    stated, negated = _observations(out)
+    return out if not negated & present and not stated else None
 
 
 @dataclass
@@ -302,7 +305,8 @@ def assemble(blocks: list[SentenceBlock], confs: list[float], geometry: Geometry
 def _consistent(block: SentenceBlock, present: set[str], geometry: Geometry) -> SentenceBlock | None:
     """Rules 1-2 for one sentence: the block (text fixed) or None to drop it."""
     text = _tidy(block.text or "")
-    stated, negated = _stated(text), _negated(text) & present
+    stated, negated = _observations(text)
+    negated &= present
     if block.label and block.label != "No Finding":
         if block.label not in stated or negated or stated - present:
             text = _phrase(FINDING_PHRASE[block.label], replace(block, text=text), geometry) \
@@ -370,19 +374,20 @@ def consistency_issues(sentences) -> dict[str, int]:
     text); ``repeated_sentences``: sentences whose text repeats an earlier one; ``garbled_tokens``: garbled
     pieces (:func:`garbled`); ``impression_missing_findings``: present findings no impression sentence states.
     """
+    observed = [_observations(s.text) for s in sentences]
     present = {s.label for s in sentences if s.label and s.label != "No Finding"}
-    for s in sentences:
-        present |= _stated(s.text)
+    for stated, _ in observed:
+        present |= stated
     seen: set[str] = set()
     repeats = garbles = contradictions = 0
     covered: set[str] = set()
-    for s in sentences:
+    for s, (stated, negated) in zip(sentences, observed):
         key = _norm(s.text)
         repeats += key in seen
         seen.add(key)
         garbles += len(garbled(s.text))
-        contradictions += len(_negated(s.text) & present)
+        contradictions += len(negated & present)
         if s.section == "impression":
-            covered |= _stated(s.text) | ({s.label} if s.label and s.label != "No Finding" else set())
+            covered |= stated | ({s.label} if s.label and s.label != "No Finding" else set())
     return {"self_contradictions": contradictions, "repeated_sentences": repeats, "garbled_tokens": garbles,
             "impression_missing_findings": len(present - covered)}

@@ -319,7 +319,11 @@ APP_CSS = """
 def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1", port: int | None = None,
                prevent_thread_lock: bool = False, quiet: bool = False) -> Any:
     """Launches with the database login (every page needs it; sign-in, sessions and expiry in app/auth.py),
-    the study image route (app/image_route.py), Gradio's traffic monitoring off, and the deliberate queue settings."""
+    the study image route (app/image_route.py), Gradio's traffic monitoring off, and the deliberate queue settings.
+
+    Gradio's run history is off: it would keep every call's inputs and outputs (reports, study IDs) in the
+    browser's localStorage, and re-serialise up to 100 of them on each event, so every study open got slower
+    with the number of opens before it."""
     from starlette.middleware import Middleware
 
     from annotations_db import passwords
@@ -338,5 +342,5 @@ def launch_app(demo: gr.Blocks, context: AppContext, *, host: str = "127.0.0.1",
         app_kwargs={"middleware": [gate], "routes": image_routes(context)},
         enable_monitoring=False, max_threads=MAX_THREADS, css=APP_CSS + workstation_css,
         head=workstation_head + SESSION_ENDED_HEAD + PLOT_PURGE_HEAD + WORKLIST_PREFETCH_HEAD,
-        footer_links=[], show_error=True, ssr_mode=False,
+        footer_links=[], run_history=False, show_error=True, ssr_mode=False,
     )

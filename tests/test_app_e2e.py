@@ -439,6 +439,25 @@ def test_replaced_findings_charts_are_released(world, server, page):
     assert page.errors == []
 
 
+STORED_IN_BROWSER_JS = """() => [localStorage, sessionStorage].flatMap(store =>
+    Object.keys(store).map(key => [key, store.getItem(key)]))"""
+
+
+def test_the_browser_keeps_no_copy_of_the_reports(world, server, page):
+    """Gradio's run history would keep every call's inputs and outputs (the drafted report, the study ID) in the
+    browser's storage, where they outlive the session; it is off. The workstation's own store of unacknowledged
+    decisions is emptied by their acknowledgement."""
+    login(page, server, new_reader(world, "no_history"))
+    for _, uid, _ in world.studies[:2]:
+        open_from_worklist(page, uid)
+    first = page.evaluate(f"{WS}.sentences")[0]
+    page.click(f'[data-testid="ws-accept-{first["id"]}"]')
+    wait_saved(page)
+    stored = page.evaluate(STORED_IN_BROWSER_JS)
+    assert [key for key, _ in stored if key.startswith("gradio:run-history")] == []
+    assert [key for key, value in stored if first["text"] in value or world.studies[1][1] in value] == []
+
+
 def pending_counts(page) -> tuple[int, int]:
     sentences = [s for s in page.evaluate(f"{WS}.sentences") if s["status"] == "pending"]
     return len(sentences), len([b for b in page.evaluate(f"{WS}.boxes") if b["status"] == "pending"])

@@ -6,6 +6,8 @@ cross-attention, and a multi-label finding head.
       -> + learned 2-D positions -> n_encoder_layers x EncoderLayer (pre-LN self-attention + MLP)
       = memory (B, P, d)
     FindingHead: one learned query per CheXpert label attends the memory -> 14 logits (sigmoid = probability)
+    AttributeHead (optional, ``config.attribute_head``): the same per-label queries -> severity logits
+             (small / moderate / large) and side logits (left, right: each present or not) per label
     Decoder: token + position embedding -> n_decoder_layers x DecoderLayer
              (causal self-attention, cross-attention to memory, MLP) -> LayerNorm -> lm_head (tied)
 
@@ -13,7 +15,9 @@ Attention projections are named ``q_proj, k_proj, v_proj, o_proj`` and MLP proje
 so peft LoRA can target them (``target_modules=["q_proj", "v_proj"]`` etc.).
 
 Loss = next-token cross-entropy on the target tokens (labels = -100 on the prompt and padding)
-+ ``finding_loss_weight`` x BCE of the finding head.
++ ``finding_loss_weight`` x BCE of the finding head. The attribute head is trained afterwards on the frozen
+encoder (``gazex train-heads``, training/attribute_head.py); a config without ``attribute_head`` has none, so
+older checkpoints and adapters load unchanged.
 
 Saved as a Hugging Face-style directory (``config.json`` + ``model.safetensors``, the tied ``lm_head`` stored
 once) by plain torch + safetensors: importing transformers costs more than importing torch, and a cold
@@ -39,6 +43,8 @@ from .vocab import CHEXPERT_LABELS
 
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+SEVERITIES = ("small", "moderate", "large")  # the attribute head's severity classes, in logit order
+SIDES = ("left", "right")  # the attribute head's side logits, in order
 TIED_WEIGHTS = {"lm_head.weight": "embed_tokens.weight"}  # stored once, under the embedding's name
 
 
@@ -65,6 +71,7 @@ class GazeXConfig:
         finding_loss_weight: float = 1.0,
         use_gaze: bool = True,
         finding_thresholds: list[float] | None = None,
+        attribute_head: dict | None = None,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -86,6 +93,8 @@ class GazeXConfig:
         self.use_gaze = use_gaze  # False = the gaze ablation (no trajectory tokens, no ordering task)
         # per-label decision thresholds on the finding head (calibrated on validation after training)
         self.finding_thresholds = list(finding_thresholds) if finding_thresholds else [0.5] * n_labels
+        # None: no attribute head; else {"severity_labels": [...], "side_labels": [...]}, the labels it was trained for
+        self.attribute_head = attribute_head
         self.pad_token_id, self.bos_token_id, self.eos_token_id = pad_token_id, bos_token_id, eos_token_id
         kwargs.pop("model_type", None)
         kwargs.setdefault("tie_word_embeddings", True)
@@ -246,6 +255,27 @@ class FindingHead(nn.Module):
         return self.out(h).squeeze(-1)
 
 
+class AttributeHead(nn.Module):
+    """Severity and side of each label, read from the image memory: one learned query per label (initialised
+    from the finding head's, which already attend to the right place) attends the memory; an MLP, then a
+    linear gives 3 severity logits (SEVERITIES, softmax) and 2 side logits (SIDES, each a sigmoid)."""
+
+    def __init__(self, cfg: GazeXConfig):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(1, cfg.n_labels, cfg.d_model) * 0.02)
+        self.attn = Attention(cfg.d_model, cfg.n_heads, 0.0)
+        self.ln = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg.d_model, 2, 0.0)
+        self.out = nn.Linear(cfg.d_model, len(SEVERITIES) + len(SIDES))
+
+    def forward(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory (B, P, d) -> (severity logits (B, n_labels, 3), side logits (B, n_labels, 2))."""
+        q = self.queries.expand(memory.shape[0], -1, -1)
+        h = self.ln(q + self.attn(q, source=memory))
+        logits = self.out(h + self.mlp(h))
+        return logits[..., : len(SEVERITIES)], logits[..., len(SEVERITIES) :]
+
+
 @dataclass
 class GazeXOutput:
     loss: torch.Tensor | None = None
@@ -265,6 +295,7 @@ class GazeXModel(nn.Module):
         d = config.d_model
         self.encoder = ImageEncoder(config)
         self.finding_head = FindingHead(config)
+        self.attribute_head = AttributeHead(config) if config.attribute_head else None
         self.embed_tokens = nn.Embedding(config.vocab_size, d)
         self.embed_positions = nn.Embedding(config.max_positions, d)
         self.drop = nn.Dropout(config.dropout)
@@ -327,6 +358,13 @@ class GazeXModel(nn.Module):
         """pixel_values (B, 1, S, S) in 0-1 -> (memory (B, P, d), finding logits (B, n_labels))."""
         memory = self.encoder(pixel_values)
         return memory, self.finding_head(memory)
+
+    def attributes(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Severity probabilities (B, n_labels, 3) and side probabilities (B, n_labels, 2), or None without the head."""
+        if self.attribute_head is None:
+            return None
+        severity, side = self.attribute_head(memory)
+        return severity.softmax(-1), torch.sigmoid(side)
 
     def decode(self, input_ids, memory=None, cross_kvs=None, caches=None, start: int = 0) -> torch.Tensor:
         t = input_ids.shape[1]

@@ -20,7 +20,11 @@ Two parts, both used by :meth:`gazex_core.inference.GazeX.analyze`:
      box or pixel spacing to compute it from, is removed;
   4. a sentence whose text repeats an earlier one, or a second findings sentence for the same finding at the
      same place (box IoU >= 0.3), is dropped;
-  5. the impression states every present finding (every label of the draft, not only the significant ones):
+  5. severity: given the model's severity of a finding (``grades``, from the attribute head), every sentence
+     about it words that grade (an existing severity word is replaced, a plain phrase built for it carries it),
+     so no two sentences give one finding two severities; without a grade, an impression sentence takes the
+     severity word of its finding's findings sentence;
+  6. the impression states every present finding (every label of the draft, not only the significant ones):
      impression sentences that state no present finding ("No acute cardiopulmonary abnormality." beside
      findings) or a finding that is not present are dropped, and each present finding it does not state gets
      a short impression sentence carrying that finding's box and trajectory. A draft with no finding keeps
@@ -51,6 +55,14 @@ MEASURE = re.compile(r"(?P<measuring>\s*\bmeasuring)?\s*\b\d[\d.]*\s*(?:cm|mm)\b
 STRAY_NUMBER = re.compile(r"(?<![\x00\d.])\d[\d.]*")
 _MARK = "\x00"  # marks a computed number so that the stray-number removal keeps it
 SEVERITY = re.compile(r"\b(small|moderate|large|mild|minimal|trace|tiny|massive|severe)\b", re.IGNORECASE)
+_GRADE_WORD = r"(?:small|moderate|large|mild|minimal|trace|tiny|massive|severe|marked|slight)(?:ly)?"
+GRADE_PHRASE = re.compile(rf"\b{_GRADE_WORD}(?:\s*(?:to|-)\s*{_GRADE_WORD})?\b", re.IGNORECASE)  # "small to moderate"
+# a severity grade (gazex_core.model.SEVERITIES) in a report's words: (adjective, adverb)
+GRADE_WORDS = {"small": ("small", "slightly"), "moderate": ("moderate", "moderately"), "large": ("large", "markedly")}
+LABEL_GRADE_WORDS = {
+    "Cardiomegaly": {"small": ("mild", "mildly"), "moderate": ("moderate", "moderately"), "large": ("marked", "markedly")},
+    "Edema": {"small": ("mild", "mildly"), "moderate": ("moderate", "moderately"), "large": ("severe", "severely")},
+}
 ETT = re.compile(r"\b(endotracheal|et tube|ett)\b", re.IGNORECASE)
 NEGATED_LIST = re.compile(r"^(no|there is no|there are no|without)\s+(.+?)\.?$", re.IGNORECASE)
 LIST_SPLIT = re.compile(r",\s*(?:or|and)\s+|,\s*|\s+or\s+|\s+and\s+", re.IGNORECASE)
@@ -60,30 +72,30 @@ MAX_TRIES = 40  # candidates the guard looks at before it lets the top one throu
 # A plain sentence per finding ({side} is "left ", "right ", "bilateral " or ""); each states only its label.
 FINDING_PHRASE = {
     "Enlarged Cardiomediastinum": "The mediastinum is widened.",
-    "Cardiomegaly": "The heart is enlarged.",
+    "Cardiomegaly": "The heart is {severity_adv}enlarged.",
     "Lung Opacity": "There is a {side}lung opacity.",
     "Lung Lesion": "There is a {side}lung {lesion}.",
-    "Edema": "There is pulmonary edema.",
+    "Edema": "There is {severity}pulmonary edema.",
     "Consolidation": "There is {side}consolidation.",
     "Pneumonia": "There is {side}pneumonia.",
     "Atelectasis": "There is {side}atelectasis.",
-    "Pneumothorax": "There is a {side}pneumothorax.",
-    "Pleural Effusion": "There is a {side}pleural effusion.",
+    "Pneumothorax": "There is a {severity}{side}pneumothorax.",
+    "Pleural Effusion": "There is a {severity}{side}pleural effusion.",
     "Pleural Other": "There is {side}pleural thickening.",
     "Fracture": "There is a {side}rib fracture.",
     "Support Devices": "A support device is in place.",
 }
 IMPRESSION_PHRASE = {
     "Enlarged Cardiomediastinum": "Widened mediastinum.",
-    "Cardiomegaly": "Cardiomegaly.",
+    "Cardiomegaly": "{severity}cardiomegaly.",
     "Lung Opacity": "{Side}lung opacity.",
     "Lung Lesion": "{Side}lung {lesion}.",
-    "Edema": "Pulmonary edema.",
+    "Edema": "{severity}pulmonary edema.",
     "Consolidation": "{Side}consolidation.",
     "Pneumonia": "{Side}pneumonia.",
     "Atelectasis": "{Side}atelectasis.",
-    "Pneumothorax": "{Side}pneumothorax.",
-    "Pleural Effusion": "{Side}pleural effusion.",
+    "Pneumothorax": "{severity}{side}pneumothorax.",
+    "Pleural Effusion": "{severity}{side}pleural effusion.",
     "Pleural Other": "{Side}pleural thickening.",
     "Fracture": "{Side}rib fracture.",
     "Support Devices": "Support device in place.",
@@ -190,14 +202,29 @@ def tube_tip_to_carina_cm(box, carina_y: float | None, geometry: Geometry) -> fl
     return (carina_y - box.y_max) * geometry.height * geometry.spacing_mm[0] / 10
 
 
-def _phrase(template: str, block: SentenceBlock, geometry: Geometry) -> str:
+def grade_words(label: str | None, grade: str) -> tuple[str, str]:
+    """(adjective, adverb) for a severity grade of a finding, in the reports' words ("marked" cardiomegaly)."""
+    return LABEL_GRADE_WORDS.get(label, GRADE_WORDS)[grade]
+
+
+def with_grade(text: str, label: str | None, grade: str | None) -> str:
+    """The text with every severity word (or "small to moderate" range) replaced by ``grade``'s word."""
+    if grade is None:
+        return text
+    adjective, adverb = grade_words(label, grade)
+    return _tidy(GRADE_PHRASE.sub(lambda m: adverb if m.group(0).lower().endswith("ly") else adjective, text))
+
+
+def _phrase(template: str, block: SentenceBlock, geometry: Geometry, grade: str | None = None) -> str:
     side = _side(block)
+    adjective, adverb = grade_words(block.label, grade) if grade else ("", "")
     size = lesion_size_cm(block.box, geometry) if block.label == "Lung Lesion" else None
     lesion = "mass" if (size or 0) >= 3.0 or re.search(r"\bmass", block.text or "", re.I) else "nodule"
     if size is not None:
         lesion = f"{lesion} measuring {size:.1f} cm"
     text = template.format(side=f"{side} " if side else "", Side=f"{side.capitalize()} " if side else "",
-                           lesion=lesion)
+                           lesion=lesion, severity=f"{adjective} " if adjective else "",
+                           severity_adv=f"{adverb} " if adverb else "")
     text = re.sub(r"\ba ([aeiou])", r"an \1", text)
     return text[0].upper() + text[1:]
 
@@ -281,8 +308,11 @@ class _Draft:
         return {b.label for b in self.blocks if b.label and b.label != "No Finding"}
 
 
-def assemble(blocks: list[SentenceBlock], confs: list[float], geometry: Geometry) -> tuple[list[SentenceBlock], list[float]]:
-    """Parsed sentence blocks (+ their confidences) -> the draft's consistent sentences (see the module docstring)."""
+def assemble(blocks: list[SentenceBlock], confs: list[float], geometry: Geometry,
+             grades: dict[str, str] | None = None) -> tuple[list[SentenceBlock], list[float]]:
+    """Parsed sentence blocks (+ their confidences) -> the draft's consistent sentences (see the module docstring).
+    ``grades``: label -> the model's severity grade of that finding (small / moderate / large), when it has one."""
+    grades = grades or {}
     present = {b.label for b in blocks if b.label and b.label != "No Finding"}
     carina_y = _carina_y(blocks)
     found = {b.label: b for b in reversed(blocks) if b.section == "findings" and b.label}
@@ -291,26 +321,27 @@ def assemble(blocks: list[SentenceBlock], confs: list[float], geometry: Geometry
         block = replace(block, clues=list(block.clues))
         if block.section == "impression" and block.label in found and block.box is None:
             block.box = found[block.label].box
-        block = _consistent(block, present, geometry)
+        block = _consistent(block, present, geometry, grades)
         if block is not None:
             measured_on = found[block.label] if block.label in found else block  # one finding, one measurement
             block.text = _measured(replace(block, box=measured_on.box), geometry, carina_y)
             if block.section == "impression":
                 block.text = _same_severity(block.text, found.get(block.label))
+            block.text = with_grade(block.text, block.label, grades.get(block.label))
             out.add(block, conf)
     out = _deduplicated(out)
-    return _with_impression(out, present, geometry)
+    return _with_impression(out, present, geometry, grades)
 
 
-def _consistent(block: SentenceBlock, present: set[str], geometry: Geometry) -> SentenceBlock | None:
+def _consistent(block: SentenceBlock, present: set[str], geometry: Geometry, grades: dict[str, str]) -> SentenceBlock | None:
     """Rules 1-2 for one sentence: the block (text fixed) or None to drop it."""
     text = _tidy(block.text or "")
     stated, negated = _observations(text)
     negated &= present
     if block.label and block.label != "No Finding":
         if block.label not in stated or negated or stated - present:
-            text = _phrase(FINDING_PHRASE[block.label], replace(block, text=text), geometry) \
-                if block.section == "findings" else _phrase(IMPRESSION_PHRASE[block.label], replace(block, text=text), geometry)
+            template = FINDING_PHRASE if block.section == "findings" else IMPRESSION_PHRASE
+            text = _phrase(template[block.label], replace(block, text=text), geometry, grades.get(block.label))
         block.text = text
         return block
     if stated - present or (block.section == "findings" and stated) or (block.section == "impression" and present
@@ -341,7 +372,8 @@ def _deduplicated(draft: _Draft) -> _Draft:
     return out
 
 
-def _with_impression(draft: _Draft, present: set[str], geometry: Geometry) -> tuple[list[SentenceBlock], list[float]]:
+def _with_impression(draft: _Draft, present: set[str], geometry: Geometry,
+                     grades: dict[str, str]) -> tuple[list[SentenceBlock], list[float]]:
     """Rule 5: every present finding is stated by an impression sentence; a normal draft has a normal impression."""
     covered: set[str] = set()
     for b in draft.blocks:
@@ -353,7 +385,7 @@ def _with_impression(draft: _Draft, present: set[str], geometry: Geometry) -> tu
         if b.label in covered:
             continue
         covered.add(b.label)
-        text = _phrase(IMPRESSION_PHRASE[b.label], b, geometry)
+        text = _phrase(IMPRESSION_PHRASE[b.label], b, geometry, grades.get(b.label))
         if _norm(text) in texts:
             text = text[:-1] + ", as above."
         texts.add(_norm(text))

@@ -1,4 +1,4 @@
-"""Subcommands owned by training/: synth, train, evaluate, finetune, models (training/finetune/cli.py), export-sft.
+"""Subcommands owned by training/: synth, train, train-heads, evaluate, finetune, models (training/finetune/cli.py), export-sft.
 
 Each subcommand registers itself here with ``add_parser(...).set_defaults(handler=...)``.
 Heavy imports happen inside the handlers so ``gazex --help`` stays fast.
@@ -17,6 +17,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     from training.model_cli import add_model_commands
 
     add_model_commands(subparsers)
+
+    from training.attribute_head import add_train_heads_command
+
+    add_train_heads_command(subparsers)
 
     from training.finetune.cli import add_finetune_command, add_models_command
 

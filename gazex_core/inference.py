@@ -26,10 +26,14 @@ findings sentence is started for it with its ABCDEF region, an observation box (
 on them). A finding sentence that still has no box is grounded with the grounding task (its text as the
 prompt) and gets that box. The sentence text is decoded under :class:`~gazex_core.report_text.TextGuard` and
 the sentences go through :func:`~gazex_core.report_text.assemble` (no contradiction, no repeat, an impression
-that states every finding, measurements from the box and pixel spacing). Sentences are then put in ABCDEF order. Closed
-presence questions ("Is there a pleural effusion?") are answered from the finding head; sided ones
-("Is there a left ...?") answer "no" when the finding head calls the finding absent and otherwise take
-the decoder's answer.
+that states every finding, measurements from the box and pixel spacing, and - when the model has an attribute
+head - every sentence about a finding wording the head's severity of it). Sentences are then put in ABCDEF
+order. Closed presence questions ("Is there a pleural effusion?") are answered from the finding head; sided
+ones ("Is there a left ...?") answer "no" when the finding head calls the finding absent and otherwise come
+from the attribute head's side output (yes when that side's probability is >= 0.5), or without one from the
+decoder. With an attribute head, "Which side is the ... on?" (left, right, or bilateral when both sides are
+>= 0.5) and "How severe is the ...?" (small / moderate / large) are answered from it too, for the labels it
+was trained for (``config.attribute_head``); every other question is decoded.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from .evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
 from .imaging import (ImageInputError, ImageSource, LoadedImage, OutOfScopeError, drafting_scope, header_reasons, load_image,
                       resize_square, scope_warnings)
 from .input_check import InputCheck, InputRefused, combine
+from .model import SEVERITIES, SIDES
 from .sequence import (
     BOX,
     EOS,
@@ -70,6 +75,9 @@ from .vocab import CHEXPERT_LABELS, LABEL_REGION, REGIONS, SECTIONS, region_inde
 DEFAULT_MODEL_DIR = checkpoint.DEFAULT_MODEL_DIR
 MODEL_NAME = "gazex-tiny"
 LOW_CONFIDENCE = 0.5
+SIDED_QUESTION = re.compile(r"^(is|are) there (an? |any )?(.+?)\??$")
+WHICH_SIDE_QUESTION = re.compile(r"^(which|what) side is (the |there )?(.+?)( on| in)?\??$")
+SEVERITY_QUESTION = re.compile(r"^how (severe|large|big|bad) is (the )?(.+?)\??$")
 
 @dataclass
 class Answer:
@@ -131,6 +139,9 @@ class GazeX:
         self._sec_ids = {s: self.tok.id(section_token(s)) for s in SECTIONS}
         self._thresholds = np.array(self.config.finding_thresholds, dtype=np.float32)
         self._text_guard = report_text.TextGuard(self.tok)
+        heads = self.config.attribute_head or {}
+        self._severity_labels = set(heads.get("severity_labels", ()))
+        self._side_labels = set(heads.get("side_labels", ()))
 
     # ------------------------------------------------------------ helpers
     def _prepare(self, image: ImageSource) -> tuple[LoadedImage, list[str], torch.Tensor]:
@@ -166,6 +177,18 @@ class GazeX:
     def _encode(self, pix: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         memory, logits = self.model.encode(pix)
         return memory, torch.sigmoid(logits[0]).float().cpu().numpy()
+
+    def _attributes(self, memory: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        """The attribute head's severity (n_labels, 3) and side (n_labels, 2) probabilities, or None without one."""
+        out = self.model.attributes(memory)
+        return None if out is None else (out[0][0].float().cpu().numpy(), out[1][0].float().cpu().numpy())
+
+    def _grades(self, attributes: tuple[np.ndarray, np.ndarray] | None, present: list[str]) -> dict[str, str]:
+        """The severity grade of each present finding the attribute head grades."""
+        if attributes is None:
+            return {}
+        return {lab: SEVERITIES[int(attributes[0][CHEXPERT_LABELS.index(lab)].argmax())]
+                for lab in present if lab in self._severity_labels}
 
     def _present(self, probs: np.ndarray) -> list[str]:
         """Labels the finding head calls present (no "No Finding"), most probable first."""
@@ -212,8 +235,9 @@ class GazeX:
                 if b.label and b.label != "No Finding" and b.box is None and b.text:
                     g_ids, _ = self._generate(memory, ground_prompt(b.text), 40)
                     b.box = parse_evidence(self.tok.decode(g_ids)).box
-            blocks, confs = report_text.assemble(blocks, confs, report_text.Geometry(img.width, img.height,
-                                                                                     img.pixel_spacing_mm))
+            geometry = report_text.Geometry(img.width, img.height, img.pixel_spacing_mm)
+            grades = self._grades(self._attributes(memory), present)
+            blocks, confs = report_text.assemble(blocks, confs, geometry, grades)
         t3 = time.perf_counter()
         warnings = list(img.warnings)
         if not ids or ids[-1] != self._eos:
@@ -280,16 +304,20 @@ class GazeX:
         img, scope, pix = self._prepare(image)
         with self._lock:
             memory, probs = self._encode(pix)
+            attributes = self._attributes(memory)
             ids, tprobs = self._generate(memory, vqa_prompt(question), 48)
         text, box = parse_answer(self.tok.decode(ids))
         conf = float(np.mean(tprobs)) if tprobs else 0.0
         ans = Answer(text=text, box=box, confidence=conf, warnings=scope + list(img.warnings))
-        self._guide_answer(question, ans, probs)
+        self._guide_answer(question, ans, probs, attributes)
         return ans
 
-    def _guide_answer(self, question: str, ans: Answer, probs: np.ndarray) -> None:
+    def _guide_answer(self, question: str, ans: Answer, probs: np.ndarray,
+                      attributes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         q = question.lower().strip()
-        m = re.match(r"^(is|are) there (an? |any )?(.+?)\??$", q)
+        if attributes is not None and self._answer_attribute(q, ans, attributes):
+            return
+        m = SIDED_QUESTION.match(q)
         if not m:
             return
         thing = m.group(3)
@@ -308,6 +336,33 @@ class GazeX:
         elif not present:
             ans.text, ans.box, ans.guided = "no", None, True
             ans.confidence = float(1 - probs[i])
+        elif attributes is not None and label in self._side_labels and side in SIDES:
+            p_side = float(attributes[1][i, SIDES.index(side)])
+            ans.text, ans.box, ans.guided = ("yes" if p_side >= 0.5 else "no"), None, True
+            ans.confidence = max(p_side, 1 - p_side)
+
+    def _answer_attribute(self, q: str, ans: Answer, attributes: tuple[np.ndarray, np.ndarray]) -> bool:
+        """A which-side or severity question about a label the attribute head answers for: answered (True)."""
+        severity, sides = attributes
+        m = WHICH_SIDE_QUESTION.match(q)
+        label = _label_of_phrase(m.group(3)) if m else None
+        if label in self._side_labels:
+            p_left, p_right = (float(p) for p in sides[CHEXPERT_LABELS.index(label)])
+            if min(p_left, p_right) >= 0.5:
+                ans.text, ans.confidence = "bilateral", p_left * p_right
+            else:
+                left = p_left >= p_right
+                ans.text = "left" if left else "right"
+                ans.confidence = p_left * (1 - p_right) if left else p_right * (1 - p_left)
+            ans.box, ans.guided = None, True
+            return True
+        m = SEVERITY_QUESTION.match(q)
+        label = _label_of_phrase(m.group(3)) if m else None
+        if label in self._severity_labels:
+            grade = severity[CHEXPERT_LABELS.index(label)]
+            ans.text, ans.box, ans.guided, ans.confidence = SEVERITIES[int(grade.argmax())], None, True, float(grade.max())
+            return True
+        return False
 
     @torch.inference_mode()
     def ground(self, image: ImageSource, sentence: str) -> Grounding:

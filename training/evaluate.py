@@ -9,6 +9,10 @@ Metrics
   (No Finding excluded). The finding head alone (calibrated thresholds) is reported for reference.
 * observation box: for each ground-truth finding with a box whose label the draft reports, the best IoU
   of the draft's boxes for that label; mean and acc@0.5. Also ``ground(gt sentence)`` box IoU.
+* severity wording: for each ground-truth finding with one severity grade whose label the draft reports with a
+  severity word, whether every severity word of the draft's sentences with that label words its grade
+  (gazex_core.report_text.grade_words: "small" effusion, "mild" cardiomegaly, ...). Floor: every finding
+  worded with the training split's most common grade.
 * closed VQA: 4 fixed questions per study (presence yes/no, sided yes/no, which side, severity; fixed seed),
   exact-match accuracy, per kind.
 * trajectory: per simulated reader, region coverage = |regions the draft gives a trajectory for ∩ regions
@@ -47,7 +51,7 @@ from tqdm import tqdm
 from gazex_core.evidence import Box
 from gazex_core.imaging import load_image
 from gazex_core.inference import GazeX
-from gazex_core.report_text import consistency_issues
+from gazex_core.report_text import GRADE_PHRASE, consistency_issues, grade_words
 from gazex_core.sequence import Clue, order_prompt, parse_order
 from gazex_core.vocab import CHEXPERT_LABELS, REGIONS
 from training.cache import build_cache, load_cache
@@ -110,6 +114,8 @@ class DraftScorer:
         self.ned: list[float] = []
         self.clue_dist: list[float] = []
         self.hyps: list[str] = []
+        self.severity_words: list[bool] = []  # per graded ground-truth finding the draft words a severity for
+        self.severity_truth: list[str] = []  # its grade
         self.consistency: Counter = Counter(dict.fromkeys(consistency_issues([]), 0))
 
     def add(self, rec: dict, bundle) -> None:
@@ -118,8 +124,20 @@ class DraftScorer:
         self.ious += box_ious(rec, bundle, pred)
         self._trajectories(rec, bundle)
         self.clue_dist += clue_distances(rec, bundle)
+        self._severity_wording(rec, bundle, pred)
         self.hyps.append(" ".join(s.text for s in bundle.sentences))
         self.consistency.update(consistency_issues(bundle.sentences))
+
+    def _severity_wording(self, rec: dict, bundle, pred: set[str]) -> None:
+        for label in sorted(pred):
+            grades = {f["severity"] for f in rec["findings"] if f["label"] == label}
+            if len(grades) != 1 or None in grades:
+                continue
+            grade = grades.pop()
+            words = [m.group(0).lower() for s in bundle.sentences if s.label == label for m in GRADE_PHRASE.finditer(s.text)]
+            if words:
+                self.severity_words.append(all(w in grade_words(label, grade) for w in words))
+                self.severity_truth.append(grade)
 
     def _trajectories(self, rec: dict, bundle) -> None:
         pred_regions = [s.region for s in bundle.sentences if s.section == "findings" and s.trajectory]
@@ -148,6 +166,7 @@ class DraftScorer:
             "trajectory_order_kendall_tau": _mean(self.taus),
             "trajectory_order_1_minus_ned": _mean(self.ned),
             "trajectory_clue_distance_mean": _mean(self.clue_dist),
+            "severity_wording_accuracy": _mean(self.severity_words),
             **nlg_metrics(refs, self.hyps),
             "clinical_efficacy": clinical_efficacy(refs, self.hyps),
             "consistency": dict(self.consistency),
@@ -381,6 +400,8 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
         "ground_iou_mean": _mean(ground_ious, 0.0),
         "ground_acc_at_0.5": _mean([i >= 0.5 for i in ground_ious], 0.0),
         "ground_n": len(ground_ious),
+        "severity_wording_accuracy": model_metrics["severity_wording_accuracy"],
+        "severity_wording_n": len(draft.severity_words),
         "vqa_closed_accuracy": sum(vqa_ok.values()) / vqa_total if vqa_total else 0.0,
         "vqa_closed_n": vqa_total,
         "vqa_by_kind": {k: {"n": vqa[k], "accuracy": vqa_ok[k] / vqa[k]} for k in vqa},
@@ -396,6 +417,8 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
     }
     baselines = floors.baselines(gt_support, vqa)
     baselines["blank_draft"] = blank.metrics(refs, gt_support)
+    majority_grade = priors.kind_majority.get("severity")
+    baselines["severity_majority"] = {"severity_wording_accuracy": _mean([g == majority_grade for g in draft.severity_truth])}
     metrics["floors"] = floor_table(metrics, baselines)
     metrics["floor_priors"] = {**priors.summary(), "blank_draft": blank.hyps[0]}
     out = Path(out_dir)
@@ -426,6 +449,7 @@ ROWS = [
     ("observation-box acc@0.5", "box_acc_at_0.5"),
     ("grounding IoU mean, GT finding sentences (n={ground_n})", "ground_iou_mean"),
     ("grounding acc@0.5", "ground_acc_at_0.5"),
+    ("severity wording right, reported graded findings (n={severity_wording_n})", "severity_wording_accuracy"),
     ("closed VQA accuracy (n={vqa_closed_n})", "vqa_closed_accuracy"),
     ("trajectory region coverage vs readers", "trajectory_region_coverage"),
     ("trajectory order Kendall tau vs readers", "trajectory_order_kendall_tau"),

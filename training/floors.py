@@ -15,6 +15,8 @@ Baselines (priors fitted on the dataset's *training* split, never on the evaluat
 * ``blank_draft``: one draft of the model on a black image, reused for every study — label F1, boxes,
   trajectory coverage / order / clue distance, report text (BLEU ... CIDEr, clinical efficacy).
 * ``identity_order``: the trajectory-ordering task answered with the shuffled order as given.
+* ``severity_majority``: every graded finding worded with the training split's most common severity grade
+  (computed in training/evaluate.py on the findings the model's severity wording is scored on).
 
 Each metric's ``floor`` is its best baseline (the highest, or the lowest for a distance); ``margin`` is
 model - floor, so a negative margin on a distance and a positive one elsewhere beat the floor.
@@ -37,7 +39,7 @@ from training.tasks import closed_questions
 LOWER_IS_BETTER = frozenset({"trajectory_clue_distance_mean"})
 # keys of metrics.json that describe the run or count items, not a quality to compare with a floor
 NOT_METRICS = frozenset({"model", "model_version", "model_identity", "use_gaze", "data", "split", "n_studies",
-                         "box_n", "ground_n", "vqa_closed_n", "n", "support", "analyze_ms_p50", "analyze_ms_p95",
+                         "box_n", "ground_n", "vqa_closed_n", "severity_wording_n", "n", "support", "analyze_ms_p50", "analyze_ms_p95",
                          "floors", "floor_priors", "consistency"})
 TRAIN_QUESTION_SEED = 30_000  # questions drawn for the VQA priors (the evaluation uses 10_000 + study index)
 

@@ -15,7 +15,8 @@ model directory's input-check statistics and calibrator stay valid). Steps:
    trained with a fixed seed (cross-entropy on severity + BCE on the sides, AdamW); the epoch with the
    lowest validation loss is kept;
 5. the model is saved to ``--out`` with ``config.attribute_head`` naming the labels the head answers for
-   (severity: the labels whose three grades all occur in training; side: the labels with a side in training),
+   (severity: the labels with each of the three grades >= ``--min-examples`` times in training; side: the labels
+   with a one-sided finding as often),
    the model directory's other files copied beside it.
 """
 
@@ -37,7 +38,7 @@ from gazex_core.vocab import CHEXPERT_LABELS
 from training.cache import build_cache, load_cache
 from training.floors import record_labels
 
-MIN_SEVERITY_EXAMPLES = 20  # a label answers severity only when each grade has this many training examples
+MIN_EXAMPLES = 20  # a label is answered for only when each severity grade (or one side) has this many training examples
 
 
 # ------------------------------------------------------------------ targets
@@ -73,13 +74,13 @@ def stack_targets(records: list[dict]) -> dict[str, torch.Tensor]:
             "side_known": torch.from_numpy(np.stack([p[2] for p in parts]))}
 
 
-def answer_labels(train: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+def answer_labels(train: dict[str, torch.Tensor], min_examples: int = MIN_EXAMPLES) -> dict[str, list[str]]:
     """The labels the head answers for: every severity grade (or a side) seen often enough in training."""
     sev, known, side = train["severity"], train["side_known"], train["side"]
     severity_labels = [lab for i, lab in enumerate(CHEXPERT_LABELS)
-                       if all(int((sev[:, i] == k).sum()) >= MIN_SEVERITY_EXAMPLES for k in range(len(SEVERITIES)))]
+                       if all(int((sev[:, i] == k).sum()) >= min_examples for k in range(len(SEVERITIES)))]
     side_labels = [lab for i, lab in enumerate(CHEXPERT_LABELS)
-                   if int(((side[:, i].sum(-1) == 1) & (known[:, i] > 0)).sum()) >= MIN_SEVERITY_EXAMPLES]
+                   if int(((side[:, i].sum(-1) == 1) & (known[:, i] > 0)).sum()) >= min_examples]
     return {"severity_labels": severity_labels, "side_labels": side_labels}
 
 
@@ -170,7 +171,7 @@ def fit_head(model: GazeXModel, train_memory: torch.Tensor, train_t: dict, val_m
 
 def train_heads(model_dir: str | Path, data: str | Path, out: str | Path | None = None, cache: str | Path | None = None,
                 epochs: int = 40, lr: float = 2e-3, weight_decay: float = 0.01, batch_size: int = 64, seed: int = 0,
-                threads: int = 0, limit: int | None = None) -> dict:
+                threads: int = 0, limit: int | None = None, min_examples: int = MIN_EXAMPLES) -> dict:
     """Train the attribute head of ``model_dir`` on ``data``'s train split (picked on val) and save to ``out``."""
     if threads:
         torch.set_num_threads(threads)
@@ -189,7 +190,7 @@ def train_heads(model_dir: str | Path, data: str | Path, out: str | Path | None 
                          f"(has {len(split_ix['train'])} / {len(split_ix['val'])})")
     memory = {s: encoder_memory(model, images, ix, desc=f"encode {s}") for s, ix in split_ix.items()}
     targets = {s: stack_targets([records[i] for i in ix]) for s, ix in split_ix.items()}
-    labels = answer_labels(targets["train"])
+    labels = answer_labels(targets["train"], min_examples)
     head, best = fit_head(model, memory["train"], targets["train"], memory["val"], targets["val"],
                           epochs, lr, weight_decay, batch_size, seed)
     summary = {**best, "data": str(data), "n_train": len(split_ix["train"]), "n_val": len(split_ix["val"]),
@@ -204,7 +205,7 @@ def train_heads(model_dir: str | Path, data: str | Path, out: str | Path | None 
 
 def save_with_heads(model: GazeXModel, base_dir: Path, out: Path) -> None:
     """Saves in the base's stored dtype; the base's other files (tokenizer, input check, calibrator) beside it.
-    Checks that every tensor the base had is stored unchanged."""
+    Checks that every tensor the base had (but an attribute head it is replacing) is stored unchanged."""
     from safetensors.torch import load_file
 
     base = load_file(str(base_dir / checkpoint.CHECKPOINT_FILES[1]))
@@ -216,14 +217,14 @@ def save_with_heads(model: GazeXModel, base_dir: Path, out: Path) -> None:
             if (base_dir / name).is_file():
                 shutil.copy2(base_dir / name, out / name)
     saved = load_file(str(out / checkpoint.CHECKPOINT_FILES[1]))
-    changed = [k for k, v in base.items() if not torch.equal(saved[k], v)]
+    changed = [k for k, v in base.items() if not k.startswith("attribute_head.") and not torch.equal(saved[k], v)]
     if changed:
         raise RuntimeError(f"{out}: base tensors changed while adding the attribute head: {changed[:3]}")
 
 
 def _command(args: argparse.Namespace) -> int:
     summary = train_heads(args.model, args.data, args.out, args.cache, args.epochs, args.lr, args.weight_decay,
-                          args.batch_size, args.seed, args.threads, args.limit)
+                          args.batch_size, args.seed, args.threads, args.limit, args.min_examples)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -241,4 +242,6 @@ def add_train_heads_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+    p.add_argument("--min-examples", type=int, default=MIN_EXAMPLES,
+                   help="training examples each severity grade (or a side) needs before the head answers for a label")
     p.set_defaults(handler=_command)

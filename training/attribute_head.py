@@ -22,8 +22,6 @@ model directory's input-check statistics and calibrator stay valid). Steps:
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -220,28 +218,3 @@ def save_with_heads(model: GazeXModel, base_dir: Path, out: Path) -> None:
     changed = [k for k, v in base.items() if not k.startswith("attribute_head.") and not torch.equal(saved[k], v)]
     if changed:
         raise RuntimeError(f"{out}: base tensors changed while adding the attribute head: {changed[:3]}")
-
-
-def _command(args: argparse.Namespace) -> int:
-    summary = train_heads(args.model, args.data, args.out, args.cache, args.epochs, args.lr, args.weight_decay,
-                          args.batch_size, args.seed, args.threads, args.limit, args.min_examples)
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-def add_train_heads_command(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train-heads", help="train the severity / side head on the frozen encoder (minutes on CPU)")
-    p.add_argument("--model", default=str(checkpoint.DEFAULT_MODEL_DIR), help="full checkpoint directory (default: shipped)")
-    p.add_argument("--data", required=True, help="dataset directory (gazex synth --out DIR)")
-    p.add_argument("--out", default=None, help="model directory to write (default: --model, in place)")
-    p.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
-    p.add_argument("--min-examples", type=int, default=MIN_EXAMPLES,
-                   help="training examples each severity grade (or a side) needs before the head answers for a label")
-    p.set_defaults(handler=_command)

@@ -18,10 +18,6 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
     add_model_commands(subparsers)
 
-    from training.attribute_head import add_train_heads_command
-
-    add_train_heads_command(subparsers)
-
     from training.finetune.cli import add_finetune_command, add_models_command
 
     add_finetune_command(subparsers)

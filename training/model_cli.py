@@ -1,4 +1,4 @@
-"""``gazex train`` and ``gazex evaluate`` (the model's training and evaluation commands)."""
+"""``gazex train``, ``gazex train-heads`` and ``gazex evaluate`` (the model's training and evaluation commands)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,18 @@ def _train_qwen2vl(args: argparse.Namespace) -> int:
     except (ModelNotFound, ModelMismatch, ExportError, ValueError) as exc:
         print(f"gazex train: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _train_heads(args: argparse.Namespace) -> int:
+    import json
+
+    from gazex_core.checkpoint import DEFAULT_MODEL_DIR
+    from training.attribute_head import MIN_EXAMPLES, train_heads
+
+    summary = train_heads(args.model or DEFAULT_MODEL_DIR, args.data, args.out, args.cache, args.epochs, args.lr, args.weight_decay,
+                          args.batch_size, args.seed, args.threads, args.limit, args.min_examples or MIN_EXAMPLES)
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -79,6 +91,22 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="gazex-tiny (this repo's CPU model) or qwen2-vl (the paper's recipe; --data is an export-sft dir)")
     add_qwen_arguments(p)
     p.set_defaults(handler=_train)
+
+    h = subparsers.add_parser("train-heads", help="train the severity / side head on the frozen encoder (minutes on CPU)")
+    h.add_argument("--model", default=None, help="full checkpoint directory (default: the shipped checkpoint)")
+    h.add_argument("--data", required=True, help="dataset directory (gazex synth --out DIR)")
+    h.add_argument("--out", default=None, help="model directory to write (default: --model, in place)")
+    h.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
+    h.add_argument("--epochs", type=int, default=40)
+    h.add_argument("--lr", type=float, default=2e-3)
+    h.add_argument("--weight-decay", type=float, default=0.01)
+    h.add_argument("--batch-size", type=int, default=64)
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    h.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+    h.add_argument("--min-examples", type=int, default=None,
+                   help="training examples each severity grade (or a side) needs before the head answers for a label (20)")
+    h.set_defaults(handler=_train_heads)
 
     e = subparsers.add_parser("evaluate", help="evaluate a GazeX model on a dataset's test split")
     e.add_argument("--model", default=None, help="model directory (default: the shipped checkpoint)")

@@ -295,7 +295,6 @@ class GazeXModel(nn.Module):
         d = config.d_model
         self.encoder = ImageEncoder(config)
         self.finding_head = FindingHead(config)
-        self.attribute_head = AttributeHead(config) if config.attribute_head else None
         self.embed_tokens = nn.Embedding(config.vocab_size, d)
         self.embed_positions = nn.Embedding(config.max_positions, d)
         self.drop = nn.Dropout(config.dropout)
@@ -304,6 +303,11 @@ class GazeXModel(nn.Module):
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
         self.apply(self._init_weights)
         self.lm_head.weight = self.embed_tokens.weight
+        self.attribute_head = None
+        if config.attribute_head:  # built last, from a forked random state: every other parameter's
+            with torch.random.fork_rng(devices=[]):  # initialisation and the random stream after it stay as without it
+                self.attribute_head = AttributeHead(config)
+                self.attribute_head.apply(self._init_weights)
 
     # ---- saving and loading
     def save_pretrained(self, out: str | Path, **_: object) -> None:

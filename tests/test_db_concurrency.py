@@ -16,12 +16,18 @@ from db_support import READERS, populate
 ALICE = READERS[0][0]
 WRITERS = 20
 EVENTS_PER_WRITER = 500
-FORK = multiprocessing.get_context("fork")  # children open their own engine; the parent disposes its pool first
+# Children open their own engine. Twenty writers are spawned: a child forked from this test process inherits every
+# lock another thread of it held at that moment (earlier tests leave app and worker threads running), and on a fresh
+# CI clone one forked writer hung (still running 120 s later; 17 s is usual), most likely that way. The SIGKILL tests fork one child, which must inherit the ack pipe.
+SPAWN = multiprocessing.get_context("spawn")
+FORK = multiprocessing.get_context("fork")
 
 
-def _write_events(url: str, session_id: int, n: int, start, ack_fd: int | None = None) -> None:
+def _write_events(url: str, session_id: int, n: int, start, ack_fd: int | None = None, ready=None) -> None:
     """Child process: n events in client order; after each commit, report the acknowledged seq on ack_fd."""
     service = ReviewService.open(url)
+    if ready is not None:
+        ready.release()
     start.wait(60)
     for i in range(n):
         ack = service.record_event(ALICE, session_id, "tick", {"i": i, "pad": "x" * 40}, float(i))
@@ -39,11 +45,13 @@ def _open_sessions(service: ReviewService, n: int) -> list[int]:
 def test_twenty_concurrent_writer_processes_lose_nothing_and_keep_order(service, db_url):
     session_ids = _open_sessions(service, WRITERS)
     service.close()
-    start = FORK.Event()
-    writers = [FORK.Process(target=_write_events, args=(db_url, sid, EVENTS_PER_WRITER, start))
+    start, ready = SPAWN.Event(), SPAWN.Semaphore(0)
+    writers = [SPAWN.Process(target=_write_events, args=(db_url, sid, EVENTS_PER_WRITER, start, None, ready))
                for sid in session_ids]
     for process in writers:
         process.start()
+    for _ in writers:  # every writer has imported and opened its engine: the timing below is the writing
+        assert ready.acquire(timeout=120), "a writer process did not start"
     began = time.monotonic()
     start.set()
     for process in writers:

@@ -54,8 +54,9 @@ MEASURE = re.compile(r"(?P<measuring>\s*\bmeasuring)?\s*\b\d[\d.]*\s*(?:cm|mm)\b
                      re.IGNORECASE)
 STRAY_NUMBER = re.compile(r"(?<![\x00\d.])\d[\d.]*")
 _MARK = "\x00"  # marks a computed number so that the stray-number removal keeps it
-SEVERITY = re.compile(r"\b(small|moderate|large|mild|minimal|trace|tiny|massive|severe)\b", re.IGNORECASE)
-_GRADE_WORD = r"(?:small|moderate|large|mild|minimal|trace|tiny|massive|severe|marked|slight)(?:ly)?"
+SEVERITY_WORDS = "small|moderate|large|mild|minimal|trace|tiny|massive|severe|marked|slight"
+SEVERITY = re.compile(rf"\b({SEVERITY_WORDS})\b", re.IGNORECASE)
+_GRADE_WORD = rf"(?:{SEVERITY_WORDS})(?:ly)?"
 GRADE_PHRASE = re.compile(rf"\b{_GRADE_WORD}(?:\s*(?:to|-)\s*{_GRADE_WORD})?\b", re.IGNORECASE)  # "small to moderate"
 # a severity grade (gazex_core.model.SEVERITIES) in a report's words: (adjective, adverb)
 GRADE_WORDS = {"small": ("small", "slightly"), "moderate": ("moderate", "moderately"), "large": ("large", "markedly")}

@@ -35,7 +35,8 @@ def _train_heads(args: argparse.Namespace) -> int:
     from training.attribute_head import MIN_EXAMPLES, train_heads
 
     summary = train_heads(args.model or DEFAULT_MODEL_DIR, args.data, args.out, args.cache, args.epochs, args.lr, args.weight_decay,
-                          args.batch_size, args.seed, args.threads, args.limit, args.min_examples or MIN_EXAMPLES)
+                          args.batch_size, args.seed, args.threads, args.limit,
+                          MIN_EXAMPLES if args.min_examples is None else args.min_examples)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -53,7 +53,7 @@ from .evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
 from .imaging import (ImageInputError, ImageSource, LoadedImage, OutOfScopeError, drafting_scope, header_reasons, load_image,
                       resize_square, scope_warnings)
 from .input_check import InputCheck, InputRefused, combine
-from .model import SEVERITIES, SIDES
+from .model import BOX_SLOTS, SEVERITIES, SIDES
 from .sequence import (
     BOX,
     EOS,
@@ -139,31 +139,30 @@ class GazeX:
         self._sec_ids = {s: self.tok.id(section_token(s)) for s in SECTIONS}
         self._thresholds = np.array(self.config.finding_thresholds, dtype=np.float32)
         self._text_guard = report_text.TextGuard(self.tok)
-        heads = self.config.attribute_head or {}
-        self._severity_labels = set(heads.get("severity_labels", ()))
-        self._side_labels = set(heads.get("side_labels", ()))
+        heads = [self.config.attribute_head or {}, self.config.second_look or {}]
+        self._severity_labels = {lab for h in heads for lab in h.get("severity_labels", ())}
+        self._side_labels = {lab for h in heads for lab in h.get("side_labels", ())}
 
     # ------------------------------------------------------------ helpers
-    def _prepare(self, image: ImageSource) -> tuple[LoadedImage, list[str], torch.Tensor]:
-        """Read the image, check its header scope (refuses out-of-scope modalities), make the model input."""
+    def _prepare(self, image: ImageSource) -> tuple[LoadedImage, list[str]]:
+        """Read the image and check its header scope (refuses out-of-scope modalities)."""
         img = load_image(image)
-        scope = drafting_scope(img)
-        return img, scope, self._model_input(img)
+        return img, drafting_scope(img)
 
     def _input_check(self, img: LoadedImage, memory: torch.Tensor) -> InputCheck:
         stats = self.input_stats
         score = stats.score(memory[0].float().cpu().numpy()) if stats is not None else None
         return combine(header_reasons(img), score, stats.threshold if stats is not None else None)
 
-    def _model_input(self, img: LoadedImage) -> torch.Tensor:
-        return torch.from_numpy(resize_square(img.pixels, self.config.image_size))[None, None].to(self.device)
+    def _model_input(self, img: LoadedImage, size: int | None = None) -> torch.Tensor:
+        return torch.from_numpy(resize_square(img.pixels, size or self.config.image_size))[None, None].to(self.device)
 
     @torch.inference_mode()
     def check_input(self, image: ImageSource) -> InputCheck:
         """The input check alone (header reasons + feature score), without drafting; never raises for scope."""
         img = load_image(image)
         with self._lock:
-            memory, _ = self._encode(self._model_input(img))
+            memory, _ = self.model.encode(self._model_input(img))
         return self._input_check(img, memory)
 
     @torch.inference_mode()
@@ -171,17 +170,49 @@ class GazeX:
         """The encoder output (P, d) the input check scores, for fitting its statistics."""
         pix = self._model_input(load_image(image))
         with self._lock:
-            memory, _ = self._encode(pix)
+            memory, _ = self.model.encode(pix)
         return memory[0].float().cpu().numpy()
 
-    def _encode(self, pix: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        memory, logits = self.model.encode(pix)
-        return memory, torch.sigmoid(logits[0]).float().cpu().numpy()
+    def _read(self, img: LoadedImage) -> tuple[torch.Tensor, np.ndarray, tuple[np.ndarray, np.ndarray] | None,
+                                               np.ndarray | None]:
+        """The encoder memory, the finding probabilities (n_labels,), the severity (n_labels, 3) and side
+        (n_labels, 2) probabilities and the second look's boxes (n_labels, 3, 4) (None without a head that gives
+        them), from every head the model has."""
+        second = self.config.second_look
+        pix2 = self._model_input(img, second["image_size"]) if second else None
+        r = self.model.read_image(self._model_input(img), pix2)
+        probs = torch.sigmoid(r.finding_logits[0]).float().cpu().numpy()
+        boxes = None if r.boxes is None else r.boxes[0].float().cpu().numpy()
+        if r.severity is None:
+            return r.memory, probs, None, boxes
+        return r.memory, probs, (r.severity[0].float().cpu().numpy(), r.side[0].float().cpu().numpy()), boxes
 
-    def _attributes(self, memory: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
-        """The attribute head's severity (n_labels, 3) and side (n_labels, 2) probabilities, or None without one."""
-        out = self.model.attributes(memory)
-        return None if out is None else (out[0][0].float().cpu().numpy(), out[1][0].float().cpu().numpy())
+    def _second_look_boxes(self, blocks: list[SentenceBlock], boxes: np.ndarray | None,
+                           attributes: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """A sentence about a label the second look boxes better than the decoder (``box_labels``, chosen on
+        validation) takes the second look's box for the sentence's side: the side its text names, else the side
+        output's more probable side (the midline / bilateral slot when neither side is >= 0.5), else that slot."""
+        chosen = (self.config.second_look or {}).get("box_labels", {})
+        if boxes is None or not chosen:
+            return
+        for b in blocks:
+            slots = chosen.get(b.label)
+            if not slots:
+                continue
+            j = CHEXPERT_LABELS.index(b.label)
+            m = labeler.SIDE_WORD.search(b.text or "")
+            named = m.group(1).lower() if m else None
+            if named in ("left", "right"):
+                slot = named
+            elif named == "bilateral" or ("other" in slots and not {"left", "right"} & set(slots)):
+                slot = "other"
+            elif attributes is not None and b.label in self._side_labels:
+                p_side = attributes[1][j]
+                slot = "other" if p_side.max() < 0.5 and "other" in slots else SIDES[int(p_side.argmax())]
+            else:
+                slot = None
+            if slot in slots:
+                b.box = Box(*map(float, boxes[j, BOX_SLOTS.index(slot)]))
 
     def _grades(self, attributes: tuple[np.ndarray, np.ndarray] | None, present: list[str]) -> dict[str, str]:
         """The severity grade of each present finding the attribute head grades."""
@@ -206,8 +237,8 @@ class GazeX:
     def findings(self, image: ImageSource) -> list[tuple[str, float]]:
         """Finding-head probabilities for the 14 CheXpert labels, most probable first."""
         with self._lock:
-            _, _, pix = self._prepare(image)
-            _, probs = self._encode(pix)
+            img, _ = self._prepare(image)
+            probs = self._read(img)[1]
         return sorted(((lab, float(probs[i])) for i, lab in enumerate(CHEXPERT_LABELS)), key=lambda x: -x[1])
 
     @torch.inference_mode()
@@ -219,10 +250,9 @@ class GazeX:
         t0 = time.perf_counter()
         img = load_image(image)
         scope = scope_warnings(img)
-        pix = self._model_input(img)
         t1 = time.perf_counter()
         with self._lock:
-            memory, probs = self._encode(pix)
+            memory, probs, attributes, boxes = self._read(img)
             check = self._input_check(img, memory)
             if not check.passed and not draft_out_of_scope:
                 raise InputRefused(f"{img.source}: not drafted: {check.summary()}", check)
@@ -235,8 +265,9 @@ class GazeX:
                 if b.label and b.label != "No Finding" and b.box is None and b.text:
                     g_ids, _ = self._generate(memory, ground_prompt(b.text), 40)
                     b.box = parse_evidence(self.tok.decode(g_ids)).box
+            self._second_look_boxes(blocks, boxes, attributes)
             geometry = report_text.Geometry(img.width, img.height, img.pixel_spacing_mm)
-            grades = self._grades(self._attributes(memory), present)
+            grades = self._grades(attributes, present)
             blocks, confs = report_text.assemble(blocks, confs, geometry, grades)
         t3 = time.perf_counter()
         warnings = list(img.warnings)
@@ -301,10 +332,9 @@ class GazeX:
         """Answer a question about the image: text and, for "where" questions, a box."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError("question is empty")
-        img, scope, pix = self._prepare(image)
+        img, scope = self._prepare(image)
         with self._lock:
-            memory, probs = self._encode(pix)
-            attributes = self._attributes(memory)
+            memory, probs, attributes, _ = self._read(img)
             ids, tprobs = self._generate(memory, vqa_prompt(question), 48)
         text, box = parse_answer(self.tok.decode(ids))
         conf = float(np.mean(tprobs)) if tprobs else 0.0
@@ -369,9 +399,9 @@ class GazeX:
         """Where a sentence's finding is (observation box) and the inspection trajectory that leads to it."""
         if not isinstance(sentence, str) or not sentence.strip():
             raise ValueError("sentence is empty")
-        img, scope, pix = self._prepare(image)
+        img, scope = self._prepare(image)
         with self._lock:
-            memory, probs = self._encode(pix)
+            memory, _ = self.model.encode(self._model_input(img))
             ids, tprobs = self._generate(memory, ground_prompt(sentence), 40)
         block = parse_evidence(self.tok.decode(ids))
         return Grounding(sentence=sentence.strip(), region=block.region, label=block.label,

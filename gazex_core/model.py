@@ -8,6 +8,9 @@ cross-attention, and a multi-label finding head.
     FindingHead: one learned query per CheXpert label attends the memory -> 14 logits (sigmoid = probability)
     AttributeHead (optional, ``config.attribute_head``): the same per-label queries -> severity logits
              (small / moderate / large) and side logits (left, right: each present or not) per label
+    SecondLook (optional, ``config.second_look``): the same image at a larger size (256), its own conv stem and
+             per-label queries -> per label a finding logit, severity and side logits and a box per side slot;
+             ``read_image`` takes, label by label, what the config says it does better (chosen on validation)
     Decoder: token + position embedding -> n_decoder_layers x DecoderLayer
              (causal self-attention, cross-attention to memory, MLP) -> LayerNorm -> lm_head (tied)
 
@@ -16,8 +19,9 @@ so peft LoRA can target them (``target_modules=["q_proj", "v_proj"]`` etc.).
 
 Loss = next-token cross-entropy on the target tokens (labels = -100 on the prompt and padding)
 + ``finding_loss_weight`` x BCE of the finding head. The attribute head is trained afterwards on the frozen
-encoder (``gazex train-heads``, training/attribute_head.py); a config without ``attribute_head`` has none, so
-older checkpoints and adapters load unchanged.
+encoder (``gazex train-heads``, training/attribute_head.py), the second look beside the frozen model
+(``gazex train-second-look``, training/second_look.py); a config without ``attribute_head`` / ``second_look`` has
+none, so older checkpoints and adapters load unchanged.
 
 Saved as a Hugging Face-style directory (``config.json`` + ``model.safetensors``, the tied ``lm_head`` stored
 once) by plain torch + safetensors: importing transformers costs more than importing torch, and a cold
@@ -45,6 +49,7 @@ from .vocab import CHEXPERT_LABELS
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 SEVERITIES = ("small", "moderate", "large")  # the attribute head's severity classes, in logit order
 SIDES = ("left", "right")  # the attribute head's side logits, in order
+BOX_SLOTS = ("left", "right", "other")  # the second look's boxes per label: a left, a right, and a midline / bilateral one
 TIED_WEIGHTS = {"lm_head.weight": "embed_tokens.weight"}  # stored once, under the embedding's name
 
 
@@ -72,6 +77,7 @@ class GazeXConfig:
         use_gaze: bool = True,
         finding_thresholds: list[float] | None = None,
         attribute_head: dict | None = None,
+        second_look: dict | None = None,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -95,6 +101,9 @@ class GazeXConfig:
         self.finding_thresholds = list(finding_thresholds) if finding_thresholds else [0.5] * n_labels
         # None: no attribute head; else {"severity_labels": [...], "side_labels": [...]}, the labels it was trained for
         self.attribute_head = attribute_head
+        # None: no second look; else {"image_size", "channels", ...} and which labels' finding probability, severity
+        # and side it gives ("finding_labels", "severity_labels", "side_labels", chosen on validation)
+        self.second_look = second_look
         self.pad_token_id, self.bos_token_id, self.eos_token_id = pad_token_id, bos_token_id, eos_token_id
         kwargs.pop("model_type", None)
         kwargs.setdefault("tie_word_embeddings", True)
@@ -276,6 +285,53 @@ class AttributeHead(nn.Module):
         return logits[..., : len(SEVERITIES)], logits[..., len(SEVERITIES) :]
 
 
+class SecondLook(nn.Module):
+    """A second, closer look at a larger copy of the image (``config.second_look["image_size"]``, e.g. 256 px where
+    the encoder sees 128): its own conv stem (stride-2 residual stages, ``channels``) to a grid, learned 2-D positions,
+    then one learned query per label attends the grid; an MLP, then a linear gives per label a finding logit,
+    3 severity logits (SEVERITIES), 2 side logits (SIDES) and a box per slot (BOX_SLOTS; centre and size through a
+    sigmoid, as x_min, y_min, x_max, y_max in 0-1). Small findings (a 1 cm nodule is 3 px at 128 px) are resolved
+    here; the encoder, decoder and finding head are not touched."""
+
+    def __init__(self, cfg: GazeXConfig):
+        super().__init__()
+        spec = cfg.second_look
+        chans = [1, *spec["channels"]]
+        d, grid = chans[-1], spec["image_size"] // 2 ** (len(chans) - 1)
+        self.stages = nn.Sequential(*[ResStage(chans[i], chans[i + 1]) for i in range(len(chans) - 1)])
+        self.pos = nn.Parameter(torch.zeros(1, grid * grid, d))
+        self.queries = nn.Parameter(torch.randn(1, cfg.n_labels, d) * 0.02)
+        self.attn = Attention(d, spec.get("n_heads", 4), 0.0)
+        self.ln = nn.LayerNorm(d)
+        self.mlp = MLP(d, 2, spec.get("dropout", 0.1))
+        self.out = nn.Linear(d, 1 + len(SEVERITIES) + len(SIDES) + 4 * len(BOX_SLOTS))
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 1, S2, S2) in 0-1 -> finding logits (B, L), severity logits (B, L, 3), side logits (B, L, 2),
+        boxes (B, L, 3, 4)."""
+        x = self.stages((pixel_values - 0.5) / 0.25).flatten(2).transpose(1, 2) + self.pos
+        q = self.queries.expand(x.shape[0], -1, -1)
+        h = self.ln(q + self.attn(q, source=x))
+        logits = self.out(h + self.mlp(h))
+        n_sev, n_side = len(SEVERITIES), len(SIDES)
+        centre_size = torch.sigmoid(logits[..., 1 + n_sev + n_side :].unflatten(-1, (len(BOX_SLOTS), 4)))
+        centre, half = centre_size[..., :2], centre_size[..., 2:] / 2
+        boxes = torch.cat([(centre - half).clamp(0, 1), (centre + half).clamp(0, 1)], -1)
+        return logits[..., 0], logits[..., 1 : 1 + n_sev], logits[..., 1 + n_sev : 1 + n_sev + n_side], boxes
+
+
+@dataclass
+class ImageReading:
+    """Everything the model reads from an image before any text: the encoder memory, the finding logits and,
+    where a head gives them, severity and side probabilities per label."""
+
+    memory: torch.Tensor  # (B, P, d)
+    finding_logits: torch.Tensor  # (B, n_labels)
+    severity: torch.Tensor | None = None  # (B, n_labels, 3) probabilities over SEVERITIES
+    side: torch.Tensor | None = None  # (B, n_labels, 2) probability of each of SIDES
+    boxes: torch.Tensor | None = None  # (B, n_labels, 3, 4): the second look's box per BOX_SLOTS (x0, y0, x1, y1 in 0-1)
+
+
 @dataclass
 class GazeXOutput:
     loss: torch.Tensor | None = None
@@ -308,6 +364,11 @@ class GazeXModel(nn.Module):
             with torch.random.fork_rng(devices=[]):  # initialisation and the random stream after it stay as without it
                 self.attribute_head = AttributeHead(config)
                 self.attribute_head.apply(self._init_weights)
+        self.second_look = None
+        if config.second_look:
+            with torch.random.fork_rng(devices=[]):
+                self.second_look = SecondLook(config)
+                self.second_look.apply(self._init_weights)
 
     # ---- saving and loading
     def save_pretrained(self, out: str | Path, **_: object) -> None:
@@ -369,6 +430,25 @@ class GazeXModel(nn.Module):
             return None
         severity, side = self.attribute_head(memory)
         return severity.softmax(-1), torch.sigmoid(side)
+
+    def read_image(self, pixel_values: torch.Tensor, second_pixel_values: torch.Tensor | None = None) -> ImageReading:
+        """The encoder and every head. With a second look (and its larger input), each label named in
+        ``config.second_look["finding_labels"]`` takes the second look's finding logit ("second") or the mean of
+        both ("mean"); each label in its ``severity_labels`` / ``side_labels`` takes its severity / side."""
+        memory, logits = self.encode(pixel_values)
+        attributes = self.attributes(memory)
+        severity, side = attributes if attributes is not None else (None, None)
+        if self.second_look is None or second_pixel_values is None:
+            return ImageReading(memory, logits, severity, side)
+        spec, names = self.config.second_look, self.config.label_names
+        finding2, severity2, side2, boxes = self.second_look(second_pixel_values)
+        logits = logits.clone()
+        for label, how in spec.get("finding_labels", {}).items():
+            j = names.index(label)
+            logits[:, j] = finding2[:, j] if how == "second" else (logits[:, j] + finding2[:, j]) / 2
+        severity = _rows_from(severity, severity2.softmax(-1), [names.index(x) for x in spec.get("severity_labels", ())])
+        side = _rows_from(side, torch.sigmoid(side2), [names.index(x) for x in spec.get("side_labels", ())])
+        return ImageReading(memory, logits, severity, side, boxes)
 
     def decode(self, input_ids, memory=None, cross_kvs=None, caches=None, start: int = 0) -> torch.Tensor:
         t = input_ids.shape[1]
@@ -462,6 +542,15 @@ class GazeXModel(nn.Module):
             logits = self.decode(nxt[:, None], cross_kvs=cross_kvs, caches=caches, start=pos)[:, -1]
             pos += 1
         return out, probs
+
+
+def _rows_from(base: torch.Tensor | None, other: torch.Tensor, labels: list[int]) -> torch.Tensor:
+    """``base`` with the rows of ``labels`` (dim 1) taken from ``other``; ``other`` itself where there is no base."""
+    if base is None:
+        return other
+    out = base.clone()
+    out[:, labels] = other[:, labels]
+    return out
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -201,9 +201,9 @@ def train_heads(model_dir: str | Path, data: str | Path, out: str | Path | None 
     return summary
 
 
-def save_with_heads(model: GazeXModel, base_dir: Path, out: Path) -> None:
+def save_with_heads(model: GazeXModel, base_dir: Path, out: Path, new_prefixes: tuple[str, ...] = ("attribute_head.",)) -> None:
     """Saves in the base's stored dtype; the base's other files (tokenizer, input check, calibrator) beside it.
-    Checks that every tensor the base had (but an attribute head it is replacing) is stored unchanged."""
+    Checks that every tensor the base had (but the head being trained, ``new_prefixes``) is stored unchanged."""
     from safetensors.torch import load_file
 
     base = load_file(str(base_dir / checkpoint.CHECKPOINT_FILES[1]))
@@ -215,6 +215,6 @@ def save_with_heads(model: GazeXModel, base_dir: Path, out: Path) -> None:
             if (base_dir / name).is_file():
                 shutil.copy2(base_dir / name, out / name)
     saved = load_file(str(out / checkpoint.CHECKPOINT_FILES[1]))
-    changed = [k for k, v in base.items() if not k.startswith("attribute_head.") and not torch.equal(saved[k], v)]
+    changed = [k for k, v in base.items() if not k.startswith(new_prefixes) and not torch.equal(saved[k], v)]
     if changed:
-        raise RuntimeError(f"{out}: base tensors changed while adding the attribute head: {changed[:3]}")
+        raise RuntimeError(f"{out}: base tensors changed while adding {new_prefixes[0].rstrip('.')}: {changed[:3]}")

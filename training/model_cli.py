@@ -1,4 +1,4 @@
-"""``gazex train``, ``gazex train-heads`` and ``gazex evaluate`` (the model's training and evaluation commands)."""
+"""``gazex train``, ``gazex train-heads``, ``gazex train-second-look`` and ``gazex evaluate`` (the model's training and evaluation commands)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,20 @@ def _train_heads(args: argparse.Namespace) -> int:
                           args.batch_size, args.seed, args.threads, args.limit,
                           MIN_EXAMPLES if args.min_examples is None else args.min_examples)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _train_second_look(args: argparse.Namespace) -> int:
+    import json
+
+    from gazex_core.checkpoint import DEFAULT_MODEL_DIR
+    from training.second_look import train_second_look
+
+    channels = tuple(int(c) for c in args.channels.split(","))
+    spec = train_second_look(args.model or DEFAULT_MODEL_DIR, args.data, args.out, args.cache, args.image_size, channels,
+                             args.epochs, args.lr, args.weight_decay, args.batch_size, args.shift, args.seed,
+                             args.threads, args.limit, args.workers)
+    print(json.dumps(spec, indent=2))
     return 0
 
 
@@ -108,6 +122,25 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     h.add_argument("--min-examples", type=int, default=None,
                    help="training examples each severity grade (or a side) needs before the head answers for a label (20)")
     h.set_defaults(handler=_train_heads)
+
+    s = subparsers.add_parser("train-second-look",
+                              help="train a second look at a larger copy of the image beside the frozen model (CPU, ~20 min)")
+    s.add_argument("--model", default=None, help="full checkpoint directory (default: the shipped checkpoint)")
+    s.add_argument("--data", required=True, help="dataset directory (gazex synth --out DIR)")
+    s.add_argument("--out", default=None, help="model directory to write (default: --model, in place)")
+    s.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
+    s.add_argument("--image-size", type=int, default=256, help="the second look's input size in pixels")
+    s.add_argument("--channels", default="8,16,32,64", help="its conv stages' widths (each halves the size)")
+    s.add_argument("--epochs", type=int, default=20)
+    s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--weight-decay", type=float, default=0.05)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--shift", type=int, default=8, help="random shift of each training image, in pixels")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    s.add_argument("--workers", type=int, default=1, help="processes for the cache build")
+    s.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+    s.set_defaults(handler=_train_second_look)
 
     e = subparsers.add_parser("evaluate", help="evaluate a GazeX model on a dataset's test split")
     e.add_argument("--model", default=None, help="model directory (default: the shipped checkpoint)")

@@ -59,6 +59,7 @@ from .sequence import (
     EOS,
     NOBOX,
     LABEL_TOKENS,
+    Clue,
     SentenceBlock,
     ground_prompt,
     label_token,
@@ -75,6 +76,7 @@ from .vocab import CHEXPERT_LABELS, LABEL_REGION, REGIONS, SECTIONS, region_inde
 DEFAULT_MODEL_DIR = checkpoint.DEFAULT_MODEL_DIR
 MODEL_NAME = "gazex-tiny"
 LOW_CONFIDENCE = 0.5
+FALLBACK_DWELL_MS = 600.0  # the dwell of a one-key-frame trajectory on a sentence's box (a middle dwell bin)
 SIDED_QUESTION = re.compile(r"^(is|are) there (an? |any )?(.+?)\??$")
 WHICH_SIDE_QUESTION = re.compile(r"^(which|what) side is (the |there )?(.+?)( on| in)?\??$")
 SEVERITY_QUESTION = re.compile(r"^how (severe|large|big|bad) is (the )?(.+?)\??$")
@@ -187,6 +189,24 @@ class GazeX:
             return r.memory, probs, None, boxes
         return r.memory, probs, (r.severity[0].float().cpu().numpy(), r.side[0].float().cpu().numpy()), boxes
 
+    def _ground_missing(self, memory: torch.Tensor, blocks: list[SentenceBlock], draft: list[SentenceBlock] = ()) -> None:
+        """Sentences the decoder left without a box (a finding's) or without a trajectory (any sentence, also one
+        the assembly wrote): the grounding task gives the missing part for the sentence's text. A trajectory it
+        does not give comes from the ``draft``'s sentence about the same finding, else is one key frame on the
+        sentence's own box (where a reader ends up looking), so every sentence carries its evidence."""
+        for b in blocks:
+            if not b.text:
+                continue
+            g_ids, _ = self._generate(memory, ground_prompt(b.text), 40)
+            grounded = parse_evidence(self.tok.decode(g_ids))
+            if b.box is None and b.label and b.label != "No Finding":
+                b.box = grounded.box
+            if not b.clues:
+                b.region = b.region or grounded.region
+                same = next((o.clues for o in draft if o.clues and b.label and o.label == b.label), None)
+                box = b.box or grounded.box
+                b.clues = list(grounded.clues or same or ([Clue.from_box(box, *box.center, FALLBACK_DWELL_MS)] if box else []))
+
     def _second_look_boxes(self, blocks: list[SentenceBlock], boxes: np.ndarray | None,
                            attributes: tuple[np.ndarray, np.ndarray] | None) -> None:
         """A sentence about a label the second look boxes better than the decoder (``box_labels``, chosen on
@@ -261,14 +281,12 @@ class GazeX:
             hook = _GuidedReport(self, present) if guided else (lambda _row, gen, logits: self._text_guard(gen, logits))
             ids, tprobs = self._generate(memory, prompt("report"), max_new_tokens or self.config.max_positions, hook)
             blocks, confs = self._blocks_with_confidence(ids, tprobs)
-            for b in blocks:  # a finding sentence the decoder left without a box: ground it (grounding task)
-                if b.label and b.label != "No Finding" and b.box is None and b.text:
-                    g_ids, _ = self._generate(memory, ground_prompt(b.text), 40)
-                    b.box = parse_evidence(self.tok.decode(g_ids)).box
+            self._ground_missing(memory, [b for b in blocks if b.label and b.label != "No Finding" and b.box is None])
             self._second_look_boxes(blocks, boxes, attributes)
             geometry = report_text.Geometry(img.width, img.height, img.pixel_spacing_mm)
             grades = self._grades(attributes, present)
             blocks, confs = report_text.assemble(blocks, confs, geometry, grades)
+            self._ground_missing(memory, [b for b in blocks if not b.clues], blocks)
         t3 = time.perf_counter()
         warnings = list(img.warnings)
         if not ids or ids[-1] != self._eos:

@@ -1,6 +1,6 @@
 """Consistent report text (gazex_core/report_text.py): the shipped model's drafts never state and negate a
-finding, never repeat a sentence, never emit garbled tokens, their impression states every finding, and a
-stated nodule size follows the observation box and the pixel spacing."""
+finding, never repeat a sentence, never emit garbled tokens, every sentence carries a trajectory, their impression
+states every finding, and a stated nodule size follows the observation box and the pixel spacing."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def test_drafts_have_no_contradiction_repeat_or_garbled_token(drafts):
                                    "impression_missing_findings": 0}, (sid, [s.text for s in bundle.sentences])
         texts = [s.text for s in bundle.sentences]
         assert len(set(texts)) == len(texts)
+
+
+def test_every_sentence_carries_a_trajectory(drafts):
+    sentences = [s for bundle in drafts.values() for s in bundle.sentences]
+    assert len(sentences) >= 40
+    assert [s.text for s in sentences if not s.trajectory] == []
 
 
 def test_impression_covers_every_finding(drafts):

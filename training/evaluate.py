@@ -26,8 +26,9 @@ Metrics
 
 * consistency (gazex_core/report_text.py ``consistency_issues``): counts over the split's drafts of
   self-contradictions (a sentence negating a finding the draft states), repeated sentences, garbled tokens
-  (letter runs, malformed numbers, doubled words) and present findings the impression does not state. Counts,
-  not rates, with no floor (a property of the text; the target is 0 of each).
+  (letter runs, malformed numbers, doubled words) and present findings the impression does not state; and
+  sentences without a trajectory (every sentence must carry its evidence). Counts, not rates, with no floor (a
+  property of the draft; the target is 0 of each).
 
 Floors (training/floors.py): every metric is written with its image-blind floor on the same studies and the
 margin over it (``metrics.json["floors"]``, and the floor / margin columns of the report) — label priors,
@@ -116,7 +117,7 @@ class DraftScorer:
         self.hyps: list[str] = []
         self.severity_words: list[bool] = []  # per graded ground-truth finding the draft words a severity for
         self.severity_truth: list[str] = []  # its grade
-        self.consistency: Counter = Counter(dict.fromkeys(consistency_issues([]), 0))
+        self.consistency: Counter = Counter(dict.fromkeys([*consistency_issues([]), "sentences_without_trajectory"], 0))
 
     def add(self, rec: dict, bundle) -> None:
         pred = bundle.positive_labels()
@@ -127,6 +128,7 @@ class DraftScorer:
         self._severity_wording(rec, bundle, pred)
         self.hyps.append(" ".join(s.text for s in bundle.sentences))
         self.consistency.update(consistency_issues(bundle.sentences))
+        self.consistency["sentences_without_trajectory"] += sum(not s.trajectory for s in bundle.sentences)
 
     def _severity_wording(self, rec: dict, bundle, pred: set[str]) -> None:
         for label in sorted(pred):

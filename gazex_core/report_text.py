@@ -53,6 +53,8 @@ GARBLED = re.compile(r"([A-Za-z])\1\1|\d\.\d*\.|\d\.\d\d|\d{3,}|\.\.|\b(\w+)\s+\
 MEASURE = re.compile(r"(?P<measuring>\s*\bmeasuring)?\s*\b\d[\d.]*\s*(?:cm|mm)\b(?:\s+in\s+(?:diameter|size))?",
                      re.IGNORECASE)
 STRAY_NUMBER = re.compile(r"(?<![\x00\d.])\d[\d.]*")
+# a sentence ending on words that announced a number it no longer has ("... with tip approximately.")
+DANGLING = re.compile(r"\s+(?:with (?:the |its )?tip\s+)?(?:approximately|measuring|about)\.?$", re.IGNORECASE)
 _MARK = "\x00"  # marks a computed number so that the stray-number removal keeps it
 SEVERITY_WORDS = "small|moderate|large|mild|minimal|trace|tiny|massive|severe|marked|slight"
 SEVERITY = re.compile(rf"\b({SEVERITY_WORDS})\b", re.IGNORECASE)
@@ -276,6 +278,7 @@ def _tidy(text: str) -> str:
     text = re.sub(r"([A-Za-z])\1{2,}", r"\1\1", text)  # repairs left by an unguarded decode
     text = re.sub(r"\b(\w+)(\s+\1\b)+", r"\1", text, flags=re.IGNORECASE)
     text = re.sub(r"\s+([.,;])", r"\1", " ".join(text.split()))
+    text = DANGLING.sub(".", text)
     text = re.sub(r"\ban ([bcdfghjklmnpqrstvwxyz])", r"a \1", text)
     text = re.sub(r"\ba ([aeiou])", r"an \1", text)
     return text[:1].upper() + text[1:] if text else text

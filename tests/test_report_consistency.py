@@ -173,6 +173,13 @@ def test_endotracheal_tube_distance_from_box_and_carina_estimate():
     assert no_spacing[1].text == "Endotracheal tube tip above the carina."
 
 
+def test_no_sentence_ends_on_words_that_announced_a_removed_number():
+    blocks = [_block("findings", "There is a left lung nodule measuring 2.4 cm.", "Lung Lesion", "breathing"),
+              _block("impression", "Endotracheal tube in place with tip approximately", "Support Devices", "foreign_bodies")]
+    out, _ = assemble(blocks, [0.9, 0.9], Geometry(400, 400, None))  # no spacing: no size can be computed
+    assert [b.text for b in out][:2] == ["There is a left lung nodule.", "Endotracheal tube in place."]
+
+
 def test_normal_draft_gets_a_normal_impression():
     out, _ = assemble([_block("findings", "No pleural effusion.", region="breathing")], [0.7], GEOMETRY)
     assert [b.section for b in out] == ["findings", "impression"]

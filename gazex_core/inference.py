@@ -193,7 +193,8 @@ class GazeX:
         """Sentences the decoder left without a box (a finding's) or without a trajectory (any sentence, also one
         the assembly wrote): the grounding task gives the missing part for the sentence's text. A trajectory it
         does not give comes from the ``draft``'s sentence about the same finding, else is one key frame on the
-        sentence's own box (where a reader ends up looking), so every sentence carries its evidence."""
+        sentence's own box (where a reader ends up looking), else is the draft's path through the sentence's
+        region, so every sentence carries its evidence."""
         for b in blocks:
             if not b.text:
                 continue
@@ -205,7 +206,9 @@ class GazeX:
                 b.region = b.region or grounded.region
                 same = next((o.clues for o in draft if o.clues and b.label and o.label == b.label), None)
                 box = b.box or grounded.box
-                b.clues = list(grounded.clues or same or ([Clue.from_box(box, *box.center, FALLBACK_DWELL_MS)] if box else []))
+                on_box = [Clue.from_box(box, *box.center, FALLBACK_DWELL_MS)] if box else []
+                region = next((o.clues for o in draft if o.clues and b.region and o.region == b.region), [])
+                b.clues = list(grounded.clues or same or on_box or region)
 
     def _second_look_boxes(self, blocks: list[SentenceBlock], boxes: np.ndarray | None,
                            attributes: tuple[np.ndarray, np.ndarray] | None) -> None:

@@ -18,7 +18,7 @@ from gazex_core.model import BOX_SLOTS, SEVERITIES, GazeXConfig, GazeXModel
 from gazex_core.sequence import SentenceBlock
 from gazex_core.vocab import CHEXPERT_LABELS
 from training.cache import load_cache
-from training.second_look import choose_fusion, train_second_look
+from training.second_look import attribute_accuracy, choose_fusion, train_second_look
 from model_support import dataset
 
 LESION, CONSOLIDATION, PNEUMOTHORAX = (CHEXPERT_LABELS.index(x) for x in ("Lung Lesion", "Consolidation", "Pneumothorax"))
@@ -74,6 +74,22 @@ def test_the_choice_keeps_the_base_where_it_is_better_and_its_threshold():
     assert report["Pneumothorax"]["base"] == 1.0 > report["Pneumothorax"]["second"]
 
 
+def test_side_is_scored_as_ask_answers_it():
+    n = len(CHEXPERT_LABELS)
+    t = {"severity": torch.full((3, n), -1), "side": torch.zeros(3, n, 2), "side_known": torch.ones(3, n)}
+    t["side"][0, LESION] = torch.tensor([1.0, 0.0])  # left
+    t["side"][1, LESION] = torch.tensor([0.0, 1.0])  # right
+    t["side"][2, LESION] = torch.tensor([1.0, 1.0])  # bilateral
+    finding = (t["side"].sum(-1) > 0).float()
+    logit = lambda p: torch.logit(torch.tensor(p))  # noqa: E731
+    side = torch.zeros(3, n, 2)
+    side[0, LESION] = logit([0.4, 0.1])  # which side right (left), "is there a left ...?" wrong: 0.75
+    side[1, LESION] = logit([0.9, 0.6])  # says bilateral: which side wrong, left wrong, right right: 0.25
+    side[2, LESION] = logit([0.7, 0.8])  # bilateral, both yes right: 1.0
+    _, score = attribute_accuracy(torch.zeros(3, n, 3), side, t, finding)
+    assert score[LESION] == pytest.approx((0.75 + 0.25 + 1.0) / 3)
+
+
 @pytest.fixture(scope="module")
 def looked(tmp_path_factory):
     torch.set_num_threads(1)
@@ -88,8 +104,11 @@ def test_training_keeps_every_base_tensor_and_side_file(looked):
     _, out, spec = looked
     base = load_file(str(checkpoint.DEFAULT_MODEL_DIR / "model.safetensors"))
     saved = load_file(str(out / "model.safetensors"))
-    assert len(base) > 50 and all(torch.equal(saved[k], v) for k, v in base.items())
+    kept = {k: v for k, v in base.items() if not k.startswith("second_look.")}  # the shipped second look is replaced
+    assert len(kept) > 50 and all(torch.equal(saved[k], v) for k, v in kept.items())
     assert any(k.startswith("second_look.") for k in saved)
+    shipped = GazeX().config
+    assert spec["base_finding_thresholds"] == shipped.second_look["base_finding_thresholds"]
     for name in ("tokenizer.json", "input_check.safetensors", "calibration.json"):
         assert (out / name).read_bytes() == (checkpoint.DEFAULT_MODEL_DIR / name).read_bytes()
     assert spec["training"]["epoch"] >= 1 and spec["training"]["n_train"] > spec["training"]["n_val"] > 0

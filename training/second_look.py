@@ -171,12 +171,18 @@ def choose_fusion(base_logits: np.ndarray, look_logits: np.ndarray, truth: np.nd
 
 
 def attribute_accuracy(severity: torch.Tensor, side: torch.Tensor, t: dict, finding: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Per label: severity accuracy over graded findings, side exact-match over present one- or two-sided findings
-    (nan where there are none)."""
+    """Per label (nan where there are none): severity accuracy over graded findings, and the side score over
+    present one- or two-sided findings, scored as ``ask`` answers: the mean of the which-side answer (bilateral
+    when both sides are >= 0.5, else the more probable side) being right and of the two "is there a left / right
+    ...?" answers (each side >= 0.5) being right."""
     sev_ok = (severity.argmax(-1) == t["severity"]).float()
     sev_known = (t["severity"] >= 0).float()
     present = (t["side_known"] > 0) & (t["side"].sum(-1) > 0) & (finding > 0.5)
-    side_ok = ((side > 0).float() == t["side"]).all(-1).float()
+    said = side > 0  # logits: probability >= 0.5
+    both_said, both_true = said.all(-1), t["side"].sum(-1) == 2
+    which_ok = torch.where(both_said | both_true, both_said & both_true, side.argmax(-1) == t["side"].argmax(-1))
+    yes_no_ok = (said.float() == t["side"]).float().mean(-1)
+    side_ok = (which_ok.float() + yes_no_ok) / 2
     with np.errstate(invalid="ignore"):
         sev = ((sev_ok * sev_known).sum(0) / sev_known.sum(0)).numpy()
         sd = ((side_ok * present).sum(0) / present.float().sum(0)).numpy()
@@ -255,8 +261,9 @@ def _r(x: float) -> float | None:
 def train_second_look(model_dir: str | Path, data: str | Path, out: str | Path | None = None, cache: str | Path | None = None,
                       image_size: int = DEFAULT_SIZE, channels: tuple[int, ...] = DEFAULT_CHANNELS, epochs: int = 20,
                       lr: float = 3e-3, weight_decay: float = 0.05, batch_size: int = 32, shift: int = 8, seed: int = 0,
-                      threads: int = 0, limit: int | None = None, workers: int = 1) -> dict:
-    """Train the second look of ``model_dir`` on ``data``'s train split (choices on val) and save to ``out``."""
+                      threads: int = 0, limit: int | None = None, workers: int = 1, reuse: str | Path | None = None) -> dict:
+    """Train the second look of ``model_dir`` on ``data``'s train split (choices on val) and save to ``out``.
+    ``reuse``: a directory whose trained second look is taken as it is (only the per-label choices are made again)."""
     if threads:
         torch.set_num_threads(threads)
     model_dir = Path(model_dir)
@@ -276,13 +283,18 @@ def train_second_look(model_dir: str | Path, data: str | Path, out: str | Path |
         raise ValueError(f"{data}: needs studies in both the train and the val split "
                          f"(has {len(split_ix['train'])} / {len(split_ix['val'])})")
     targets = {s: targets_of([records[i] for i in ix]) for s, ix in split_ix.items()}
+    previous = model.config.second_look or {}  # a model that already has one: its finding head's own thresholds
     model.config.second_look = {"image_size": image_size, "channels": list(channels)}
-    look, best = fit_look(model, images, split_ix["train"], targets["train"], split_ix["val"], targets["val"],
-                          epochs, lr, weight_decay, batch_size, shift, seed)
+    if reuse is None:
+        look, best = fit_look(model, images, split_ix["train"], targets["train"], split_ix["val"], targets["val"],
+                              epochs, lr, weight_decay, batch_size, shift, seed)
+    else:
+        look, best = _trained_look(Path(reuse), model)
     look_val = look_outputs(look, images, split_ix["val"])
     memory_val, base_logits = _base_outputs(model, base_images, split_ix["val"])
+    base_thresholds = previous.get("base_finding_thresholds", model.config.finding_thresholds)
     fusion, thresholds, fusion_report = choose_fusion(base_logits.numpy(), look_val[0].numpy(),
-                                                      targets["val"]["finding"].numpy(), model.config.finding_thresholds)
+                                                      targets["val"]["finding"].numpy(), base_thresholds)
     sev_labels, side_labels, attr_report = choose_attributes(model, memory_val, look_val, targets["val"],
                                                              answer_labels(targets["train"]))
     box_labels, box_report = choose_boxes(model, tok, base_images, split_ix["val"], [records[i] for i in split_ix["val"]],
@@ -292,14 +304,26 @@ def train_second_look(model_dir: str | Path, data: str | Path, out: str | Path |
     model.config.second_look = {
         "image_size": image_size, "channels": list(channels),
         "finding_labels": {lab: f for lab, f in zip(CHEXPERT_LABELS, fusion) if f != "base"},
+        "base_finding_thresholds": list(base_thresholds),
         "severity_labels": sev_labels, "side_labels": side_labels, "box_labels": box_labels,
-        "training": {**best, "data": str(data), "n_train": len(split_ix["train"]), "n_val": len(split_ix["val"]),
-                     "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
-                     "shift": shift, "seed": seed},
+        "training": best if reuse is not None else {
+            **best, "data": str(data), "n_train": len(split_ix["train"]), "n_val": len(split_ix["val"]), "epochs": epochs,
+            "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size, "shift": shift, "seed": seed},
         "validation": {"finding_f1": fusion_report, **attr_report, "box_iou": box_report},
     }
     save_with_heads(model, model_dir, out, new_prefixes=("second_look.",))
     return model.config.second_look
+
+
+def _trained_look(path: Path, model: GazeXModel) -> tuple[SecondLook, dict]:
+    """The second look saved in ``path`` (built for ``model``'s config) and its training summary."""
+    trained, _ = checkpoint.load_model(path)
+    spec = trained.config.second_look or {}
+    if trained.second_look is None or spec["image_size"] != model.config.second_look["image_size"] \
+            or spec["channels"] != model.config.second_look["channels"]:
+        raise ValueError(f"{path}: no second look of size {model.config.second_look['image_size']} and channels "
+                         f"{model.config.second_look['channels']} to reuse")
+    return trained.second_look.eval(), {**spec["training"], "reused_from": str(path)}
 
 
 @torch.no_grad()

@@ -143,8 +143,7 @@ def fit_head(model: GazeXModel, train_memory: torch.Tensor, train_t: dict, val_m
     start_from_finding_head(head, model)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    best = {"val_loss": float("inf")}
-    best_state = None
+    best = BestEpoch()
     bar = tqdm(range(epochs), desc="train heads", unit="epoch")
     for epoch in bar:
         head.train()
@@ -157,35 +156,61 @@ def fit_head(model: GazeXModel, train_memory: torch.Tensor, train_t: dict, val_m
         with torch.no_grad():
             val_loss = float(head_loss(head, val_memory, val_t))
         bar.set_postfix(val_loss=f"{val_loss:.4f}")
-        if val_loss < best["val_loss"]:
-            best = {"val_loss": val_loss, "epoch": epoch + 1}
-            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-    head.load_state_dict(best_state)
-    return head.eval(), best
+        best.update(head, val_loss, epoch + 1)
+    return best.restore(head), best.summary
+
+
+class BestEpoch:
+    """Keeps a module's weights from the epoch with the lowest validation loss."""
+
+    def __init__(self):
+        self.summary: dict = {"val_loss": float("inf")}
+        self.state: dict | None = None
+
+    def update(self, module: torch.nn.Module, val_loss: float, epoch: int) -> None:
+        if val_loss < self.summary["val_loss"]:
+            self.summary = {"val_loss": val_loss, "epoch": epoch}
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def restore(self, module: torch.nn.Module) -> torch.nn.Module:
+        module.load_state_dict(self.state)
+        return module.eval()
 
 
 # ------------------------------------------------------------------ the command
+
+
+def frozen_base(model_dir: Path, command: str, threads: int = 0):
+    """The full checkpoint a head is trained beside (model, tokenizer), in eval mode; an adapter is refused."""
+    if threads:
+        torch.set_num_threads(threads)
+    if checkpoint.is_adapter_dir(model_dir):
+        raise ValueError(f"{model_dir}: an adapter; {command} needs a full checkpoint (config.json + model.safetensors)")
+    model, tok = checkpoint.load_model(model_dir)
+    return model.eval(), tok
+
+
+def train_val_indices(records: list[dict], data: str | Path) -> dict[str, list[int]]:
+    """The cache rows of the train and the val split; both must have studies."""
+    split_ix = {s: [i for i, r in enumerate(records) if r["split"] == s] for s in ("train", "val")}
+    if not split_ix["train"] or not split_ix["val"]:
+        raise ValueError(f"{data}: needs studies in both the train and the val split "
+                         f"(has {len(split_ix['train'])} / {len(split_ix['val'])})")
+    return split_ix
 
 
 def train_heads(model_dir: str | Path, data: str | Path, out: str | Path | None = None, cache: str | Path | None = None,
                 epochs: int = 40, lr: float = 2e-3, weight_decay: float = 0.01, batch_size: int = 64, seed: int = 0,
                 threads: int = 0, limit: int | None = None, min_examples: int = MIN_EXAMPLES) -> dict:
     """Train the attribute head of ``model_dir`` on ``data``'s train split (picked on val) and save to ``out``."""
-    if threads:
-        torch.set_num_threads(threads)
     model_dir = Path(model_dir)
-    if checkpoint.is_adapter_dir(model_dir):
-        raise ValueError(f"{model_dir}: an adapter; train-heads needs a full checkpoint (config.json + model.safetensors)")
     out = Path(out) if out is not None else model_dir
-    model, tok = checkpoint.load_model(model_dir)
+    model, _ = frozen_base(model_dir, "train-heads", threads)
     size = model.config.image_size
     cache_dir = Path(cache or Path(data) / "cache")
     build_cache(data, cache_dir, size, limit=limit)
     images, records = load_cache(cache_dir, size)
-    split_ix = {s: [i for i, r in enumerate(records) if r["split"] == s] for s in ("train", "val")}
-    if not split_ix["train"] or not split_ix["val"]:
-        raise ValueError(f"{data}: needs studies in both the train and the val split "
-                         f"(has {len(split_ix['train'])} / {len(split_ix['val'])})")
+    split_ix = train_val_indices(records, data)
     memory = {s: encoder_memory(model, images, ix, desc=f"encode {s}") for s, ix in split_ix.items()}
     targets = {s: stack_targets([records[i] for i in ix]) for s, ix in split_ix.items()}
     labels = answer_labels(targets["train"], min_examples)

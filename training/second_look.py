@@ -37,7 +37,7 @@ from gazex_core import checkpoint
 from gazex_core.evidence import Box
 from gazex_core.model import BOX_SLOTS, GazeXModel, SecondLook
 from gazex_core.vocab import CHEXPERT_LABELS
-from training.attribute_head import answer_labels, save_with_heads, stack_targets
+from training.attribute_head import BestEpoch, answer_labels, frozen_base, save_with_heads, stack_targets, train_val_indices
 from training.cache import build_cache, load_cache
 from training.train import calibrate_thresholds, f1_scores
 
@@ -127,7 +127,7 @@ def fit_look(model: GazeXModel, images: np.ndarray, train_ix: list[int], train_t
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * math.ceil(len(train_ix) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    best, best_state = {"val_loss": float("inf")}, None
+    best = BestEpoch()
     bar = tqdm(range(epochs), desc="train second look", unit="epoch")
     for epoch in bar:
         look.train()
@@ -140,11 +140,8 @@ def fit_look(model: GazeXModel, images: np.ndarray, train_ix: list[int], train_t
             sched.step()
         val_loss = float(look_loss(look_outputs(look, images, val_ix), val_t))
         bar.set_postfix(val_loss=f"{val_loss:.4f}")
-        if val_loss < best["val_loss"]:
-            best = {"val_loss": val_loss, "epoch": epoch + 1}
-            best_state = {k: v.detach().clone() for k, v in look.state_dict().items()}
-    look.load_state_dict(best_state)
-    return look.eval(), best
+        best.update(look, val_loss, epoch + 1)
+    return best.restore(look), best.summary
 
 
 # ------------------------------------------------------------------ choosing, per label, what the look gives
@@ -264,24 +261,16 @@ def train_second_look(model_dir: str | Path, data: str | Path, out: str | Path |
                       threads: int = 0, limit: int | None = None, workers: int = 1, reuse: str | Path | None = None) -> dict:
     """Train the second look of ``model_dir`` on ``data``'s train split (choices on val) and save to ``out``.
     ``reuse``: a directory whose trained second look is taken as it is (only the per-label choices are made again)."""
-    if threads:
-        torch.set_num_threads(threads)
     model_dir = Path(model_dir)
-    if checkpoint.is_adapter_dir(model_dir):
-        raise ValueError(f"{model_dir}: an adapter; train-second-look needs a full checkpoint (config.json + model.safetensors)")
     out = Path(out) if out is not None else model_dir
-    model, tok = checkpoint.load_model(model_dir)
-    model.eval()
+    model, tok = frozen_base(model_dir, "train-second-look", threads)
     cache_dir = Path(cache or Path(data) / "cache")
     base_size = model.config.image_size
     for size in (base_size, image_size):
         build_cache(data, cache_dir, size, workers=workers, limit=limit)
     base_images, records = load_cache(cache_dir, base_size)
     images, _ = load_cache(cache_dir, image_size)
-    split_ix = {s: [i for i, r in enumerate(records) if r["split"] == s] for s in ("train", "val")}
-    if not split_ix["train"] or not split_ix["val"]:
-        raise ValueError(f"{data}: needs studies in both the train and the val split "
-                         f"(has {len(split_ix['train'])} / {len(split_ix['val'])})")
+    split_ix = train_val_indices(records, data)
     targets = {s: targets_of([records[i] for i in ix]) for s, ix in split_ix.items()}
     previous = model.config.second_look or {}  # a model that already has one: its finding head's own thresholds
     model.config.second_look = {"image_size": image_size, "channels": list(channels)}

@@ -24,7 +24,8 @@ thresholds); if the decoder tries to end the findings while a present label has 
 findings sentence is started for it with its ABCDEF region, an observation box (``<box>`` instead of
 ``<nobox>``) and its label forced (the trajectory, box coordinates and text are still decoded, conditioned
 on them). A finding sentence that still has no box is grounded with the grounding task (its text as the
-prompt) and gets that box. The sentence text is decoded under :class:`~gazex_core.report_text.TextGuard` and
+prompt) and gets that box; with a second look, a sentence about a label it boxes better takes its box (for the
+sentence's side). The sentence text is decoded under :class:`~gazex_core.report_text.TextGuard` and
 the sentences go through :func:`~gazex_core.report_text.assemble` (no contradiction, no repeat, an impression
 that states every finding, measurements from the box and pixel spacing, and - when the model has an attribute
 head - every sentence about a finding wording the head's severity of it). Sentences are then put in ABCDEF
@@ -34,6 +35,12 @@ from the attribute head's side output (yes when that side's probability is >= 0.
 decoder. With an attribute head, "Which side is the ... on?" (left, right, or bilateral when both sides are
 >= 0.5) and "How severe is the ...?" (small / moderate / large) are answered from it too, for the labels it
 was trained for (``config.attribute_head``); every other question is decoded.
+
+With a second look (``config.second_look``, a 256 px copy of the image read by its own conv stem), the finding
+probabilities, severities, sides and boxes above come, label by label, from whichever of it and the base heads
+did better on validation (:meth:`gazex_core.model.GazeXModel.read_image`). After assembly, a sentence with no
+trajectory is grounded; failing that it takes the same finding's trajectory, one key frame on its box, or the
+draft's path through its region, so every sentence carries one.
 """
 
 from __future__ import annotations

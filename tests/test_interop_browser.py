@@ -126,6 +126,9 @@ def test_admin_uploads_a_folder_and_a_reader_windows_the_real_film_beyond_its_di
     page.locator("#gx-worklist span.text", has_text=study.study_uid).first.click()
     page.wait_for_function(f"{WS} && {WS}.painted && {WS}.studyKey === '{study.study_uid}'", timeout=60_000)
     assert page.evaluate(f"{WS}.sentences").__len__() > 0  # the model's draft of the real film is there to review
+    for key in "bct":  # boxes, clue boxes and trajectory off: the points below sample the film, not the overlays
+        page.keyboard.press(key)
+    assert page.evaluate(f"{WS}.show") == {"boxes": False, "clues": False, "traj": False}
     view = page.evaluate(f"{WS}.view")
     assert (view["center"], view["width"], view["photometric"]) == (*DICOM_WINDOW, "MONOCHROME1")
     for painted, expected in _painted_vs_expected(page):

@@ -81,11 +81,12 @@ def test_side_is_scored_as_ask_answers_it():
     t["side"][1, LESION] = torch.tensor([0.0, 1.0])  # right
     t["side"][2, LESION] = torch.tensor([1.0, 1.0])  # bilateral
     finding = (t["side"].sum(-1) > 0).float()
-    logit = lambda p: torch.logit(torch.tensor(p))  # noqa: E731
     side = torch.zeros(3, n, 2)
-    side[0, LESION] = logit([0.4, 0.1])  # which side right (left), "is there a left ...?" wrong: 0.75
-    side[1, LESION] = logit([0.9, 0.6])  # says bilateral: which side wrong, left wrong, right right: 0.25
-    side[2, LESION] = logit([0.7, 0.8])  # bilateral, both yes right: 1.0
+    side[:, LESION] = torch.logit(torch.tensor([
+        [0.4, 0.1],  # which side right (left), "is there a left ...?" wrong: 0.75
+        [0.9, 0.6],  # says bilateral: which side wrong, left wrong, right right: 0.25
+        [0.7, 0.8],  # bilateral, both yes right: 1.0
+    ]))
     _, score = attribute_accuracy(torch.zeros(3, n, 3), side, t, finding)
     assert score[LESION] == pytest.approx((0.75 + 0.25 + 1.0) / 3)
 

@@ -91,8 +91,11 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of boxes (..., 4) as x0, y0, x1, y1."""
     wh = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
-    area = lambda x: (x[..., 2] - x[..., 0]).clamp(min=0) * (x[..., 3] - x[..., 1]).clamp(min=0)  # noqa: E731
-    return inter / (area(a) + area(b) - inter).clamp(min=1e-6)
+    return inter / (_area(a) + _area(b) - inter).clamp(min=1e-6)
+
+
+def _area(box: torch.Tensor) -> torch.Tensor:
+    return (box[..., 2] - box[..., 0]).clamp(min=0) * (box[..., 3] - box[..., 1]).clamp(min=0)
 
 
 def look_loss(outputs: tuple[torch.Tensor, ...], t: dict[str, torch.Tensor]) -> torch.Tensor:

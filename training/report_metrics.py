@@ -8,6 +8,7 @@ a Stanford CoreNLP JVM per call); the same tokens go to every metric.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 from typing import Any
@@ -43,10 +44,16 @@ def nlg_metrics(references: list[str], hypotheses: list[str], *, meteor: bool = 
 def _meteor(gts: dict, res: dict) -> float | None:
     if shutil.which("java") is None:
         return None
+    return float(_meteor_scorer().compute_score(gts, res)[0])
+
+
+@functools.cache
+def _meteor_scorer():
+    """One METEOR Java process per Python process: starting it (JVM + paraphrase tables) takes about 14 s, scoring
+    a few hundred reports well under one; it ends with the process (the scorer's ``__del__``, or EOF on its stdin)."""
     from pycocoevalcap.meteor.meteor import Meteor
 
-    scorer = Meteor()  # its Java process ends in __del__, when this frame drops the last reference
-    return float(scorer.compute_score(gts, res)[0])
+    return Meteor()
 
 
 def clinical_efficacy(references: list[str], hypotheses: list[str],

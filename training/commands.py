@@ -1,4 +1,4 @@
-"""Subcommands owned by training/: synth, train, train-heads, evaluate, finetune, models (training/finetune/cli.py), export-sft.
+"""Subcommands owned by training/: synth, train, train-heads, evaluate, gaze-ablation, finetune, models (training/finetune/cli.py), export-sft.
 
 Each subcommand registers itself here with ``add_parser(...).set_defaults(handler=...)``.
 Heavy imports happen inside the handlers so ``gazex --help`` stays fast.
@@ -34,6 +34,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     from training.input_check import add_input_check_command
 
     add_input_check_command(subparsers)
+
+    from training.gaze_ablation import add_gaze_ablation_command
+
+    add_gaze_ablation_command(subparsers)
 
     from training.calibration import add_calibrate_command
 

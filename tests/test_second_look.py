@@ -157,3 +157,16 @@ def test_a_sentence_takes_the_second_looks_box_for_its_side(looked):
     for block, box in zip(blocks, expected):
         assert (block.box.x_min, block.box.y_min, block.box.x_max, block.box.y_max) == pytest.approx(tuple(box.tolist()))
     assert blocks[3].box is decoder_box  # a label the second look does not box keeps the decoder's box
+
+
+def test_continued_training_starts_from_the_given_second_look(looked, tmp_path):
+    data, first, _ = looked
+    out = tmp_path / "continued"
+    spec = train_second_look(checkpoint.DEFAULT_MODEL_DIR, data, out, image_size=128, channels=(8, 16, 32), epochs=1,
+                             lr=1e-9, seed=1, threads=1, start=first)
+    before, after = load_file(str(first / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    weights = [k for k in after if k.startswith("second_look.") and "running_" not in k and "num_batches" not in k]
+    assert weights and all(torch.allclose(after[k].float(), before[k].float(), atol=1e-3) for k in weights)
+    fresh = GazeXModel(GazeXModel.from_pretrained(out).config)  # the same architecture, freshly initialised
+    assert not torch.allclose(fresh.second_look.queries, after["second_look.queries"].float(), atol=1e-3)
+    assert spec["training"]["started_from"] == str(first) and spec["training"]["earlier_training"]["epochs"] == 2

@@ -50,7 +50,7 @@ def _train_second_look(args: argparse.Namespace) -> int:
     channels = tuple(int(c) for c in args.channels.split(","))
     spec = train_second_look(args.model or DEFAULT_MODEL_DIR, args.data, args.out, args.cache, args.image_size, channels,
                              args.epochs, args.lr, args.weight_decay, args.batch_size, args.shift, args.seed,
-                             args.threads, args.limit, args.workers, args.reuse)
+                             args.threads, args.limit, args.workers, args.reuse, args.start)
     print(json.dumps(spec, indent=2))
     return 0
 
@@ -142,6 +142,8 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
     s.add_argument("--reuse", default=None,
                    help="a model directory whose trained second look is kept as it is: only the per-label choices are made again")
+    s.add_argument("--start", default=None,
+                   help="a model directory whose trained second look is trained further (instead of from scratch)")
     s.set_defaults(handler=_train_second_look)
 
     e = subparsers.add_parser("evaluate", help="evaluate a GazeX model on a dataset's test split")

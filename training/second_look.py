@@ -122,10 +122,14 @@ def look_outputs(look: SecondLook, images: np.ndarray, indices: list[int], batch
 
 
 def fit_look(model: GazeXModel, images: np.ndarray, train_ix: list[int], train_t: dict, val_ix: list[int], val_t: dict,
-             epochs: int, lr: float, weight_decay: float, batch_size: int, shift: int, seed: int) -> tuple[SecondLook, dict]:
+             epochs: int, lr: float, weight_decay: float, batch_size: int, shift: int, seed: int,
+             start: SecondLook | None = None) -> tuple[SecondLook, dict]:
+    """Train a second look (from ``start``'s weights where given, else freshly initialised); the best epoch."""
     torch.manual_seed(seed)
     look = SecondLook(model.config)
     look.apply(model._init_weights)
+    if start is not None:
+        look.load_state_dict(start.state_dict())
     opt = torch.optim.AdamW(look.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * math.ceil(len(train_ix) / batch_size)
@@ -261,9 +265,11 @@ def _r(x: float) -> float | None:
 def train_second_look(model_dir: str | Path, data: str | Path, out: str | Path | None = None, cache: str | Path | None = None,
                       image_size: int = DEFAULT_SIZE, channels: tuple[int, ...] = DEFAULT_CHANNELS, epochs: int = 20,
                       lr: float = 3e-3, weight_decay: float = 0.05, batch_size: int = 32, shift: int = 8, seed: int = 0,
-                      threads: int = 0, limit: int | None = None, workers: int = 1, reuse: str | Path | None = None) -> dict:
+                      threads: int = 0, limit: int | None = None, workers: int = 1, reuse: str | Path | None = None,
+                      start: str | Path | None = None) -> dict:
     """Train the second look of ``model_dir`` on ``data``'s train split (choices on val) and save to ``out``.
-    ``reuse``: a directory whose trained second look is taken as it is (only the per-label choices are made again)."""
+    ``reuse``: a directory whose trained second look is taken as it is (only the per-label choices are made again);
+    ``start``: a directory whose trained second look is trained further (continued training, e.g. on more data)."""
     model_dir = Path(model_dir)
     out = Path(out) if out is not None else model_dir
     model, tok = frozen_base(model_dir, "train-second-look", threads)
@@ -278,10 +284,14 @@ def train_second_look(model_dir: str | Path, data: str | Path, out: str | Path |
     previous = model.config.second_look or {}  # a model that already has one: its finding head's own thresholds
     model.config.second_look = {"image_size": image_size, "channels": list(channels)}
     if reuse is None:
+        started = _trained_look(Path(start), model) if start is not None else None
         look, best = fit_look(model, images, split_ix["train"], targets["train"], split_ix["val"], targets["val"],
-                              epochs, lr, weight_decay, batch_size, shift, seed)
+                              epochs, lr, weight_decay, batch_size, shift, seed, started[0] if started else None)
+        if started:
+            best = {**best, "started_from": str(start), "earlier_training": started[1]}
     else:
-        look, best = _trained_look(Path(reuse), model)
+        look, earlier = _trained_look(Path(reuse), model)
+        best = {**earlier, "reused_from": str(reuse)}
     look_val = look_outputs(look, images, split_ix["val"])
     memory_val, base_logits = _base_outputs(model, base_images, split_ix["val"])
     base_thresholds = previous.get("base_finding_thresholds", model.config.finding_thresholds)
@@ -315,7 +325,7 @@ def _trained_look(path: Path, model: GazeXModel) -> tuple[SecondLook, dict]:
             or spec["channels"] != model.config.second_look["channels"]:
         raise ValueError(f"{path}: no second look of size {model.config.second_look['image_size']} and channels "
                          f"{model.config.second_look['channels']} to reuse")
-    return trained.second_look.eval(), {**spec["training"], "reused_from": str(path)}
+    return trained.second_look.eval(), spec["training"]
 
 
 @torch.no_grad()

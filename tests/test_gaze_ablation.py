@@ -41,3 +41,5 @@ def test_both_arms_per_seed_are_trained_evaluated_summarised_and_not_retrained(t
     again = gaze_ablation(data, out, seeds=[0, 1], steps=3, threads=1, eval_limit=2, extra=TINY)
     assert weights.stat().st_mtime_ns == stamp  # a finished run is reused, not retrained
     assert again["metrics"] == summary["metrics"]
+    one_arm = gaze_ablation(data, out, seeds=[0, 1], steps=3, threads=1, eval_limit=2, extra=TINY, arms=("no-gaze",))
+    assert one_arm is None  # one arm alone is run (here: reused) but not summarised

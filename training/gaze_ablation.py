@@ -104,9 +104,13 @@ def markdown(summary: dict, meta: dict) -> str:
 
 
 def gaze_ablation(data: str, out: str | Path, seeds: list[int], steps: int, threads: int = 1, eval_limit: int = 150,
-                  extra: list[str] | None = None) -> dict:
+                  extra: list[str] | None = None, arms: tuple[str, ...] = tuple(ARMS)) -> dict | None:
+    """Run (or reuse) every seed of ``arms``; with both arms, summarise. One arm alone lets two processes share the
+    work (``--arms gaze`` and ``--arms no-gaze``); a last run without ``--arms`` reuses both and summarises."""
     out = Path(out)
-    runs = {arm: {s: run_one(data, out, arm, s, steps, threads, eval_limit, extra or []) for s in seeds} for arm in ARMS}
+    runs = {arm: {s: run_one(data, out, arm, s, steps, threads, eval_limit, extra or []) for s in seeds} for arm in arms}
+    if set(runs) != set(ARMS):
+        return None
     meta = {"data": data, "seeds": seeds, "steps": steps, "eval_limit": eval_limit, "train_extra": extra or []}
     summary = {"meta": meta, "metrics": summarise(runs, seeds)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -115,8 +119,12 @@ def gaze_ablation(data: str, out: str | Path, seeds: list[int], steps: int, thre
 
 
 def _handler(args: argparse.Namespace) -> int:
-    summary = gaze_ablation(args.data, args.out, args.seeds, args.steps, args.threads, args.eval_limit, args.train_arg)
-    print(markdown(summary["metrics"], summary["meta"]))
+    summary = gaze_ablation(args.data, args.out, args.seeds, args.steps, args.threads, args.eval_limit, args.train_arg,
+                            tuple(args.arms))
+    if summary is None:
+        print(f"ran {', '.join(args.arms)}; run again without --arms (finished runs are reused) for the summary")
+    else:
+        print(markdown(summary["metrics"], summary["meta"]))
     return 0
 
 
@@ -128,6 +136,8 @@ def add_gaze_ablation_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=1294, help="training steps of every run (gazex-tiny's recipe: 1294)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-limit", type=int, default=150, help="test studies evaluated per run (0 = all)")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+                   help="run only these arms (no summary unless both)")
     p.add_argument("--train-arg", action="append", default=[],
                    help="extra gazex train argument for both arms, e.g. --train-arg=--batch-size=16 (repeatable)")
     p.set_defaults(handler=_handler)

@@ -121,6 +121,12 @@ class GazeXConfig:
     def grid(self) -> int:
         return self.image_size // 16
 
+    @property
+    def head_thresholds(self) -> list[float]:
+        """The finding head's own thresholds: with a second look, ``finding_thresholds`` are those of the combined
+        reading and the head's are kept in ``second_look["base_finding_thresholds"]``."""
+        return list((self.second_look or {}).get("base_finding_thresholds") or self.finding_thresholds)
+
 
 # ------------------------------------------------------------------ building blocks
 

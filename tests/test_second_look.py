@@ -61,6 +61,15 @@ def test_each_label_takes_what_the_config_names_from_the_second_look():
     assert torch.equal(reading.side[:, PNEUMOTHORAX], head_side[:, PNEUMOTHORAX])
 
 
+def test_the_finding_heads_own_thresholds_survive_a_second_look():
+    n = len(CHEXPERT_LABELS)
+    plain = GazeXConfig(vocab_size=64, finding_thresholds=[0.3] * n)
+    looked = GazeXConfig(vocab_size=64, finding_thresholds=[0.6] * n,
+                         second_look={"image_size": 64, "channels": [8], "base_finding_thresholds": [0.3] * n})
+    assert plain.head_thresholds == looked.head_thresholds == [0.3] * n
+    assert looked.finding_thresholds == [0.6] * n  # the combined reading's
+
+
 def test_the_choice_keeps_the_base_where_it_is_better_and_its_threshold():
     rng = np.random.default_rng(0)
     truth = (rng.random((300, len(CHEXPERT_LABELS))) < 0.3).astype(np.float32)

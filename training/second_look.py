@@ -281,7 +281,7 @@ def train_second_look(model_dir: str | Path, data: str | Path, out: str | Path |
     images, _ = load_cache(cache_dir, image_size)
     split_ix = train_val_indices(records, data)
     targets = {s: targets_of([records[i] for i in ix]) for s, ix in split_ix.items()}
-    previous = model.config.second_look or {}  # a model that already has one: its finding head's own thresholds
+    base_thresholds = model.config.head_thresholds  # read before the second look's config is replaced below
     model.config.second_look = {"image_size": image_size, "channels": list(channels)}
     if reuse is None:
         started = _trained_look(Path(start), model) if start is not None else None
@@ -294,7 +294,6 @@ def train_second_look(model_dir: str | Path, data: str | Path, out: str | Path |
         best = {**earlier, "reused_from": str(reuse)}
     look_val = look_outputs(look, images, split_ix["val"])
     memory_val, base_logits = _base_outputs(model, base_images, split_ix["val"])
-    base_thresholds = previous.get("base_finding_thresholds", model.config.finding_thresholds)
     fusion, thresholds, fusion_report = choose_fusion(base_logits.numpy(), look_val[0].numpy(),
                                                       targets["val"]["finding"].numpy(), base_thresholds)
     sev_labels, side_labels, attr_report = choose_attributes(model, memory_val, look_val, targets["val"],

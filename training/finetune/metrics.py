@@ -150,8 +150,7 @@ def _macro_f1(pred: np.ndarray, truth: np.ndarray) -> float:
 def benchmark_metrics(model, tok, arrays: list[np.ndarray], truth: np.ndarray) -> dict:
     reports = generate_reports(model, tok, arrays)
     stated = np.array([[float(k in stated_labels(r)) for k in CHEXPERT_LABELS] for r in reports])
-    thresholds = np.array(getattr(model.config, "finding_thresholds", None) or [0.5] * len(CHEXPERT_LABELS))
-    head = (finding_probabilities(model, arrays) >= thresholds).astype(float)
+    head = (finding_probabilities(model, arrays) >= np.array(model.config.head_thresholds)).astype(float)
     return {"n": len(arrays), "report_label_macro_f1": _macro_f1(stated, truth),
             "finding_head_macro_f1": _macro_f1(head, truth),
             "mean_sentences": float(np.mean([len(r) for r in reports])) if reports else 0.0}

@@ -35,7 +35,6 @@ def test_both_arms_per_seed_are_trained_evaluated_summarised_and_not_retrained(t
     assert summary["meta"]["seeds"] == [0, 1] and summary["meta"]["steps"] == 3
     assert "± " in (out / "summary.md").read_text()
 
-
     weights = run_dir(out, "gaze", 0) / "model" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
     again = gaze_ablation(data, out, seeds=[0, 1], steps=3, threads=1, eval_limit=2, extra=TINY)

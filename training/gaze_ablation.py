@@ -1,6 +1,6 @@
 """``gazex gaze-ablation``: does gaze help? Both arms trained and evaluated over several seeds, mean +- sd.
 
-    gazex gaze-ablation --data data/synth6k --out runs/gaze-ablation --seeds 0 1 2 --steps 400 --threads 1
+    gazex gaze-ablation --data data/synth6k --out runs/gaze-ablation --seeds 0 1 2 --steps 1294 --threads 1
 
 For each seed, the gaze arm (``gazex train``) and the no-gaze arm (``gazex train --no-gaze``: no trajectory tokens,
 no ordering task) are trained with the same data, steps and every other setting, then evaluated with

@@ -284,11 +284,11 @@ def train_second_look(model_dir: str | Path, data: str | Path, out: str | Path |
     base_thresholds = model.config.head_thresholds  # read before the second look's config is replaced below
     model.config.second_look = {"image_size": image_size, "channels": list(channels)}
     if reuse is None:
-        started = _trained_look(Path(start), model) if start is not None else None
+        start_look, earlier = _trained_look(Path(start), model) if start is not None else (None, None)
         look, best = fit_look(model, images, split_ix["train"], targets["train"], split_ix["val"], targets["val"],
-                              epochs, lr, weight_decay, batch_size, shift, seed, started[0] if started else None)
-        if started:
-            best = {**best, "started_from": str(start), "earlier_training": started[1]}
+                              epochs, lr, weight_decay, batch_size, shift, seed, start_look)
+        if start is not None:
+            best = {**best, "started_from": str(start), "earlier_training": earlier}
     else:
         look, earlier = _trained_look(Path(reuse), model)
         best = {**earlier, "reused_from": str(reuse)}
@@ -323,7 +323,7 @@ def _trained_look(path: Path, model: GazeXModel) -> tuple[SecondLook, dict]:
     if trained.second_look is None or spec["image_size"] != model.config.second_look["image_size"] \
             or spec["channels"] != model.config.second_look["channels"]:
         raise ValueError(f"{path}: no second look of size {model.config.second_look['image_size']} and channels "
-                         f"{model.config.second_look['channels']} to reuse")
+                         f"{model.config.second_look['channels']} to start from or reuse")
     return trained.second_look.eval(), spec["training"]
 
 

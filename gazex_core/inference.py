@@ -38,7 +38,9 @@ was trained for (``config.attribute_head``); every other question is decoded.
 
 With a second look (``config.second_look``, a 256 px copy of the image read by its own conv stem), the finding
 probabilities, severities, sides and boxes above come, label by label, from whichever of it and the base heads
-did better on validation (:meth:`gazex_core.model.GazeXModel.read_image`). After assembly, a sentence with no
+did better on validation (:meth:`gazex_core.model.GazeXModel.read_image`). With a gaze head (``config.gaze_head``),
+a findings sentence that states no finding takes its region's points on this study as its trajectory (where readers
+look; the decoder's own key frames for normal statements barely follow the study). After assembly, a sentence with no
 trajectory is grounded; failing that it takes the same finding's trajectory, one key frame on its box, or the
 draft's path through its region, so every sentence carries one.
 """
@@ -84,6 +86,7 @@ DEFAULT_MODEL_DIR = checkpoint.DEFAULT_MODEL_DIR
 MODEL_NAME = "gazex-tiny"
 LOW_CONFIDENCE = 0.5
 FALLBACK_DWELL_MS = 600.0  # the dwell of a one-key-frame trajectory on a sentence's box (a middle dwell bin)
+GAZE_CLUE_SIZE = 0.15  # clue-box width / height of a gaze-head point where the decoder gave no key frame to copy
 SIDED_QUESTION = re.compile(r"^(is|are) there (an? |any )?(.+?)\??$")
 WHICH_SIDE_QUESTION = re.compile(r"^(which|what) side is (the |there )?(.+?)( on| in)?\??$")
 SEVERITY_QUESTION = re.compile(r"^how (severe|large|big|bad) is (the )?(.+?)\??$")
@@ -183,18 +186,19 @@ class GazeX:
         return memory[0].float().cpu().numpy()
 
     def _read(self, img: LoadedImage) -> tuple[torch.Tensor, np.ndarray, tuple[np.ndarray, np.ndarray] | None,
-                                               np.ndarray | None]:
+                                               np.ndarray | None, np.ndarray | None]:
         """The encoder memory, the finding probabilities (n_labels,), the severity (n_labels, 3) and side
-        (n_labels, 2) probabilities and the second look's boxes (n_labels, 3, 4) (None without a head that gives
-        them), from every head the model has."""
+        (n_labels, 2) probabilities, the second look's boxes (n_labels, 3, 4) and the gaze head's points per region
+        (n_regions, points, 2) (None without a head that gives them), from every head the model has."""
         second = self.config.second_look
         pix2 = self._model_input(img, second["image_size"]) if second else None
         r = self.model.read_image(self._model_input(img), pix2)
         probs = torch.sigmoid(r.finding_logits[0]).float().cpu().numpy()
         boxes = None if r.boxes is None else r.boxes[0].float().cpu().numpy()
+        gaze = None if r.gaze is None else r.gaze[0].float().cpu().numpy()
         if r.severity is None:
-            return r.memory, probs, None, boxes
-        return r.memory, probs, (r.severity[0].float().cpu().numpy(), r.side[0].float().cpu().numpy()), boxes
+            return r.memory, probs, None, boxes, gaze
+        return r.memory, probs, (r.severity[0].float().cpu().numpy(), r.side[0].float().cpu().numpy()), boxes, gaze
 
     def _ground_missing(self, memory: torch.Tensor, blocks: list[SentenceBlock], draft: list[SentenceBlock] = ()) -> None:
         """Sentences the decoder left without a box (a finding's) or without a trajectory (any sentence, also one
@@ -244,6 +248,20 @@ class GazeX:
             if slot in slots:
                 b.box = Box(*map(float, boxes[j, BOX_SLOTS.index(slot)]))
 
+    def _gaze_trajectories(self, blocks: list[SentenceBlock], gaze: np.ndarray | None) -> None:
+        """A findings sentence that states no finding takes the gaze head's points for its region: where readers
+        look on this study's anatomy (the decoder's own key frames for normal statements barely follow the study).
+        Each point keeps the clue-box size and dwell of the decoder's key frame in its place (or of its last one)."""
+        if gaze is None:
+            return
+        regions = self.config.gaze_head["regions"]
+        for b in blocks:
+            if b.section != "findings" or b.label not in (None, "No Finding") or b.region not in regions:
+                continue
+            own = b.clues or [Clue(0.5, 0.5, GAZE_CLUE_SIZE, GAZE_CLUE_SIZE, FALLBACK_DWELL_MS)]
+            b.clues = [Clue(float(x), float(y), own[min(k, len(own) - 1)].w, own[min(k, len(own) - 1)].h,
+                            own[min(k, len(own) - 1)].dwell_ms) for k, (x, y) in enumerate(gaze[regions.index(b.region)])]
+
     def _grades(self, attributes: tuple[np.ndarray, np.ndarray] | None, present: list[str]) -> dict[str, str]:
         """The severity grade of each present finding the attribute head grades."""
         if attributes is None:
@@ -282,7 +300,7 @@ class GazeX:
         scope = scope_warnings(img)
         t1 = time.perf_counter()
         with self._lock:
-            memory, probs, attributes, boxes = self._read(img)
+            memory, probs, attributes, boxes, gaze = self._read(img)
             check = self._input_check(img, memory)
             if not check.passed and not draft_out_of_scope:
                 raise InputRefused(f"{img.source}: not drafted: {check.summary()}", check)
@@ -296,6 +314,7 @@ class GazeX:
             geometry = report_text.Geometry(img.width, img.height, img.pixel_spacing_mm)
             grades = self._grades(attributes, present)
             blocks, confs = report_text.assemble(blocks, confs, geometry, grades)
+            self._gaze_trajectories(blocks, gaze)
             self._ground_missing(memory, [b for b in blocks if not b.clues], blocks)
         t3 = time.perf_counter()
         warnings = list(img.warnings)
@@ -362,7 +381,7 @@ class GazeX:
             raise ValueError("question is empty")
         img, scope = self._prepare(image)
         with self._lock:
-            memory, probs, attributes, _ = self._read(img)
+            memory, probs, attributes, _, _ = self._read(img)
             ids, tprobs = self._generate(memory, vqa_prompt(question), 48)
         text, box = parse_answer(self.tok.decode(ids))
         conf = float(np.mean(tprobs)) if tprobs else 0.0

@@ -11,6 +11,8 @@ cross-attention, and a multi-label finding head.
     SecondLook (optional, ``config.second_look``): the same image at a larger size (256), its own conv stem and
              per-label queries -> per label a finding logit, severity and side logits and a box per side slot;
              ``read_image`` takes, label by label, what the config says it does better (chosen on validation)
+    GazeHead (optional, ``config.gaze_head``): a few learned queries per ABCDEF region attend the memory -> the
+             points where readers look for that region on this study (normal statements' trajectories)
     Decoder: token + position embedding -> n_decoder_layers x DecoderLayer
              (causal self-attention, cross-attention to memory, MLP) -> LayerNorm -> lm_head (tied)
 
@@ -20,7 +22,8 @@ so peft LoRA can target them (``target_modules=["q_proj", "v_proj"]`` etc.).
 Loss = next-token cross-entropy on the target tokens (labels = -100 on the prompt and padding)
 + ``finding_loss_weight`` x BCE of the finding head. The attribute head is trained afterwards on the frozen
 encoder (``gazex train-heads``, training/attribute_head.py), the second look beside the frozen model
-(``gazex train-second-look``, training/second_look.py); a config without ``attribute_head`` / ``second_look`` has
+(``gazex train-second-look``, training/second_look.py), the gaze head on the frozen encoder (``gazex
+train-gaze-head``, training/gaze_head.py); a config without ``attribute_head`` / ``second_look`` / ``gaze_head`` has
 none, so older checkpoints and adapters load unchanged.
 
 Saved as a Hugging Face-style directory (``config.json`` + ``model.safetensors``, the tied ``lm_head`` stored
@@ -78,6 +81,7 @@ class GazeXConfig:
         finding_thresholds: list[float] | None = None,
         attribute_head: dict | None = None,
         second_look: dict | None = None,
+        gaze_head: dict | None = None,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -104,6 +108,8 @@ class GazeXConfig:
         # None: no second look; else {"image_size", "channels", ...} and which labels' finding probability, severity
         # and side it gives ("finding_labels", "severity_labels", "side_labels", chosen on validation)
         self.second_look = second_look
+        # None: no gaze head; else {"points": K, "regions": [...], "training": {...}}
+        self.gaze_head = gaze_head
         self.pad_token_id, self.bos_token_id, self.eos_token_id = pad_token_id, bos_token_id, eos_token_id
         kwargs.pop("model_type", None)
         kwargs.setdefault("tie_word_embeddings", True)
@@ -326,6 +332,28 @@ class SecondLook(nn.Module):
         return logits[..., 0], logits[..., 1 : 1 + n_sev], logits[..., 1 + n_sev : 1 + n_sev + n_side], boxes
 
 
+class GazeHead(nn.Module):
+    """Where readers look for each ABCDEF region of this study: ``config.gaze_head["points"]`` learned queries per
+    region (``vocab.REGIONS`` order) attend the image memory; an MLP, then a linear gives each query's point (x, y
+    in 0-1 through a sigmoid). The anatomy moves from study to study (lung fields, heart, diaphragm), so where a
+    reader's eyes go while stating a normal region does too; the decoder's own key frames barely follow it."""
+
+    def __init__(self, cfg: GazeXConfig):
+        super().__init__()
+        self.n_regions, self.points = len(cfg.gaze_head["regions"]), cfg.gaze_head["points"]
+        self.queries = nn.Parameter(torch.randn(1, self.n_regions * self.points, cfg.d_model) * 0.02)
+        self.attn = Attention(cfg.d_model, cfg.n_heads, 0.0)
+        self.ln = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg.d_model, 2, 0.0)
+        self.out = nn.Linear(cfg.d_model, 2)
+
+    def forward(self, memory: torch.Tensor) -> torch.Tensor:
+        """memory (B, P, d) -> points (B, n_regions, points, 2): x, y in 0-1."""
+        q = self.queries.expand(memory.shape[0], -1, -1)
+        h = self.ln(q + self.attn(q, source=memory))
+        return torch.sigmoid(self.out(h + self.mlp(h))).unflatten(1, (self.n_regions, self.points))
+
+
 @dataclass
 class ImageReading:
     """Everything the model reads from an image before any text: the encoder memory, the finding logits and,
@@ -336,6 +364,7 @@ class ImageReading:
     severity: torch.Tensor | None = None  # (B, n_labels, 3) probabilities over SEVERITIES
     side: torch.Tensor | None = None  # (B, n_labels, 2) probability of each of SIDES
     boxes: torch.Tensor | None = None  # (B, n_labels, 3, 4): the second look's box per BOX_SLOTS (x0, y0, x1, y1 in 0-1)
+    gaze: torch.Tensor | None = None  # (B, n_regions, points, 2): the gaze head's points per region (x, y in 0-1)
 
 
 @dataclass
@@ -375,6 +404,11 @@ class GazeXModel(nn.Module):
             with torch.random.fork_rng(devices=[]):
                 self.second_look = SecondLook(config)
                 self.second_look.apply(self._init_weights)
+        self.gaze_head = None
+        if config.gaze_head:
+            with torch.random.fork_rng(devices=[]):
+                self.gaze_head = GazeHead(config)
+                self.gaze_head.apply(self._init_weights)
 
     # ---- saving and loading
     def save_pretrained(self, out: str | Path, **_: object) -> None:
@@ -444,8 +478,9 @@ class GazeXModel(nn.Module):
         memory, logits = self.encode(pixel_values)
         attributes = self.attributes(memory)
         severity, side = attributes if attributes is not None else (None, None)
+        gaze = self.gaze_head(memory) if self.gaze_head is not None else None
         if self.second_look is None or second_pixel_values is None:
-            return ImageReading(memory, logits, severity, side)
+            return ImageReading(memory, logits, severity, side, gaze=gaze)
         spec, names = self.config.second_look, self.config.label_names
         finding2, severity2, side2, boxes = self.second_look(second_pixel_values)
         logits = logits.clone()
@@ -454,7 +489,7 @@ class GazeXModel(nn.Module):
             logits[:, j] = finding2[:, j] if how == "second" else (logits[:, j] + finding2[:, j]) / 2
         severity = _rows_from(severity, severity2.softmax(-1), [names.index(x) for x in spec.get("severity_labels", ())])
         side = _rows_from(side, torch.sigmoid(side2), [names.index(x) for x in spec.get("side_labels", ())])
-        return ImageReading(memory, logits, severity, side, boxes)
+        return ImageReading(memory, logits, severity, side, boxes, gaze)
 
     def decode(self, input_ids, memory=None, cross_kvs=None, caches=None, start: int = 0) -> torch.Tensor:
         t = input_ids.shape[1]

@@ -1,4 +1,4 @@
-"""``gazex train``, ``gazex train-heads``, ``gazex train-second-look`` and ``gazex evaluate`` (the model's training and evaluation commands)."""
+"""``gazex train``, ``gazex train-heads``, ``gazex train-second-look``, ``gazex train-gaze-head`` and ``gazex evaluate`` (the model's training and evaluation commands)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,18 @@ def _train_second_look(args: argparse.Namespace) -> int:
     spec = train_second_look(args.model or DEFAULT_MODEL_DIR, args.data, args.out, args.cache, args.image_size, channels,
                              args.epochs, args.lr, args.weight_decay, args.batch_size, args.shift, args.seed,
                              args.threads, args.limit, args.workers, args.reuse, args.start)
+    print(json.dumps(spec, indent=2))
+    return 0
+
+
+def _train_gaze_head(args: argparse.Namespace) -> int:
+    import json
+
+    from gazex_core.checkpoint import DEFAULT_MODEL_DIR
+    from training.gaze_head import train_gaze_head
+
+    spec = train_gaze_head(args.model or DEFAULT_MODEL_DIR, args.data, args.out, args.cache, args.points, args.epochs,
+                           args.lr, args.weight_decay, args.batch_size, args.seed, args.threads, args.limit)
     print(json.dumps(spec, indent=2))
     return 0
 
@@ -145,6 +157,22 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--start", default=None,
                    help="a model directory whose trained second look is trained further (instead of from scratch)")
     s.set_defaults(handler=_train_second_look)
+
+    g = subparsers.add_parser("train-gaze-head",
+                              help="train where readers look per region, from the study's anatomy, beside the frozen model (CPU, ~2 min)")
+    g.add_argument("--model", default=None, help="full checkpoint directory (default: the shipped checkpoint)")
+    g.add_argument("--data", required=True, help="dataset directory with reader gaze (gazex synth --out DIR)")
+    g.add_argument("--out", default=None, help="model directory to write (default: --model, in place)")
+    g.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
+    g.add_argument("--points", type=int, default=3, help="points per region (a normal statement's key frames)")
+    g.add_argument("--epochs", type=int, default=30)
+    g.add_argument("--lr", type=float, default=3e-3)
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    g.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+    g.set_defaults(handler=_train_gaze_head)
 
     e = subparsers.add_parser("evaluate", help="evaluate a GazeX model on a dataset's test split")
     e.add_argument("--model", default=None, help="model directory (default: the shipped checkpoint)")

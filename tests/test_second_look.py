@@ -154,7 +154,7 @@ def test_a_sentence_takes_the_second_looks_box_for_its_side(looked):
     _, records = load_cache(data / "cache", 128)
     img = load_image(next(r["image_path"] for r in records if r["split"] == "test"))
     with torch.inference_mode():
-        _, _, attributes, boxes = gx._read(img)
+        _, _, attributes, boxes, _ = gx._read(img)
     decoder_box = Box(0.0, 0.0, 0.1, 0.1)
     blocks = [SentenceBlock(section="findings", label="Lung Lesion", text="There is a left lung nodule.", box=decoder_box),
               SentenceBlock(section="findings", label="Lung Lesion", text="Right lung mass.", box=decoder_box),

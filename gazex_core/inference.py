@@ -443,14 +443,17 @@ class GazeX:
 
     @torch.inference_mode()
     def ground(self, image: ImageSource, sentence: str) -> Grounding:
-        """Where a sentence's finding is (observation box) and the inspection trajectory that leads to it."""
+        """Where a sentence's finding is (observation box) and the inspection trajectory that leads to it (for a
+        statement of no finding, with a gaze head, its region's points on this study)."""
         if not isinstance(sentence, str) or not sentence.strip():
             raise ValueError("sentence is empty")
         img, scope = self._prepare(image)
         with self._lock:
             memory, _ = self.model.encode(self._model_input(img))
             ids, tprobs = self._generate(memory, ground_prompt(sentence), 40)
+            gaze = self.model.gaze_head(memory)[0].float().cpu().numpy() if self.model.gaze_head is not None else None
         block = parse_evidence(self.tok.decode(ids))
+        self._gaze_trajectories([block], gaze)  # a normal statement's trajectory follows this study, as in a draft
         return Grounding(sentence=sentence.strip(), region=block.region, label=block.label,
                          trajectory=[c.to_point() for c in block.clues],
                          box=block.box.clipped(1.0, 1.0) if block.box is not None else None,

@@ -102,3 +102,16 @@ def test_normal_sentences_take_the_head_points_and_follow_the_study(trained):
                 own = points[REGIONS.index(s.region)]
                 assert len(got) >= 1 and (got.shape != own.shape or not np.allclose(got, own, atol=1e-6))
     assert airway_drafts >= 3 and len(paths["airway"]) == airway_drafts
+
+
+def test_grounding_a_normal_statement_gives_its_regions_points_on_this_study(trained):
+    data, out, _ = trained
+    _, records = load_cache(data / "cache", 128)
+    gx = GazeX(out)
+    rec = next(r for r in records if r["split"] == "test")
+    img = load_image(rec["image_path"])
+    with torch.no_grad():
+        points = gx.model.read_image(gx._model_input(img)).gaze[0].numpy()
+    g = gx.ground(rec["image_path"], "The trachea is midline.")
+    assert g.region in REGIONS and g.label is None
+    assert np.allclose([[p.x, p.y] for p in g.trajectory], points[REGIONS.index(g.region)], atol=1e-6)

@@ -199,19 +199,27 @@ def train_val_indices(records: list[dict], data: str | Path) -> dict[str, list[i
     return split_ix
 
 
-def train_heads(model_dir: str | Path, data: str | Path, out: str | Path | None = None, cache: str | Path | None = None,
-                epochs: int = 40, lr: float = 2e-3, weight_decay: float = 0.01, batch_size: int = 64, seed: int = 0,
-                threads: int = 0, limit: int | None = None, min_examples: int = MIN_EXAMPLES) -> dict:
-    """Train the attribute head of ``model_dir`` on ``data``'s train split (picked on val) and save to ``out``."""
-    model_dir = Path(model_dir)
-    out = Path(out) if out is not None else model_dir
-    model, _ = frozen_base(model_dir, "train-heads", threads)
+def frozen_memory(model_dir: Path, data: str | Path, cache: str | Path | None, command: str, threads: int = 0,
+                  limit: int | None = None) -> tuple[GazeXModel, list[dict], dict[str, list[int]], dict[str, torch.Tensor]]:
+    """What a head trained on the frozen encoder starts from: the base model, the dataset's cached records, the
+    rows of its train / val split and the encoder's memory of each."""
+    model, _ = frozen_base(model_dir, command, threads)
     size = model.config.image_size
     cache_dir = Path(cache or Path(data) / "cache")
     build_cache(data, cache_dir, size, limit=limit)
     images, records = load_cache(cache_dir, size)
     split_ix = train_val_indices(records, data)
     memory = {s: encoder_memory(model, images, ix, desc=f"encode {s}") for s, ix in split_ix.items()}
+    return model, records, split_ix, memory
+
+
+def train_heads(model_dir: str | Path, data: str | Path, out: str | Path | None = None, cache: str | Path | None = None,
+                epochs: int = 40, lr: float = 2e-3, weight_decay: float = 0.01, batch_size: int = 64, seed: int = 0,
+                threads: int = 0, limit: int | None = None, min_examples: int = MIN_EXAMPLES) -> dict:
+    """Train the attribute head of ``model_dir`` on ``data``'s train split (picked on val) and save to ``out``."""
+    model_dir = Path(model_dir)
+    out = Path(out) if out is not None else model_dir
+    model, records, split_ix, memory = frozen_memory(model_dir, data, cache, "train-heads", threads, limit)
     targets = {s: stack_targets([records[i] for i in ix]) for s, ix in split_ix.items()}
     labels = answer_labels(targets["train"], min_examples)
     head, best = fit_head(model, memory["train"], targets["train"], memory["val"], targets["val"],

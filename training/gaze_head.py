@@ -31,8 +31,7 @@ from tqdm import tqdm
 from gazex_core.model import GazeHead, GazeXModel
 from gazex_core.sequence import MAX_CLUES
 from gazex_core.vocab import REGIONS
-from training.attribute_head import BestEpoch, encoder_memory, frozen_base, save_with_heads, train_val_indices
-from training.cache import build_cache, load_cache
+from training.attribute_head import BestEpoch, frozen_memory, save_with_heads
 
 COVER_WEIGHT = 0.5  # weight of the clue -> nearest point term
 MAX_TARGETS = 24  # clue centroids kept per study and region (in reading order)
@@ -142,13 +141,7 @@ def train_gaze_head(model_dir: str | Path, data: str | Path, out: str | Path | N
     """Train the gaze head of ``model_dir`` on ``data``'s train split (picked on val) and save to ``out``."""
     model_dir = Path(model_dir)
     out = Path(out) if out is not None else model_dir
-    model, _ = frozen_base(model_dir, "train-gaze-head", threads)
-    size = model.config.image_size
-    cache_dir = Path(cache or Path(data) / "cache")
-    build_cache(data, cache_dir, size, limit=limit)
-    images, records = load_cache(cache_dir, size)
-    split_ix = train_val_indices(records, data)
-    memory = {s: encoder_memory(model, images, ix, desc=f"encode {s}") for s, ix in split_ix.items()}
+    model, records, split_ix, memory = frozen_memory(model_dir, data, cache, "train-gaze-head", threads, limit)
     targets = {s: gaze_targets([records[i] for i in ix]) for s, ix in split_ix.items()}
     model.config.gaze_head = {"points": points, "regions": list(REGIONS)}
     head, best = fit_gaze_head(model, memory["train"], targets["train"], memory["val"], targets["val"],

@@ -68,6 +68,7 @@ from .sequence import (
     EOS,
     NOBOX,
     LABEL_TOKENS,
+    REGION_TOKENS,
     Clue,
     SentenceBlock,
     ground_prompt,
@@ -78,6 +79,7 @@ from .sequence import (
     prompt,
     region_token,
     section_token,
+    select_clues,
     vqa_prompt,
 )
 from .vocab import CHEXPERT_LABELS, LABEL_REGION, REGIONS, SECTIONS, region_index
@@ -87,6 +89,7 @@ MODEL_NAME = "gazex-tiny"
 LOW_CONFIDENCE = 0.5
 FALLBACK_DWELL_MS = 600.0  # the dwell of a one-key-frame trajectory on a sentence's box (a middle dwell bin)
 GAZE_CLUE_SIZE = 0.15  # clue-box width / height of a gaze-head point where the decoder gave no key frame to copy
+LOOK_CLUE_SIZE = 0.15  # clue-box width / height of a look's key frame given without a clue box
 SIDED_QUESTION = re.compile(r"^(is|are) there (an? |any )?(.+?)\??$")
 WHICH_SIDE_QUESTION = re.compile(r"^(which|what) side is (the |there )?(.+?)( on| in)?\??$")
 SEVERITY_QUESTION = re.compile(r"^how (severe|large|big|bad) is (the )?(.+?)\??$")
@@ -262,6 +265,19 @@ class GazeX:
             b.clues = [Clue(float(x), float(y), own[min(k, len(own) - 1)].w, own[min(k, len(own) - 1)].h,
                             own[min(k, len(own) - 1)].dwell_ms) for k, (x, y) in enumerate(gaze[regions.index(b.region)])]
 
+    def _look_items(self, clues: list[Clue], gaze: np.ndarray | None) -> list[int]:
+        """The tokens a look forces: a findings section, its region and its key frames. The region is the gaze head's
+        region nearest to the look (each key frame's distance to the region's nearest point, weighted by its dwell);
+        without a head the decoder chooses one (``_LookConditioned.CHOOSE_REGION``)."""
+        region: int = _LookConditioned.CHOOSE_REGION
+        if gaze is not None:
+            xy = np.array([[c.cx, c.cy] for c in clues])  # (n, 2); gaze: (n_regions, points, 2)
+            dwell = np.array([c.dwell_ms for c in clues])
+            dist = np.linalg.norm(gaze[:, None, :, :] - xy[None, :, None, :], axis=-1).min(-1)  # (n_regions, n)
+            region = self.tok.id(region_token(self.config.gaze_head["regions"][int((dist @ dwell).argmin())]))
+        items = [it for c in clues for it in c.items()]
+        return [self._sec_ids["findings"], region, *(self.tok.id(it) for it in items)]
+
     def _grades(self, attributes: tuple[np.ndarray, np.ndarray] | None, present: list[str]) -> dict[str, str]:
         """The severity grade of each present finding the attribute head grades."""
         if attributes is None:
@@ -291,11 +307,19 @@ class GazeX:
 
     @torch.inference_mode()
     def analyze(self, image: ImageSource, guided: bool = True, max_new_tokens: int | None = None,
-                draft_out_of_scope: bool = False) -> EvidenceBundle:
+                draft_out_of_scope: bool = False, looks: list[list[TrajectoryPoint]] | None = None) -> EvidenceBundle:
         """Draft the report: every sentence with its region, trajectory, observation box and label.
         A study that fails the input check raises :class:`InputRefused` (one line, with its reasons) unless
-        ``draft_out_of_scope``: then it is drafted with every sentence marked ``out_of_scope``."""
+        ``draft_out_of_scope``: then it is drafted with every sentence marked ``out_of_scope``.
+
+        ``looks`` (task e, the gaze-conditioned report): a reader's looks at this film, each the key frames of one
+        dictated sentence's window in time order (x, y in 0-1, dwell, clue box; e.g. from
+        ``training.data.keyframes``). The draft then writes one findings sentence per look, conditioned on its key
+        frames (the longest ``MAX_CLUES`` dwells, as in training), whose trajectory is that look; then it goes on
+        as a guided draft. Each look's region is the gaze head's region nearest to it (without a head, the
+        decoder's choice)."""
         t0 = time.perf_counter()
+        look_clues = _look_clues(looks) if looks is not None else None
         img = load_image(image)
         scope = scope_warnings(img)
         t1 = time.perf_counter()
@@ -306,7 +330,12 @@ class GazeX:
                 raise InputRefused(f"{img.source}: not drafted: {check.summary()}", check)
             t2 = time.perf_counter()
             present = self._present(probs)
-            hook = _GuidedReport(self, present) if guided else (lambda _row, gen, logits: self._text_guard(gen, logits))
+            if look_clues:
+                hook = _LookConditioned(self, present, [self._look_items(c, gaze) for c in look_clues])
+            elif guided:
+                hook = _GuidedReport(self, present)
+            else:
+                hook = lambda _row, gen, logits: self._text_guard(gen, logits)  # noqa: E731
             ids, tprobs = self._generate(memory, prompt("report"), max_new_tokens or self.config.max_positions, hook)
             blocks, confs = self._blocks_with_confidence(ids, tprobs)
             self._ground_missing(memory, [b for b in blocks if b.label and b.label != "No Finding" and b.box is None])
@@ -314,7 +343,8 @@ class GazeX:
             geometry = report_text.Geometry(img.width, img.height, img.pixel_spacing_mm)
             grades = self._grades(attributes, present)
             blocks, confs = report_text.assemble(blocks, confs, geometry, grades)
-            self._gaze_trajectories(blocks, gaze)
+            if not look_clues:  # a look's sentence keeps the look as its trajectory
+                self._gaze_trajectories(blocks, gaze)
             self._ground_missing(memory, [b for b in blocks if not b.clues], blocks)
         t3 = time.perf_counter()
         warnings = list(img.warnings)
@@ -466,6 +496,22 @@ def _label_of_phrase(thing: str) -> str | None:
     return mentioned[0] if mentioned else None
 
 
+def _look_clues(looks: list[list[TrajectoryPoint]]) -> list[list[Clue]]:
+    """Validated looks -> each look's key frames as clues (the longest MAX_CLUES dwells, in time order)."""
+    out = []
+    for i, look in enumerate(looks, start=1):
+        if not look:
+            raise ValueError(f"look {i}: no key frames")
+        clues = []
+        for j, p in enumerate(look, start=1):
+            if not (0.0 <= p.x <= 1.0 and 0.0 <= p.y <= 1.0) or not p.dwell_ms > 0:
+                raise ValueError(f"look {i}, key frame {j}: x={p.x}, y={p.y} must be in 0-1 and dwell_ms={p.dwell_ms} > 0")
+            box = p.clue_box
+            clues.append(Clue(p.x, p.y, box.width if box else LOOK_CLUE_SIZE, box.height if box else LOOK_CLUE_SIZE, p.dwell_ms))
+        out.append(select_clues(clues))
+    return out
+
+
 class _GuidedReport:
     """Logits hook for classifier-guided report decoding (see module docstring)."""
 
@@ -520,6 +566,31 @@ class _GuidedReport:
             self.forced = [gx.tok.id(region_token(LABEL_REGION[lab]))]
             return self._force(logits, gx._sec_ids["findings"])
         return gx._text_guard(generated, logits)
+
+
+class _LookConditioned(_GuidedReport):
+    """Task (e): whenever the decoder would start a sentence (or end the report) while looks remain, the next look's
+    section, region and key frames are forced; it then writes the box, label and text conditioned on them (guided as
+    any draft). Once every look has its sentence, decoding goes on as guided drafting (missing findings, impression)."""
+
+    CHOOSE_REGION = -1  # in a look's items: the decoder picks the region token (no gaze head to place the look)
+
+    def __init__(self, gx: GazeX, present: list[str], looks: list[list[int]]):
+        super().__init__(gx, present)
+        self.looks = [list(look) for look in looks]
+        self.region_ids = [gx.tok.id(t) for t in REGION_TOKENS]
+        self.sentence_starts = set(gx._sec_ids.values()) | {gx._eos}
+
+    def __call__(self, row: int, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
+        self._observe(generated)
+        if self.looks and not self.forced and (not generated or int(logits.argmax()) in self.sentence_starts):
+            self.forced = self.looks.pop(0)
+        if self.forced and self.forced[0] == self.CHOOSE_REGION:
+            self.forced.pop(0)
+            mask = torch.full_like(logits, float("-inf"))
+            mask[self.region_ids] = 0.0
+            return logits + mask
+        return super().__call__(row, generated, logits)
 
 
 # ------------------------------------------------------------ module-level convenience (default model)

@@ -30,6 +30,10 @@ Metrics
   sentences without a trajectory (every sentence must carry its evidence). Counts, not rates, with no floor (a
   property of the draft; the target is 0 of each).
 
+* gaze-conditioned report (task e, ``--looks N``): the first N studies drafted from their first reader's looks
+  (``GazeX.analyze(image, looks=...)``), in reading order and reversed; the share of looks whose sentence is nearest
+  in wording to the sentence the look came from (reversed order is the control for writing by position).
+
 Floors (training/floors.py): every metric is written with its image-blind floor on the same studies and the
 margin over it (``metrics.json["floors"]``, and the floor / margin columns of the report) — label priors,
 always-"no" / majority / question-only VQA answers, a per-label-and-side location prior, one blank-image
@@ -53,7 +57,8 @@ from gazex_core.evidence import Box
 from gazex_core.imaging import load_image
 from gazex_core.inference import GazeX
 from gazex_core.report_text import GRADE_PHRASE, consistency_issues, grade_words
-from gazex_core.sequence import Clue, order_prompt, parse_order
+from gazex_core.evidence import TrajectoryPoint
+from gazex_core.sequence import Clue, dequantise, order_prompt, parse_order, quantise, select_clues
 from gazex_core.vocab import CHEXPERT_LABELS, REGIONS
 from training.cache import build_cache, load_cache
 from training.floors import Priors, below_floor, blank_image, fit_priors, floor_table, lookup, record_labels
@@ -320,7 +325,7 @@ class FloorScorer:
 
 
 def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None = None, split: str = "test",
-             limit: int = 0, questions_per_study: int = 4, threads: int = 0) -> dict:
+             limit: int = 0, questions_per_study: int = 4, threads: int = 0, looks: int = 0) -> dict:
     gx = GazeX(model_dir, threads=threads or None)
     size = gx.config.image_size
     cache_dir = Path(cache or Path(data) / "cache")
@@ -423,11 +428,57 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
     baselines["severity_majority"] = {"severity_wording_accuracy": _mean([g == majority_grade for g in draft.severity_truth])}
     metrics["floors"] = floor_table(metrics, baselines)
     metrics["floor_priors"] = {**priors.summary(), "blank_draft": blank.hyps[0]}
+    if looks and use_gaze:
+        metrics["gaze_conditioned_report"] = look_agreement(gx, recs[:looks])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "metrics.md").write_text(markdown(metrics))
     return metrics
+
+
+def reader_looks(rec: dict, reading: int = 0) -> list[tuple[int, list[TrajectoryPoint]]]:
+    """(sentence index, key frames) of one reading's findings sentences that have gaze, in report order."""
+    out = []
+    for j, g in enumerate(rec["readings"][reading]["sentences"] if rec["readings"] else []):
+        clues = (g or {}).get("clues") or []
+        if clues and rec["sentences"][j]["section"] == "findings":
+            out.append((j, [Clue(*c).to_point() for c in clues]))
+    return out
+
+
+def _look_key(points: list[TrajectoryPoint]) -> tuple:
+    """A look as the drafted sentence carries it: its MAX_CLUES longest dwells, quantised to the sequence bins."""
+    kept = select_clues([Clue(p.x, p.y, 0.1, 0.1, p.dwell_ms) for p in points])
+    return tuple((round(dequantise(quantise(c.cx)), 4), round(dequantise(quantise(c.cy)), 4)) for c in kept)
+
+
+def _word_f1(a: str, b: str) -> float:
+    wa, wb = set(_norm_words(a)), set(_norm_words(b))
+    both = len(wa & wb)
+    return 2 * both / (len(wa) + len(wb)) if both else 0.0
+
+
+def _norm_words(text: str) -> list[str]:
+    return "".join(ch if ch.isalnum() else " " for ch in text.lower()).split()
+
+
+def look_agreement(gx: GazeX, recs: list[dict]) -> dict:
+    """Task (e), the gaze-conditioned report: each study drafted from its first reader's looks, in reading order and
+    reversed. A look agrees when the sentence written for it is closer in wording (word F1) to the sentence the look
+    came from than to any other sentence of the report. Reversed looks are the control: a decoder that writes by
+    position rather than by the look agrees there only when the position happens to fit."""
+    agree: dict[str, list[bool]] = {"in_order": [], "reversed": []}
+    for rec in tqdm([r for r in recs if reader_looks(r)], desc="looks", unit="study"):
+        looks = reader_looks(rec)
+        for name, given in (("in_order", looks), ("reversed", looks[::-1])):
+            bundle = gx.analyze(Path(rec["image_path"]), looks=[pts for _, pts in given], draft_out_of_scope=True)
+            by_key = {tuple((round(p.x, 4), round(p.y, 4)) for p in s.trajectory): s for s in bundle.sentences}
+            for j, pts in given:
+                s = by_key.get(_look_key(pts))
+                scores = [_word_f1(s.text, g["text"]) for g in rec["sentences"]] if s else []
+                agree[name].append(bool(scores) and int(np.argmax(scores)) == j)
+    return {"n_looks": len(agree["in_order"]), **{k: _mean(v) for k, v in agree.items()}}
 
 
 def _answer(gx: GazeX, img, question: str) -> str:
@@ -498,6 +549,11 @@ def markdown(m: dict) -> str:
     issues = m.get("consistency", {})
     lines += ["", f"Text consistency over the {m['n_studies']} drafts (counts, target 0): "
               + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in issues.items()) + "."]
+    looked = m.get("gaze_conditioned_report")
+    if looked:
+        lines += ["", f"Gaze-conditioned report (task e; {looked['n_looks']} looks of the first reader): the sentence "
+                  f"written for a look is the nearest in wording to the look's own sentence for {_fmt(looked['in_order'])} "
+                  f"of looks given in reading order, {_fmt(looked['reversed'])} given reversed (the control)."]
     below = below_floor(m["floors"])
     lines += ["", f"Not above the floor ({len(below)} of {len(m['floors'])} metrics): "
               + (", ".join(below) if below else "none") + "."]
@@ -506,6 +562,6 @@ def markdown(m: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     m = evaluate(args.model, args.data, args.out, args.cache, args.split, args.limit, args.questions_per_study,
-                 args.threads)
+                 args.threads, args.looks)
     print(markdown(m))
     return 0

@@ -1,4 +1,5 @@
-"""``gazex train``, ``gazex train-heads``, ``gazex train-second-look``, ``gazex train-gaze-head`` and ``gazex evaluate`` (the model's training and evaluation commands)."""
+"""``gazex train``, ``gazex train-heads``, ``gazex train-second-look``, ``gazex train-gaze-head``, ``gazex train-gaze-report``
+and ``gazex evaluate`` (the model's training and evaluation commands)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,18 @@ def _train_gaze_head(args: argparse.Namespace) -> int:
     spec = train_gaze_head(args.model or DEFAULT_MODEL_DIR, args.data, args.out, args.cache, args.points, args.epochs,
                            args.lr, args.weight_decay, args.batch_size, args.seed, args.threads, args.limit)
     print(json.dumps(spec, indent=2))
+    return 0
+
+
+def _train_gaze_report(args: argparse.Namespace) -> int:
+    import json
+
+    from gazex_core.checkpoint import DEFAULT_MODEL_DIR
+    from training.gaze_report import train_gaze_report
+
+    summary = train_gaze_report(args.model or DEFAULT_MODEL_DIR, args.data, args.out, args.cache, args.steps, args.lr,
+                                args.batch_size, seed=args.seed, threads=args.threads, limit=args.limit)
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -174,6 +187,20 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
     g.set_defaults(handler=_train_gaze_head)
 
+    r = subparsers.add_parser("train-gaze-report",
+                              help="fine-tune the decoder to write each sentence from its region and key frames (task e)")
+    r.add_argument("--model", default=None, help="full checkpoint directory (default: the shipped checkpoint)")
+    r.add_argument("--data", required=True, help="dataset directory with reader gaze (gazex synth --out DIR)")
+    r.add_argument("--out", default=None, help="model directory to write (default: --model, in place)")
+    r.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
+    r.add_argument("--steps", type=int, default=300)
+    r.add_argument("--lr", type=float, default=3e-4)
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    r.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+    r.set_defaults(handler=_train_gaze_report)
+
     e = subparsers.add_parser("evaluate", help="evaluate a GazeX model on a dataset's test split")
     e.add_argument("--model", default=None, help="model directory (default: the shipped checkpoint)")
     e.add_argument("--data", required=True, help="dataset directory (gazex synth --out DIR)")
@@ -183,4 +210,6 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--limit", type=int, default=0, help="evaluate only the first N studies of the split")
     e.add_argument("--threads", type=int, default=0)
     e.add_argument("--questions-per-study", type=int, default=4)
+    e.add_argument("--looks", type=int, default=0,
+                   help="also draft the first N studies from their first reader's looks, in order and reversed (task e)")
     e.set_defaults(handler=_evaluate)

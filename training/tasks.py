@@ -196,6 +196,15 @@ def blocks(record: dict, reader: int | None, use_gaze: bool, gaze_obs_boxes: boo
     return out
 
 
+def shuffled_findings(bl: list[SentenceBlock], rng: random.Random) -> list[SentenceBlock]:
+    """The findings sentences in random order (the impression stays last): a report the decoder can only write by
+    following each sentence's region and key frames, not its place in the ABCDEF order (the gaze-conditioned
+    report, task e)."""
+    findings = [b for b in bl if b.section == "findings"]
+    rng.shuffle(findings)
+    return findings + [b for b in bl if b.section != "findings"]
+
+
 def pick_reader(record: dict, rng: random.Random) -> int | None:
     return rng.randrange(len(record["readings"])) if record["readings"] else None
 
@@ -283,6 +292,9 @@ def make_example(record: dict, task: str, rng: random.Random, use_gaze: bool = T
     reader = pick_reader(record, rng) if use_gaze else None
     if task == "report":
         return prompt("report"), serialise_report(blocks(record, reader, use_gaze), with_clues=use_gaze)
+    if task == "report_shuffled":
+        return prompt("report"), serialise_report(shuffled_findings(blocks(record, reader, use_gaze), rng),
+                                                  with_clues=use_gaze)
     if task == "plain":
         return prompt("plain"), serialise_plain(blocks(record, None, False))
     if task == "ground":

@@ -27,7 +27,7 @@ from gazex_core.vocab import CHEXPERT_LABELS
 from training.cache import build_cache, load_cache
 from training.tasks import make_example, tokenizer_texts
 
-LONG_TASKS = ("report", "plain")
+LONG_TASKS = ("report", "report_shuffled", "plain")
 SHORT_TASKS = ("ground", "vqa", "order")
 DEFAULT_WEIGHTS = {"report": 0.9, "plain": 0.1, "ground": 0.35, "vqa": 0.45, "order": 0.2}
 

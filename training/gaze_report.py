@@ -25,7 +25,7 @@ from training.cache import build_cache, load_cache
 from training.train import Batcher, compute_loss, lr_at
 
 DECODER_PREFIXES = ("embed_tokens.", "embed_positions.", "layers.", "ln_f.")
-TASK_WEIGHTS = {"report": 0.2, "report_shuffled": 0.2, "plain": 0.05, "ground": 0.2, "vqa": 0.25, "order": 0.1}
+TASK_WEIGHTS = {"report": 0.3, "report_shuffled": 0.1, "plain": 0.05, "ground": 0.2, "vqa": 0.25, "order": 0.1}
 
 
 def train_gaze_report(model_dir: str | Path, data: str | Path, out: str | Path | None = None,

@@ -121,6 +121,20 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="store weights in fp16")
 
 
+def _add_beside_model_arguments(p: argparse.ArgumentParser,
+                                data_help: str = "dataset directory (gazex synth --out DIR)") -> None:
+    """The arguments of a command that trains one part beside an existing checkpoint and writes the result."""
+    p.add_argument("--model", default=None, help="full checkpoint directory (default: the shipped checkpoint)")
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--out", default=None, help="model directory to write (default: --model, in place)")
+    p.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+
 
 def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     from training.qwen_train import add_arguments as add_qwen_arguments
@@ -133,27 +147,19 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_train)
 
     h = subparsers.add_parser("train-heads", help="train the severity / side head on the frozen encoder (minutes on CPU)")
-    h.add_argument("--model", default=None, help="full checkpoint directory (default: the shipped checkpoint)")
-    h.add_argument("--data", required=True, help="dataset directory (gazex synth --out DIR)")
-    h.add_argument("--out", default=None, help="model directory to write (default: --model, in place)")
-    h.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
+    _add_beside_model_arguments(h)
     h.add_argument("--epochs", type=int, default=40)
     h.add_argument("--lr", type=float, default=2e-3)
     h.add_argument("--weight-decay", type=float, default=0.01)
     h.add_argument("--batch-size", type=int, default=64)
-    h.add_argument("--seed", type=int, default=0)
-    h.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    h.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+    _add_run_arguments(h)
     h.add_argument("--min-examples", type=int, default=None,
                    help="training examples each severity grade (or a side) needs before the head answers for a label (20)")
     h.set_defaults(handler=_train_heads)
 
     s = subparsers.add_parser("train-second-look",
                               help="train a second look at a larger copy of the image beside the frozen model (CPU, ~20 min)")
-    s.add_argument("--model", default=None, help="full checkpoint directory (default: the shipped checkpoint)")
-    s.add_argument("--data", required=True, help="dataset directory (gazex synth --out DIR)")
-    s.add_argument("--out", default=None, help="model directory to write (default: --model, in place)")
-    s.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
+    _add_beside_model_arguments(s)
     s.add_argument("--image-size", type=int, default=256, help="the second look's input size in pixels")
     s.add_argument("--channels", default="8,16,32,64", help="its conv stages' widths (each halves the size)")
     s.add_argument("--epochs", type=int, default=20)
@@ -161,10 +167,8 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--weight-decay", type=float, default=0.05)
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--shift", type=int, default=8, help="random shift of each training image, in pixels")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     s.add_argument("--workers", type=int, default=1, help="processes for the cache build")
-    s.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+    _add_run_arguments(s)
     s.add_argument("--reuse", default=None,
                    help="a model directory whose trained second look is kept as it is: only the per-label choices are made again")
     s.add_argument("--start", default=None,
@@ -173,32 +177,22 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
 
     g = subparsers.add_parser("train-gaze-head",
                               help="train where readers look per region, from the study's anatomy, beside the frozen model (CPU, ~2 min)")
-    g.add_argument("--model", default=None, help="full checkpoint directory (default: the shipped checkpoint)")
-    g.add_argument("--data", required=True, help="dataset directory with reader gaze (gazex synth --out DIR)")
-    g.add_argument("--out", default=None, help="model directory to write (default: --model, in place)")
-    g.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
+    _add_beside_model_arguments(g, data_help="dataset directory with reader gaze (gazex synth --out DIR)")
     g.add_argument("--points", type=int, default=3, help="points per region (a normal statement's key frames)")
     g.add_argument("--epochs", type=int, default=30)
     g.add_argument("--lr", type=float, default=3e-3)
     g.add_argument("--weight-decay", type=float, default=0.01)
     g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    g.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+    _add_run_arguments(g)
     g.set_defaults(handler=_train_gaze_head)
 
     r = subparsers.add_parser("train-gaze-report",
                               help="fine-tune the decoder to write each sentence from its region and key frames (task e)")
-    r.add_argument("--model", default=None, help="full checkpoint directory (default: the shipped checkpoint)")
-    r.add_argument("--data", required=True, help="dataset directory with reader gaze (gazex synth --out DIR)")
-    r.add_argument("--out", default=None, help="model directory to write (default: --model, in place)")
-    r.add_argument("--cache", default=None, help="preprocessed cache directory (default DATA/cache)")
+    _add_beside_model_arguments(r, data_help="dataset directory with reader gaze (gazex synth --out DIR)")
     r.add_argument("--steps", type=int, default=300)
     r.add_argument("--lr", type=float, default=3e-4)
     r.add_argument("--batch-size", type=int, default=16)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    r.add_argument("--limit", type=int, default=None, help="use only the first N studies (smoke runs)")
+    _add_run_arguments(r)
     r.set_defaults(handler=_train_gaze_report)
 
     e = subparsers.add_parser("evaluate", help="evaluate a GazeX model on a dataset's test split")

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import re
@@ -61,6 +62,25 @@ def test_building_the_command_line_loads_no_model_or_database_library():
     """`gazex --help` and argument errors answer without importing torch, transformers or SQLAlchemy."""
     parser = "import training.cli; training.cli.build_parser()"
     assert packages_loaded_by(parser, {"torch", "transformers", "sqlalchemy"}) == []
+
+
+def test_parsing_a_drafting_command_builds_only_the_model_api_commands():
+    """A cold `gazex analyze` parses its arguments without importing the training, database or interop commands."""
+    parse = "import training.cli; training.cli.build_parser('analyze').parse_args(['analyze', 'x.dcm'])"
+    assert packages_loaded_by(parse, {"annotations_db", "interop"}) == []
+    assert not [m for m in json.loads(subprocess.run(
+        [sys.executable, "-c", f"import json, sys; {parse}; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True, cwd=REPO).stdout) if m.startswith("training.") and m != "training.cli"]
+
+
+def test_every_command_is_still_reachable_through_the_partial_parser():
+    import training.cli
+
+    everything = training.cli.build_parser()
+    commands = next(a for a in everything._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name in commands:
+        partial = training.cli.build_parser(name)
+        assert name in next(a for a in partial._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
 # ------------------------------------------------------------------ the import graph

@@ -70,9 +70,26 @@ def check_processor(model, processor) -> None:
         raise ModelMismatch(f"processor vocabulary ({len(tok)} tokens) is larger than the model's ({vocab})")
 
 
+def check_torchvision() -> None:
+    """transformers' Qwen2-VL processors import torchvision. The CPU-only workstation install
+    (constraints/workstation-cpu.txt) has a torch that no torchvision on this machine kind was built for: importing
+    it raises RuntimeError, not ImportError, deep inside transformers. Say so in one line instead."""
+    import torch
+
+    try:
+        import torchvision  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - a torchvision built for another torch fails with RuntimeError
+        raise ModelMismatch(f"the Qwen2-VL backbone needs torchvision built for torch {torch.__version__} "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}); "
+                            "this looks like the CPU-only workstation install, which serves gazex-tiny only: "
+                            "install without constraints/workstation-cpu.txt") from exc
+
+
 def load_qwen2vl(path: str | Path, *, device: str = "cpu", dtype=None, allow_download: bool = False):
     """(model in eval mode, processor, base dir, adapter dir) from a local base or adapter directory."""
     import torch
+
+    check_torchvision()
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
     from transformers.utils import logging as hf_logging
 

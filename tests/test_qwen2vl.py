@@ -190,6 +190,26 @@ def test_mismatched_weights_and_processor_are_one_line(tmp_path):
         Qwen2VLGazeX(adapter)
 
 
+def test_a_torchvision_built_for_another_torch_is_one_line(tmp_path, image_path):
+    """The CPU-only workstation install (constraints/workstation-cpu.txt) pairs torch 2.13.0+cpu with a torchvision
+    whose compiled operators do not load; importing it raises RuntimeError. Here a torchvision package that fails
+    the same way is put first on the path of a fresh `gazex analyze`."""
+    import os
+    import subprocess
+    import sys
+
+    broken = tmp_path / "site" / "torchvision"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken.parent), str(Path(__file__).resolve().parents[1])])}
+    out = subprocess.run([sys.executable, "-m", "training.cli", "analyze", str(image_path), "--model", str(tiny_base()),
+                          "--json"], capture_output=True, text=True, env=env, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1, out.stderr[-800:]
+    assert lines[0].startswith("gazex analyze: ") and "needs torchvision built for torch" in lines[0]
+    assert "operator torchvision::nms does not exist" in lines[0] and "workstation-cpu" in lines[0]
+
+
 def test_finetune_runs_one_round_on_reviewers_corrections(tmp_path, image_path):
     from annotations_db.service import ReviewService
     from gazex_core.evidence import Box, EvidenceBundle, EvidenceSentence

@@ -72,8 +72,9 @@ def check_processor(model, processor) -> None:
 
 def check_torchvision() -> None:
     """transformers' Qwen2-VL processors import torchvision. The CPU-only workstation install
-    (constraints/workstation-cpu.txt) has a torch that no torchvision on this machine kind was built for: importing
-    it raises RuntimeError, not ImportError, deep inside transformers. Say so in one line instead."""
+    (scripts/install_workstation.sh) has none, because no torchvision on this machine kind is built for its torch;
+    one that is installed but built for another torch raises RuntimeError, not ImportError. Either way transformers
+    fails deep inside with a message that names neither; say it in one line instead."""
     import torch
 
     try:
@@ -82,7 +83,7 @@ def check_torchvision() -> None:
         raise ModelMismatch(f"the Qwen2-VL backbone needs torchvision built for torch {torch.__version__} "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}); "
                             "this looks like the CPU-only workstation install, which serves gazex-tiny only: "
-                            "install without constraints/workstation-cpu.txt") from exc
+                            "install with pip install -e . instead") from exc
 
 
 def load_qwen2vl(path: str | Path, *, device: str = "cpu", dtype=None, allow_download: bool = False):

@@ -191,9 +191,10 @@ def test_mismatched_weights_and_processor_are_one_line(tmp_path):
 
 
 def test_a_torchvision_built_for_another_torch_is_one_line(tmp_path, image_path):
-    """The CPU-only workstation install (constraints/workstation-cpu.txt) pairs torch 2.13.0+cpu with a torchvision
-    whose compiled operators do not load; importing it raises RuntimeError. Here a torchvision package that fails
-    the same way is put first on the path of a fresh `gazex analyze`."""
+    """torch 2.13.0+cpu beside PyPI's torchvision 0.28.0 (what pip gives before scripts/install_workstation.sh
+    removes torchvision): its compiled operators do not load and importing it raises RuntimeError. Here a
+    torchvision package that fails the same way is put first on the path of a fresh `gazex analyze`.
+    (tests/test_workstation_install.py covers the real install, where torchvision is absent.)"""
     import os
     import subprocess
     import sys
@@ -207,7 +208,7 @@ def test_a_torchvision_built_for_another_torch_is_one_line(tmp_path, image_path)
     lines = out.stderr.strip().splitlines()
     assert out.returncode != 0 and len(lines) == 1, out.stderr[-800:]
     assert lines[0].startswith("gazex analyze: ") and "needs torchvision built for torch" in lines[0]
-    assert "operator torchvision::nms does not exist" in lines[0] and "workstation-cpu" in lines[0]
+    assert "operator torchvision::nms does not exist" in lines[0] and "workstation install" in lines[0]
 
 
 def test_finetune_runs_one_round_on_reviewers_corrections(tmp_path, image_path):

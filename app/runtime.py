@@ -21,7 +21,6 @@ from .model_switch import ModelSwitcher, load_gazex, load_version
 log = logging.getLogger(__name__)
 
 
-M_ARENA_MAX = -8  # glibc mallopt parameter
 SERVER_MALLOC_ARENAS = 2
 
 
@@ -30,13 +29,9 @@ def limit_malloc_arenas(arenas: int = SERVER_MALLOC_ARENAS) -> None:
     its own (up to 8 per core), and the Gradio/uvicorn worker threads, the inference worker and the image warm-up
     each keep freed memory in theirs: resident memory then creeps up with the studies reviewed. Must run before
     the process starts its threads (glibc fixes the limit when the first extra arena is made). A no-op off glibc."""
-    import ctypes
+    from gazex_core.malloc import M_ARENA_MAX, set_malloc_options
 
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(M_ARENA_MAX, arenas)
+    set_malloc_options({M_ARENA_MAX: arenas})
 
 
 def default_model_path() -> Path:

@@ -47,24 +47,15 @@ def _worker_setup() -> None:
     keep_freed_memory()
 
 
-# glibc mallopt parameters
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-
-
 def keep_freed_memory() -> None:
     """Let glibc keep the frames a study frees for the next one. By default every array over
     128 KiB is its own mmap, returned to the kernel when freed, so each of a study's ~40
     full-frame temporaries is zeroed page by page again (~5,000 page faults, 10-20 % of a
     study's CPU time at 1024 px). A no-op where the C library is not glibc."""
-    import ctypes
+    from gazex_core.malloc import M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD, set_malloc_options
 
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest; bigger blocks still get their own mmap
-    mallopt(_M_TRIM_THRESHOLD, 512 << 20)
-    mallopt(_M_TOP_PAD, 64 << 20)
+    set_malloc_options({M_MMAP_THRESHOLD: 32 << 20,  # glibc's largest; bigger blocks still get their own mmap
+                        M_TRIM_THRESHOLD: 512 << 20, M_TOP_PAD: 64 << 20})
 
 
 def check_output_dir(out: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from gazex_core.evidence import Box, EvidenceBundle, EvidenceSentence, TrajectoryPoint
 from gazex_core.vocab import CHEXPERT_LABELS
 from model_support import dataset, shipped_model
-from training.evaluate import DraftScorer, FloorScorer, evaluate, markdown
+from training.evaluate import DraftScorer, FloorScorer, evaluate, markdown, paired_by_study
 from training.floors import below_floor, blank_image, fit_priors, floor_entry, floor_table, metric_paths
 
 LABELS = [k for k in CHEXPERT_LABELS if k != "No Finding"]
@@ -133,7 +133,20 @@ def test_reused_draft_trajectory_coverage_and_clue_distance_by_hand():
     scorer.add(study_b, draft)
     assert scorer.coverage == [0.5, 1.0]  # A inspected airway + breathing (draft: airway only); B cardiac
     assert scorer.clue_dist == pytest.approx([0.1, 0.5])  # airway 0.1 from A's clue; cardiac 0.5 from B's
+    assert scorer.clue_dist_by_study == pytest.approx([0.1, 0.5])
     assert scorer.hyps[0] == scorer.hyps[1] == "sentence 0 airway. sentence 1 breathing. sentence 2 cardiac."
+
+
+def test_clue_distance_paired_by_study_against_the_floor():
+    model = [0.05, 0.06, None, 0.10, 0.02, 0.07, 0.08, 0.09]
+    floor = [0.10, 0.09, 0.30, 0.10, 0.08, 0.05, 0.12, 0.15]  # study 3 has no model value; study 4 ties
+    paired = paired_by_study(model, floor)
+    assert paired["n_studies"] == 7 and paired["model_closer"] == 5 and paired["floor_closer"] == 1
+    assert paired["median_difference"] == pytest.approx(-0.04)
+    assert 0.02 < paired["wilcoxon_p"] < 0.2  # 6 non-zero pairs, one against: suggestive, not conclusive
+    clear = paired_by_study([0.05] * 30, [0.08 + 0.001 * i for i in range(30)])
+    assert clear["model_closer"] == 30 and clear["wilcoxon_p"] < 1e-6
+    assert paired_by_study([None], [0.1]) == {"n_studies": 0}
 
 
 def test_floor_entry_margin_and_direction():
@@ -175,6 +188,7 @@ def test_every_metric_of_an_evaluation_has_its_floor(tmp_path):
         entry = saved["floors"][path]
         assert entry["floor"] is not None or entry["model"] is None, path
     assert saved["floor_priors"]["n_train_studies"] > 0
+    assert saved["trajectory_clue_distance_paired"]["n_studies"] <= 2
     report = markdown(m)
     for name in ("floor", "margin", "always no", "kind majority"):
         assert name in report

@@ -119,6 +119,7 @@ class DraftScorer:
         self.taus: list[float] = []
         self.ned: list[float] = []
         self.clue_dist: list[float] = []
+        self.clue_dist_by_study: list[float | None] = []  # each study's mean, None where nothing was matched
         self.hyps: list[str] = []
         self.severity_words: list[bool] = []  # per graded ground-truth finding the draft words a severity for
         self.severity_truth: list[str] = []  # its grade
@@ -129,7 +130,9 @@ class DraftScorer:
         count_labels(self.counts, record_labels(rec), pred)
         self.ious += box_ious(rec, bundle, pred)
         self._trajectories(rec, bundle)
-        self.clue_dist += clue_distances(rec, bundle)
+        distances = clue_distances(rec, bundle)
+        self.clue_dist += distances
+        self.clue_dist_by_study.append(_mean(distances))
         self._severity_wording(rec, bundle, pred)
         self.hyps.append(" ".join(s.text for s in bundle.sentences))
         self.consistency.update(consistency_issues(bundle.sentences))
@@ -427,6 +430,7 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
     majority_grade = priors.kind_majority.get("severity")
     baselines["severity_majority"] = {"severity_wording_accuracy": _mean([g == majority_grade for g in draft.severity_truth])}
     metrics["floors"] = floor_table(metrics, baselines)
+    metrics["trajectory_clue_distance_paired"] = paired_by_study(draft.clue_dist_by_study, blank.clue_dist_by_study)
     metrics["floor_priors"] = {**priors.summary(), "blank_draft": blank.hyps[0]}
     if looks and use_gaze:
         metrics["gaze_conditioned_report"] = look_agreement(gx, recs[:looks])
@@ -435,6 +439,26 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "metrics.md").write_text(markdown(metrics))
     return metrics
+
+
+def paired_by_study(model: list[float | None], floor: list[float | None]) -> dict:
+    """The model against the reused blank draft on the same studies (for a distance, lower is better): in how
+    many studies each is closer, the median per-study difference, and the Wilcoxon signed-rank test's two-sided p.
+    Studies where either has no value are left out."""
+    from scipy.stats import wilcoxon
+
+    pairs = [(m, f) for m, f in zip(model, floor) if m is not None and f is not None]
+    diffs = [m - f for m, f in pairs]
+    if not diffs:
+        return {"n_studies": 0}
+    nonzero = [d for d in diffs if d != 0]
+    return {
+        "n_studies": len(diffs),
+        "model_closer": sum(d < 0 for d in diffs),
+        "floor_closer": sum(d > 0 for d in diffs),
+        "median_difference": float(np.median(diffs)),
+        "wilcoxon_p": float(wilcoxon(nonzero).pvalue) if len(nonzero) >= 2 else None,
+    }
 
 
 def reader_looks(rec: dict, reading: int = 0) -> list[tuple[int, list[TrajectoryPoint]]]:
@@ -517,6 +541,10 @@ ROWS = [
 ]
 
 
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
 def _floor_cells(m: dict, path: str) -> str:
     e = m["floors"][path]
     mark = "" if e["beats_floor"] is not False else " **not above floor**"
@@ -546,6 +574,12 @@ def markdown(m: dict) -> str:
         lines.append(f"| {k} | {v['n']} | {v['accuracy']:.3f} | " + " | ".join(
             _fmt(b.get(n)) for n in ("always_no", "kind_majority", "question_majority", "blank_image"))
             + f" | {_fmt(e['floor'])} | {_signed(e['margin'])} |")
+    paired = m.get("trajectory_clue_distance_paired") or {}
+    if paired.get("n_studies"):
+        lines += ["", f"Clue distance paired by study against the reused blank draft ({paired['n_studies']} studies with "
+                  f"both): the model's trajectories are closer to the readers' in {paired['model_closer']}, the blank "
+                  f"draft's in {paired['floor_closer']}; median difference {_signed(paired['median_difference'])}, "
+                  f"Wilcoxon signed-rank p = {_p(paired['wilcoxon_p'])}."]
     issues = m.get("consistency", {})
     lines += ["", f"Text consistency over the {m['n_studies']} drafts (counts, target 0): "
               + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in issues.items()) + "."]

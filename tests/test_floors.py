@@ -133,19 +133,23 @@ def test_reused_draft_trajectory_coverage_and_clue_distance_by_hand():
     scorer.add(study_b, draft)
     assert scorer.coverage == [0.5, 1.0]  # A inspected airway + breathing (draft: airway only); B cardiac
     assert scorer.clue_dist == pytest.approx([0.1, 0.5])  # airway 0.1 from A's clue; cardiac 0.5 from B's
-    assert scorer.clue_dist_by_study == pytest.approx([0.1, 0.5])
+    assert scorer.by_study == {"trajectory_region_coverage": [0.5, 1.0],
+                               "trajectory_clue_distance_mean": pytest.approx([0.1, 0.5])}
     assert scorer.hyps[0] == scorer.hyps[1] == "sentence 0 airway. sentence 1 breathing. sentence 2 cardiac."
 
 
-def test_clue_distance_paired_by_study_against_the_floor():
+def test_a_metric_paired_by_study_against_its_floor():
     model = [0.05, 0.06, None, 0.10, 0.02, 0.07, 0.08, 0.09]
     floor = [0.10, 0.09, 0.30, 0.10, 0.08, 0.05, 0.12, 0.15]  # study 3 has no model value; study 4 ties
-    paired = paired_by_study(model, floor)
-    assert paired["n_studies"] == 7 and paired["model_closer"] == 5 and paired["floor_closer"] == 1
-    assert paired["median_difference"] == pytest.approx(-0.04)
-    assert 0.02 < paired["wilcoxon_p"] < 0.2  # 6 non-zero pairs, one against: suggestive, not conclusive
-    clear = paired_by_study([0.05] * 30, [0.08 + 0.001 * i for i in range(30)])
-    assert clear["model_closer"] == 30 and clear["wilcoxon_p"] < 1e-6
+    distance = paired_by_study(model, floor, lower_is_better=True)
+    assert distance["n_studies"] == 7 and distance["model_better"] == 5 and distance["floor_better"] == 1
+    assert distance["median_difference"] == pytest.approx(-0.04)
+    assert 0.02 < distance["wilcoxon_p"] < 0.2  # 6 non-zero pairs, one against: suggestive, not conclusive
+    coverage = paired_by_study(model, floor)  # the same numbers read as higher-is-better
+    assert coverage["model_better"] == 1 and coverage["floor_better"] == 5
+    assert coverage["wilcoxon_p"] == distance["wilcoxon_p"]
+    clear = paired_by_study([0.05] * 30, [0.08 + 0.001 * i for i in range(30)], lower_is_better=True)
+    assert clear["model_better"] == 30 and clear["wilcoxon_p"] < 1e-6
     assert paired_by_study([None], [0.1]) == {"n_studies": 0}
 
 
@@ -188,7 +192,8 @@ def test_every_metric_of_an_evaluation_has_its_floor(tmp_path):
         entry = saved["floors"][path]
         assert entry["floor"] is not None or entry["model"] is None, path
     assert saved["floor_priors"]["n_train_studies"] > 0
-    assert saved["trajectory_clue_distance_paired"]["n_studies"] <= 2
+    assert set(saved["paired_with_blank_draft"]) == {"trajectory_region_coverage", "trajectory_clue_distance_mean"}
+    assert all(v["n_studies"] <= 2 for v in saved["paired_with_blank_draft"].values())
     report = markdown(m)
     for name in ("floor", "margin", "always no", "kind majority"):
         assert name in report

@@ -61,7 +61,7 @@ from gazex_core.evidence import TrajectoryPoint
 from gazex_core.sequence import Clue, dequantise, order_prompt, parse_order, quantise, select_clues
 from gazex_core.vocab import CHEXPERT_LABELS, REGIONS
 from training.cache import build_cache, load_cache
-from training.floors import Priors, below_floor, blank_image, fit_priors, floor_table, lookup, record_labels
+from training.floors import LOWER_IS_BETTER, Priors, below_floor, blank_image, fit_priors, floor_table, lookup, record_labels
 from training.report_metrics import clinical_efficacy, nlg_metrics
 from training.tasks import closed_questions
 
@@ -119,7 +119,9 @@ class DraftScorer:
         self.taus: list[float] = []
         self.ned: list[float] = []
         self.clue_dist: list[float] = []
-        self.clue_dist_by_study: list[float | None] = []  # each study's mean, None where nothing was matched
+        # each study's mean, None where the study has nothing to score (for the paired comparison with a floor)
+        self.by_study: dict[str, list[float | None]] = {"trajectory_region_coverage": [],
+                                                         "trajectory_clue_distance_mean": []}
         self.hyps: list[str] = []
         self.severity_words: list[bool] = []  # per graded ground-truth finding the draft words a severity for
         self.severity_truth: list[str] = []  # its grade
@@ -132,7 +134,7 @@ class DraftScorer:
         self._trajectories(rec, bundle)
         distances = clue_distances(rec, bundle)
         self.clue_dist += distances
-        self.clue_dist_by_study.append(_mean(distances))
+        self.by_study["trajectory_clue_distance_mean"].append(_mean(distances))
         self._severity_wording(rec, bundle, pred)
         self.hyps.append(" ".join(s.text for s in bundle.sentences))
         self.consistency.update(consistency_issues(bundle.sentences))
@@ -152,6 +154,7 @@ class DraftScorer:
     def _trajectories(self, rec: dict, bundle) -> None:
         pred_regions = [s.region for s in bundle.sentences if s.section == "findings" and s.trajectory]
         pred_seq = _dedupe([s.region for s in bundle.sentences if s.section == "findings"])
+        readings_before = len(self.coverage)
         for reading in rec["readings"]:
             reader_regions = [rec["sentences"][j]["region"] for j, g in enumerate(reading["sentences"])
                               if g and g["clues"] and rec["sentences"][j]["section"] == "findings"
@@ -164,6 +167,7 @@ class DraftScorer:
                 if t is not None:
                     self.taus.append(t)
                 self.ned.append(1 - edit_distance(pred_seq, rseq) / max(len(pred_seq), len(rseq), 1))
+        self.by_study["trajectory_region_coverage"].append(_mean(self.coverage[readings_before:]))
 
     def metrics(self, refs: list[str], support: Counter) -> dict:
         per_label = label_metrics(self.counts, support)
@@ -430,7 +434,9 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
     majority_grade = priors.kind_majority.get("severity")
     baselines["severity_majority"] = {"severity_wording_accuracy": _mean([g == majority_grade for g in draft.severity_truth])}
     metrics["floors"] = floor_table(metrics, baselines)
-    metrics["trajectory_clue_distance_paired"] = paired_by_study(draft.clue_dist_by_study, blank.clue_dist_by_study)
+    metrics["paired_with_blank_draft"] = {
+        path: paired_by_study(draft.by_study[path], blank.by_study[path], lower_is_better=path in LOWER_IS_BETTER)
+        for path in draft.by_study}
     metrics["floor_priors"] = {**priors.summary(), "blank_draft": blank.hyps[0]}
     if looks and use_gaze:
         metrics["gaze_conditioned_report"] = look_agreement(gx, recs[:looks])
@@ -441,10 +447,10 @@ def evaluate(model_dir: str | None, data: str, out_dir: str, cache: str | None =
     return metrics
 
 
-def paired_by_study(model: list[float | None], floor: list[float | None]) -> dict:
-    """The model against the reused blank draft on the same studies (for a distance, lower is better): in how
-    many studies each is closer, the median per-study difference, and the Wilcoxon signed-rank test's two-sided p.
-    Studies where either has no value are left out."""
+def paired_by_study(model: list[float | None], floor: list[float | None], lower_is_better: bool = False) -> dict:
+    """The model against a floor on the same studies (each study's value): in how many studies each is better,
+    the median per-study difference (model - floor), and the Wilcoxon signed-rank test's two-sided p. Studies
+    where either has no value are left out."""
     from scipy.stats import wilcoxon
 
     pairs = [(m, f) for m, f in zip(model, floor) if m is not None and f is not None]
@@ -454,8 +460,8 @@ def paired_by_study(model: list[float | None], floor: list[float | None]) -> dic
     nonzero = [d for d in diffs if d != 0]
     return {
         "n_studies": len(diffs),
-        "model_closer": sum(d < 0 for d in diffs),
-        "floor_closer": sum(d > 0 for d in diffs),
+        "model_better": sum((d < 0) if lower_is_better else (d > 0) for d in diffs),
+        "floor_better": sum((d > 0) if lower_is_better else (d < 0) for d in diffs),
         "median_difference": float(np.median(diffs)),
         "wilcoxon_p": float(wilcoxon(nonzero).pvalue) if len(nonzero) >= 2 else None,
     }
@@ -574,12 +580,13 @@ def markdown(m: dict) -> str:
         lines.append(f"| {k} | {v['n']} | {v['accuracy']:.3f} | " + " | ".join(
             _fmt(b.get(n)) for n in ("always_no", "kind_majority", "question_majority", "blank_image"))
             + f" | {_fmt(e['floor'])} | {_signed(e['margin'])} |")
-    paired = m.get("trajectory_clue_distance_paired") or {}
-    if paired.get("n_studies"):
-        lines += ["", f"Clue distance paired by study against the reused blank draft ({paired['n_studies']} studies with "
-                  f"both): the model's trajectories are closer to the readers' in {paired['model_closer']}, the blank "
-                  f"draft's in {paired['floor_closer']}; median difference {_signed(paired['median_difference'])}, "
-                  f"Wilcoxon signed-rank p = {_p(paired['wilcoxon_p'])}."]
+    paired = {path: v for path, v in (m.get("paired_with_blank_draft") or {}).items() if v.get("n_studies")}
+    if paired:
+        lines += ["", "Paired by study against the reused blank draft (the floor of the trajectory metrics):", "",
+                  "| metric | studies | model better | floor better | median difference | Wilcoxon p |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {path} | {v['n_studies']} | {v['model_better']} | {v['floor_better']} | "
+                  f"{_signed(v['median_difference'])} | {_p(v['wilcoxon_p'])} |" for path, v in paired.items()]
     issues = m.get("consistency", {})
     lines += ["", f"Text consistency over the {m['n_studies']} drafts (counts, target 0): "
               + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in issues.items()) + "."]

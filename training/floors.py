@@ -40,7 +40,7 @@ LOWER_IS_BETTER = frozenset({"trajectory_clue_distance_mean"})
 # keys of metrics.json that describe the run or count items, not a quality to compare with a floor
 NOT_METRICS = frozenset({"model", "model_version", "model_identity", "use_gaze", "data", "split", "n_studies",
                          "box_n", "ground_n", "vqa_closed_n", "severity_wording_n", "n", "support", "analyze_ms_p50", "analyze_ms_p95",
-                         "floors", "floor_priors", "consistency", "trajectory_clue_distance_paired"})
+                         "floors", "floor_priors", "consistency", "paired_with_blank_draft"})
 TRAIN_QUESTION_SEED = 30_000  # questions drawn for the VQA priors (the evaluation uses 10_000 + study index)
 
 

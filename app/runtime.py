@@ -24,14 +24,15 @@ log = logging.getLogger(__name__)
 SERVER_MALLOC_ARENAS = 2
 
 
-def limit_malloc_arenas(arenas: int = SERVER_MALLOC_ARENAS) -> None:
+def limit_malloc_arenas(arenas: int = SERVER_MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas for the server process. Each thread that allocates can otherwise get an arena of
     its own (up to 8 per core), and the Gradio/uvicorn worker threads, the inference worker and the image warm-up
     each keep freed memory in theirs: resident memory then creeps up with the studies reviewed. Must run before
-    the process starts its threads (glibc fixes the limit when the first extra arena is made). A no-op off glibc."""
+    the process starts its threads (glibc fixes the limit when the first extra arena is made). A no-op off glibc
+    (False)."""
     from gazex_core.malloc import M_ARENA_MAX, set_malloc_options
 
-    set_malloc_options({M_ARENA_MAX: arenas})
+    return set_malloc_options({M_ARENA_MAX: arenas})
 
 
 def default_model_path() -> Path:

@@ -15,9 +15,11 @@ M_ARENA_MAX = -8
 
 
 def set_malloc_options(options: dict[int, int]) -> bool:
-    """Set each mallopt ``{parameter: value}``; False (nothing set) where the C library has no mallopt."""
+    """Set every mallopt ``{parameter: value}``; True when glibc accepted them all, False where one was refused or
+    the C library has no mallopt (then nothing is set)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    return all(mallopt(parameter, value) == 1 for parameter, value in options.items())
+    accepted = [mallopt(parameter, value) == 1 for parameter, value in options.items()]  # each one tried
+    return all(accepted)

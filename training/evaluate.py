@@ -453,15 +453,15 @@ def paired_by_study(model: list[float | None], floor: list[float | None], lower_
     where either has no value are left out."""
     from scipy.stats import wilcoxon
 
-    pairs = [(m, f) for m, f in zip(model, floor) if m is not None and f is not None]
-    diffs = [m - f for m, f in pairs]
+    diffs = [m - f for m, f in zip(model, floor) if m is not None and f is not None]
     if not diffs:
         return {"n_studies": 0}
+    gains = [-d if lower_is_better else d for d in diffs]  # > 0 where the model is better
     nonzero = [d for d in diffs if d != 0]
     return {
         "n_studies": len(diffs),
-        "model_better": sum((d < 0) if lower_is_better else (d > 0) for d in diffs),
-        "floor_better": sum((d > 0) if lower_is_better else (d < 0) for d in diffs),
+        "model_better": sum(g > 0 for g in gains),
+        "floor_better": sum(g < 0 for g in gains),
         "median_difference": float(np.median(diffs)),
         "wilcoxon_p": float(wilcoxon(nonzero).pvalue) if len(nonzero) >= 2 else None,
     }

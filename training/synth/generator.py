@@ -47,14 +47,14 @@ def _worker_setup() -> None:
     keep_freed_memory()
 
 
-def keep_freed_memory() -> None:
+def keep_freed_memory() -> bool:
     """Let glibc keep the frames a study frees for the next one. By default every array over
     128 KiB is its own mmap, returned to the kernel when freed, so each of a study's ~40
     full-frame temporaries is zeroed page by page again (~5,000 page faults, 10-20 % of a
-    study's CPU time at 1024 px). A no-op where the C library is not glibc."""
+    study's CPU time at 1024 px). A no-op where the C library is not glibc (False)."""
     from gazex_core.malloc import M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD, set_malloc_options
 
-    set_malloc_options({M_MMAP_THRESHOLD: 32 << 20,  # glibc's largest; bigger blocks still get their own mmap
+    return set_malloc_options({M_MMAP_THRESHOLD: 32 << 20,  # glibc's largest; bigger blocks still get their own mmap
                         M_TRIM_THRESHOLD: 512 << 20, M_TOP_PAD: 64 << 20})
 
 
